@@ -1,0 +1,3 @@
+from voxmill.cli.main import run
+
+run()

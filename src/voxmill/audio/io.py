@@ -1,0 +1,487 @@
+"""Read and write audio files: soundfile (libsndfile) first, PyAV (FFmpeg) for everything else.
+
+Every failure to read becomes one :class:`AudioDecodeError` naming the file and the reason, and every
+write goes to a temporary name in the target folder and is renamed into place, so a crash never
+leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from voxmill.audio.resample import resample
+from voxmill.errors import AudioDecodeError, AudioEncodeError
+
+__all__ = ["Audio", "Block", "SourceInfo", "blocks", "load", "probe", "save"]
+
+# Suffixes libsndfile writes natively, mapped to (format, default subtype).
+_SF_WRITE = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".oga": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+    ".aiff": ("AIFF", "PCM_16"),
+    ".aif": ("AIFF", "PCM_16"),
+}
+# Suffixes written through PyAV: container format, codec, sample rates the codec accepts (None: any).
+_AV_WRITE: dict[str, tuple[str, str, tuple[int, ...] | None]] = {
+    ".m4a": ("ipod", "aac", None),
+    ".aac": ("adts", "aac", None),
+    ".mp4": ("mp4", "aac", None),
+    ".opus": ("opus", "libopus", (48000, 24000, 16000, 12000, 8000)),
+    ".webm": ("webm", "libopus", (48000, 24000, 16000, 12000, 8000)),
+    ".mka": ("matroska", "flac", None),
+}
+_AV_FORMAT_NAMES = {"mov": "MP4", "matroska": "MATROSKA", "ogg": "OGG", "aac": "AAC"}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the file says about itself, before any conversion."""
+
+    path: str
+    format: str
+    codec: str
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+@dataclass
+class Audio:
+    """float32 samples, shape ``(frames,)`` when mono or ``(frames, channels)``, plus their rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+    source: SourceInfo | None = field(default=None, compare=False)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.samples.ndim == 1 else int(self.samples.shape[1])
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    def to_mono(self) -> Audio:
+        if self.samples.ndim == 1:
+            return self
+        mono = self.samples.mean(axis=1, dtype=np.float32)
+        return Audio(np.ascontiguousarray(mono), self.sample_rate, self.source)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a long file: ``start`` is its first frame in the file (at the output rate)."""
+
+    index: int
+    start: int
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return self.samples.shape[0] / self.sample_rate
+
+
+def _check_file(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise AudioDecodeError(path, "file not found") from None
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise AudioDecodeError(path, "is a directory, not an audio file")
+    if size == 0:
+        raise AudioDecodeError(path, "empty file (0 bytes)")
+
+
+def _sf_reason(exc: Exception) -> str:
+    text = str(exc)
+    # soundfile prefixes messages with "Error opening '<path>': "; the path is already in our message.
+    if ": " in text and text.startswith("Error opening"):
+        text = text.split(": ", 1)[1]
+    if "does not exist" in text or "Format not recognised" in text:
+        # libsndfile/mpg123 say "does not exist" for a file that exists but holds no valid stream.
+        return "not a recognised audio format or corrupt data"
+    return text or type(exc).__name__
+
+
+def _looks_like_text(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+_WAV_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Streaming writers (pipes) leave these placeholder sizes in the header: not a truncation.
+_WAV_STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF - 8}
+
+
+def _truncation(path: Path, info: sf._SoundFileInfo) -> str | None:
+    """Why a file libsndfile opened is cut short, or None. libsndfile itself reads such files quietly."""
+    if info.format == "WAV":
+        match = _WAV_DATA.search(info.extra_info)
+        if match:
+            declared, present = int(match.group(1)), int(match.group(2))
+            if declared > present and declared not in _WAV_STREAMING_SIZES:
+                return f"truncated: header declares {declared} data bytes, file holds {present}"
+    elif info.format == "OGG" and not _ogg_has_end(path):
+        return "truncated: Ogg stream has no end-of-stream page"
+    return None
+
+
+def _ogg_has_end(path: Path) -> bool:
+    """True when the last Ogg page carries the end-of-stream flag (header byte 5, bit 0x04)."""
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 65536))  # an Ogg page is at most 65,307 bytes
+        tail = fh.read()
+    at = tail.rfind(b"OggS")
+    return at >= 0 and at + 5 < len(tail) and bool(tail[at + 5] & 0x04)
+
+
+def _sf_info(path: Path) -> SourceInfo:
+    info = sf.info(str(path))
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioDecodeError(path, "header has no valid sample rate or channel count")
+    truncated = _truncation(path, info)
+    if truncated:
+        raise AudioDecodeError(path, truncated)
+    return SourceInfo(str(path), info.format, info.subtype, info.samplerate, info.channels, info.frames)
+
+
+def _av_info(path: Path) -> SourceInfo:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(path, "no audio stream in file")
+            stream = container.streams.audio[0]
+            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            channels = int(stream.codec_context.channels or 0)
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000
+            else:
+                seconds = 0.0
+            # FFmpeg names demuxers by family ("mov,mp4,m4a,..."); show what users call the file.
+            fmt = _AV_FORMAT_NAMES.get(container.format.name.split(",")[0], container.format.name.split(",")[0].upper())
+            codec = stream.codec_context.name.upper()
+    except AudioDecodeError:
+        raise
+    except Exception as exc:  # PyAV raises a zoo of FFmpeg error types
+        raise AudioDecodeError(path, _av_reason(exc)) from None
+    if rate <= 0 or channels <= 0:
+        raise AudioDecodeError(path, "audio stream has no valid sample rate or channel count")
+    return SourceInfo(str(path), fmt, codec, rate, channels, round(seconds * rate))
+
+
+def _av_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"cannot decode: {text}"
+
+
+def probe(path: str | Path) -> SourceInfo:
+    """Read the header only: format, codec, rate, channels and frame count."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        return _sf_info(path)
+    except AudioDecodeError:
+        raise
+    except Exception as sf_exc:
+        try:
+            return _av_info(path)
+        except AudioDecodeError as av_exc:
+            raise AudioDecodeError(path, _decode_reason(path, sf_exc, av_exc)) from None
+
+
+def _av_decode(path: Path) -> tuple[np.ndarray, SourceInfo]:
+    """Decode the first audio stream into float32 ``(frames, channels)``."""
+    import av
+
+    info = _av_info(path)
+    parts: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            # Packed float32 keeps the channel layout interleaved, as soundfile returns it.
+            resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=stream.rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1, info.channels))
+            for out in resampler.resample(None):
+                parts.append(out.to_ndarray().reshape(-1, info.channels))
+    except Exception as exc:
+        raise AudioDecodeError(path, _av_reason(exc)) from None
+    data = np.concatenate(parts) if parts else np.zeros((0, info.channels), np.float32)
+    return data, info
+
+
+def _finish(
+    path: Path, data: np.ndarray, info: SourceInfo, sr: int | None, mono: bool
+) -> Audio:
+    if data.shape[0] == 0:
+        raise AudioDecodeError(path, "no audio frames")
+    if not np.isfinite(data).all():
+        raise AudioDecodeError(path, "contains non-finite samples (NaN or inf)")
+    audio = Audio(np.ascontiguousarray(data, dtype=np.float32), info.sample_rate, info)
+    if mono or audio.channels == 1:
+        # A 1-channel file is returned as (frames,) whatever ``mono`` says: one shape per channel count.
+        audio = Audio(data.reshape(data.shape[0], -1).mean(axis=1, dtype=np.float32), info.sample_rate, info)
+    if sr is not None and sr != audio.sample_rate:
+        audio = Audio(resample(audio.samples, audio.sample_rate, sr), sr, info)
+    return audio
+
+
+def _decode_reason(path: Path, sf_exc: Exception, av_exc: AudioDecodeError) -> str:
+    """One reason when neither decoder could read the file: the one that owns the suffix speaks."""
+    if _looks_like_text(path):
+        return "not audio: the file holds text"
+    if "no audio stream" in av_exc.reason:
+        return "not audio: no audio stream found"
+    if path.suffix.lower() in _SF_WRITE:
+        return _sf_reason(sf_exc)
+    return av_exc.reason
+
+
+def load(
+    path: str | Path,
+    sr: int | None = None,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> Audio:
+    """Decode ``path`` (any format soundfile or FFmpeg reads) into float32 samples.
+
+    ``sr`` resamples (soxr), ``mono`` averages the channels, ``offset``/``duration`` (seconds) read
+    a part. Raises :class:`AudioDecodeError` (file named, reason given) for missing, empty,
+    truncated, garbage or non-audio files and for NaN/inf content.
+    """
+    path = Path(path)
+    _check_file(path)
+    if offset < 0 or (duration is not None and duration < 0):
+        raise ValueError("offset and duration must be >= 0")
+    try:
+        info = _sf_info(path)
+    except AudioDecodeError:
+        raise
+    except Exception as sf_exc:
+        try:
+            data, info = _av_decode(path)
+        except AudioDecodeError as av_exc:
+            raise AudioDecodeError(path, _decode_reason(path, sf_exc, av_exc)) from None
+        start = int(round(offset * info.sample_rate))
+        stop = None if duration is None else start + int(round(duration * info.sample_rate))
+        return _finish(path, data[start:stop], info, sr, mono)
+
+    start = int(round(offset * info.sample_rate))
+    frames = -1 if duration is None else int(round(duration * info.sample_rate))
+    try:
+        data, _ = sf.read(str(path), frames=frames, start=start, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
+    expected = max(0, info.frames - start) if frames < 0 else min(frames, max(0, info.frames - start))
+    # libsndfile hands back what it could read from a cut-off file without an error; compare with
+    # the header's frame count so a truncated file is reported, not silently shortened.
+    # MP3 frame counts come from the Xing/LAME header and may be off by the encoder's padding.
+    slack = max(2 * 1152, expected // 100) if info.format == "MP3" else 0
+    if info.frames > 0 and data.shape[0] < expected - slack:
+        raise AudioDecodeError(
+            path, f"truncated: header promises {expected} frames, only {data.shape[0]} decoded"
+        )
+    return _finish(path, data, info, sr, mono)
+
+
+def blocks(
+    path: str | Path, seconds: float = 30.0, sr: int | None = None, mono: bool = True
+) -> Iterator[Block]:
+    """Yield ``path`` in consecutive blocks of ``seconds`` without holding the whole file.
+
+    Memory stays at about one block whatever the file length. With ``sr``, each block is resampled
+    by one streaming soxr resampler, so joins are seamless.
+    """
+    import soxr
+
+    path = Path(path)
+    if seconds <= 0:
+        raise ValueError("seconds must be > 0")
+    info = probe(path)
+    stream: soxr.ResampleStream | None = None
+    out_rate = sr or info.sample_rate
+    if sr is not None and sr != info.sample_rate:
+        channels = 1 if mono else info.channels
+        stream = soxr.ResampleStream(info.sample_rate, sr, channels, dtype="float32")
+    start = 0
+    index = 0
+    for raw, last in _raw_blocks(path, info, int(seconds * info.sample_rate)):
+        if not np.isfinite(raw).all():
+            raise AudioDecodeError(path, f"contains non-finite samples (NaN or inf) near {start / out_rate:.1f}s")
+        data = raw.mean(axis=1, dtype=np.float32) if mono else raw
+        if stream is not None:
+            data = stream.resample_chunk(data, last=last)
+        if data.shape[0] == 0:
+            continue
+        yield Block(index, start, np.ascontiguousarray(data, dtype=np.float32), out_rate)
+        start += data.shape[0]
+        index += 1
+    if index == 0:
+        raise AudioDecodeError(path, "no audio frames")
+
+
+def _raw_blocks(path: Path, info: SourceInfo, frames: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """(frames, channels) float32 blocks at the file's own rate; ``last`` marks the final one."""
+    pending: np.ndarray | None = None
+    for chunk in _decode_stream(path, info, frames):
+        if pending is not None:
+            yield pending, False
+        pending = chunk
+    if pending is not None:
+        yield pending, True
+
+
+def _decode_stream(path: Path, info: SourceInfo, frames: int) -> Iterator[np.ndarray]:
+    try:
+        handle = sf.SoundFile(str(path))
+    except Exception:
+        handle = None
+    if handle is not None:
+        with handle:
+            try:
+                for block in handle.blocks(blocksize=frames, dtype="float32", always_2d=True):
+                    yield block
+            except Exception as exc:
+                raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
+        return
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=stream.rate)
+            buffered: list[np.ndarray] = []
+            count = 0
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    buffered.append(out.to_ndarray().reshape(-1, info.channels))
+                    count += buffered[-1].shape[0]
+                while count >= frames:
+                    joined = np.concatenate(buffered)
+                    yield joined[:frames]
+                    buffered, count = [joined[frames:]], joined.shape[0] - frames
+            for out in resampler.resample(None):
+                buffered.append(out.to_ndarray().reshape(-1, info.channels))
+            if buffered:
+                tail = np.concatenate(buffered)
+                for begin in range(0, tail.shape[0], frames):
+                    yield tail[begin : begin + frames]
+    except AudioDecodeError:
+        raise
+    except Exception as exc:
+        raise AudioDecodeError(path, _av_reason(exc)) from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix) that is renamed onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save(path: str | Path, audio: Audio, subtype: str | None = None) -> Path:
+    """Write ``audio`` to ``path``, the format chosen by the suffix; atomic (temp file + rename).
+
+    wav/flac/ogg/mp3/aiff go through libsndfile (``subtype`` e.g. ``PCM_24``, ``FLOAT``);
+    m4a/aac/mp4/opus/webm/mka through PyAV.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if audio.frames == 0:
+        raise AudioEncodeError(path, "no samples to write")
+    if not np.isfinite(audio.samples).all():
+        raise AudioEncodeError(path, "samples contain NaN or inf")
+    if suffix in _SF_WRITE:
+        fmt, default_subtype = _SF_WRITE[suffix]
+        with atomic_path(path) as tmp:
+            try:
+                sf.write(str(tmp), audio.samples, audio.sample_rate, subtype=subtype or default_subtype, format=fmt)
+            except Exception as exc:
+                raise AudioEncodeError(path, f"cannot write {fmt}: {exc}") from None
+    elif suffix in _AV_WRITE:
+        with atomic_path(path) as tmp:
+            _av_encode(tmp, path, audio, *_AV_WRITE[suffix])
+    else:
+        known = ", ".join(sorted({*_SF_WRITE, *_AV_WRITE}))
+        raise AudioEncodeError(path, f"unknown output format {suffix or '(no suffix)'}; use one of {known}")
+    return path
+
+
+def _av_encode(
+    tmp: Path, path: Path, audio: Audio, container_format: str, codec: str, rates: tuple[int, ...] | None
+) -> None:
+    import av
+
+    samples = audio.samples.reshape(audio.frames, -1)
+    rate = audio.sample_rate
+    if rates is not None and rate not in rates:
+        # Opus only runs at a few fixed rates; pick the lowest one that keeps the full band.
+        target = min((r for r in rates if r >= rate), default=max(rates))
+        samples = resample(samples, rate, target).reshape(-1, samples.shape[1])
+        rate = target
+    layout = "mono" if samples.shape[1] == 1 else "stereo" if samples.shape[1] == 2 else None
+    if layout is None:
+        raise AudioEncodeError(path, f"{codec} output supports 1 or 2 channels, got {samples.shape[1]}")
+    try:
+        with av.open(str(tmp), "w", format=container_format) as container:
+            stream = container.add_stream(codec, rate=rate, layout=layout)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples.T.reshape(1, -1) if layout == "mono" else samples.reshape(1, -1)),
+                format="flt",
+                layout=layout,
+            )
+            frame.sample_rate = rate
+            resampler = av.AudioResampler(format=stream.format.name, layout=layout, rate=rate)
+            for converted in resampler.resample(frame):
+                for packet in stream.encode(converted):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+    except AudioEncodeError:
+        raise
+    except Exception as exc:
+        raise AudioEncodeError(path, f"cannot encode {codec}: {exc}") from None

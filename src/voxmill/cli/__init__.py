@@ -1,0 +1,1 @@
+"""The ``voxmill`` command line: thin commands that parse options, call one library function, render."""

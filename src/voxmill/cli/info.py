@@ -1,0 +1,75 @@
+"""``voxmill info FILE...``: format and levels per file; damaged files are reported and skipped."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from voxmill.audio.describe import FileReport, describe
+from voxmill.cli.common import console, err_console
+from voxmill.errors import AudioError
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return "-inf"
+    return f"{value:.{digits}f}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:06.3f}" if hours else f"{minutes}:{secs:06.3f}"
+
+
+def info(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Audio files (wav, flac, ogg, mp3, m4a, opus, webm, ...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, one per line.")] = False,
+    no_vad: Annotated[bool, typer.Option("--no-vad", help="Skip the speech % (Silero VAD) column.")] = False,
+) -> None:
+    """Show format, codec, sample rate, channels, duration, peak, loudness, clipping, silence and speech.
+
+    A damaged file prints one line 'FILE: reason' to stderr; the others are still reported.
+    Exit code 1 if any file failed.
+    """
+    reports: list[FileReport] = []
+    failed = 0
+    for path in files:
+        try:
+            report = describe(path, vad=not no_vad)
+        except AudioError as exc:
+            failed += 1
+            err_console.print(str(exc), markup=False, highlight=False)
+            if as_json:
+                print(json.dumps({"path": str(path), "error": getattr(exc, "reason", str(exc))}), flush=True)
+            continue
+        if as_json:
+            print(json.dumps(report.to_dict()), flush=True)
+        reports.append(report)
+    if reports and not as_json:
+        console.print(_table(reports))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _table(reports: list[FileReport]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for name, justify in [
+        ("file", "left"), ("format", "left"), ("codec", "left"), ("rate", "right"), ("ch", "right"),
+        ("duration", "right"), ("peak dBFS", "right"), ("LUFS", "right"), ("clip %", "right"),
+        ("silence %", "right"), ("speech %", "right"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in reports:
+        table.add_row(
+            r.path, r.format, r.codec, str(r.sample_rate), str(r.channels), _duration(r.duration),
+            _num(r.peak_dbfs), _num(r.lufs), _num(r.clipping_pct, 2), _num(r.silence_pct), _num(r.speech_pct),
+        )
+    return table

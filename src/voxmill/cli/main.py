@@ -1,0 +1,94 @@
+"""``voxmill`` entry point: global options, settings, and the one place errors become exit codes.
+
+Exit codes: 0 all good; 1 findings or failed items; 2 usage or configuration error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from voxmill import __version__
+from voxmill.cli import info
+from voxmill.cli.common import State, err_console
+from voxmill.config import load_settings
+from voxmill.errors import ConfigError, VoxmillError
+
+app = typer.Typer(
+    name="voxmill",
+    help="Parallel voice-processing workbench: inspect, prepare, check, convert and synthesize speech.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("info")(info.info)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"voxmill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Optional[Path],  # noqa: UP045 - typer reads the annotation at run time on Python 3.10
+        typer.Option("--config", help="Settings file (default: ./voxmill.yaml, then ~/.config/voxmill/voxmill.yaml)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Parallel voice-processing workbench: inspect, prepare, check, convert and synthesize speech.
+
+    Settings come from defaults < voxmill.yaml < VOXMILL_* environment variables < these flags.
+    """
+    overrides = {"quiet": True if quiet else None, "debug": True if debug else None}
+    ctx.obj = State(settings=load_settings(config, overrides=overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (also what the console script exits with)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        # Outside standalone mode click returns the code of typer.Exit instead of raising it.
+        code = app(args=argv, prog_name="voxmill", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        err_console.print("voxmill: interrupted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("voxmill: interrupted")
+        return 130
+    except ConfigError as exc:
+        if debug:
+            raise
+        err_console.print(f"voxmill: config error: {exc}", markup=False, highlight=False)
+        return 2
+    except VoxmillError as exc:
+        if debug:
+            raise
+        err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
+        return 1
+    except Exception as exc:
+        # click's usage errors (typer vendors click, so match by shape): message + usage, exit 2.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
+        raise
+    return int(code) if isinstance(code, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Settings: defaults < voxmill.yaml < VOXMILL_* environment variables < CLI flags.
+
+The YAML file is ``--config PATH`` when given, else ``./voxmill.yaml``, else
+``$XDG_CONFIG_HOME/voxmill/voxmill.yaml`` (``~/.config/voxmill/voxmill.yaml``). Every key and value is
+checked: a bad one raises :class:`~voxmill.errors.ConfigError` naming where it came from, the key and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voxmill.errors import ConfigError
+
+__all__ = ["Settings", "config_search_path", "load_settings", "parse_duration", "parse_size"]
+
+ENV_PREFIX = "VOXMILL_"
+BACKENDS = ("serial", "thread", "process", "ray")
+DEVICES = ("auto", "cpu", "cuda")
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "ms": 0.001}
+
+
+def parse_size(value: Any) -> int:
+    """Parse a byte size: an int, or a string like ``4GB``, ``512MiB``, ``1.5g``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like 4GB, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"expected a size like 4GB or 512MiB, got {value!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def parse_duration(value: Any) -> float:
+    """Parse seconds: a number, or a string like ``30s``, ``5m``, ``1h``, ``250ms``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 5m, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if not match or match.group(2).lower() not in _DURATION_UNITS:
+            raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _parse_workers(value: Any) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a positive integer or 'auto', got {value!r}") from None
+    if count < 1:
+        raise ValueError(f"expected a positive integer or 'auto', got {value!r}")
+    return count
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrapped(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "none")):
+            return None
+        return parse(value)
+
+    return wrapped
+
+
+def _parse_path(value: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ValueError(f"expected a path, got {value!r}")
+    return Path(os.path.expandvars(str(value))).expanduser()
+
+
+def _parse_profiles(value: Any) -> dict[str, list[str]]:
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping of profile name -> list of model names")
+    profiles: dict[str, list[str]] = {}
+    for name, models in value.items():
+        if isinstance(models, str) or not isinstance(models, list):
+            raise ValueError(f"profile {name!r}: expected a list of model names")
+        profiles[str(name)] = [str(m) for m in models]
+    return profiles
+
+
+def _default_voices_dir() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "voxmill" / "voices"
+
+
+def _setting(default: Any, parse: Callable[[Any], Any], doc: str, env: bool = True) -> Any:
+    meta = {"parse": parse, "doc": doc, "env": env}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Settings:
+    """Run-wide settings shared by every command. See the module docstring for precedence."""
+
+    workers: int | str = _setting("auto", _parse_workers, "worker processes, or 'auto' (usable cores)")
+    backend: str = _setting("process", _choice(*BACKENDS), "engine backend: serial, thread, process, ray")
+    device: str = _setting("auto", _choice(*DEVICES), "where models run: auto, cpu or cuda")
+    budget: int | None = _setting(None, _optional(parse_size), "RAM budget for models in bytes (None: auto)")
+    gpu_budget: int | None = _setting(None, _optional(parse_size), "GPU memory budget per device in bytes")
+    keep_alive: float = _setting(300.0, parse_duration, "seconds an idle model stays loaded")
+    voices_dir: Path = _setting(_default_voices_dir, _parse_path, "folder searched for Piper voices")
+    debug: bool = _setting(False, _parse_bool, "show tracebacks and debug logs")
+    quiet: bool = _setting(False, _parse_bool, "no progress bars")
+    profiles: dict[str, list[str]] = _setting(
+        dict, _parse_profiles, "model profiles: name -> list of model names", env=False
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (paths as strings), e.g. for ``--json`` output or a YAML file."""
+        out = dataclasses.asdict(self)
+        out["voices_dir"] = str(self.voices_dir)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], origin: str = "settings") -> Settings:
+        """Defaults updated with ``values``; unknown keys and bad values raise ConfigError."""
+        return _apply(cls(), values, origin)
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> Settings:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    changes: dict[str, Any] = {}
+    for raw_key, value in values.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in fields:
+            close = [name for name in fields if name.startswith(key[:3])]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{origin}: unknown key {raw_key!r}{hint}")
+        try:
+            changes[key] = fields[key].metadata["parse"](value)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {raw_key}: {exc}") from None
+    return dataclasses.replace(settings, **changes)
+
+
+def config_search_path(config: str | Path | None = None) -> list[Path]:
+    """The files consulted for settings, in order; the first that exists wins."""
+    if config is not None:
+        return [Path(config).expanduser()]
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [Path.cwd() / "voxmill.yaml", Path(config_home) / "voxmill" / "voxmill.yaml"]
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid YAML: {reason}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_settings(
+    config: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults, the YAML file, ``VOXMILL_*`` variables and CLI ``overrides``.
+
+    ``overrides`` entries whose value is None (a flag the user did not give) are ignored.
+    """
+    settings = Settings()
+    paths = config_search_path(config)
+    if config is not None and not paths[0].is_file():
+        raise ConfigError(f"{paths[0]}: config file not found")
+    for path in paths:
+        if path.is_file():
+            settings = _apply(settings, _read_yaml(path), str(path))
+            break
+
+    env = os.environ if env is None else env
+    env_names = {
+        ENV_PREFIX + f.name.upper(): f.name for f in dataclasses.fields(Settings) if f.metadata["env"]
+    }
+    for var, key in env_names.items():
+        if var in env:
+            settings = _apply(settings, {key: env[var]}, var)
+
+    if overrides:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = _apply(settings, given, "command line")
+    return settings
