@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/voxmill info $(DEMO_DIR)/*.wav $(DEMO_DIR)/*.flac $(DEMO_DIR)/*.mp3 $(DEMO_DIR)/*.m4a
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests scripts $(wildcard benchmarks)
+	$(BIN)/ruff format --check src tests scripts $(wildcard benchmarks)
 	$(BIN)/mypy
 	$(PYTHON) ../shared/tools/check_layers.py src/voxmill
 

@@ -17,7 +17,10 @@ from typing import Any
 
 import yaml
 
-from voxmill.errors import ConfigError
+# errors is the one exception tree every layer raises from; imported via the package root.
+from voxmill import errors
+
+ConfigError = errors.ConfigError
 
 __all__ = ["Settings", "config_search_path", "load_settings", "parse_duration", "parse_size"]
 
@@ -26,10 +29,20 @@ BACKENDS = ("serial", "thread", "process", "ray")
 DEVICES = ("auto", "cpu", "cuda")
 
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "t": 1000**4, "tb": 1000**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
 }
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "ms": 0.001}
 
@@ -222,9 +235,7 @@ def load_settings(
             break
 
     env = os.environ if env is None else env
-    env_names = {
-        ENV_PREFIX + f.name.upper(): f.name for f in dataclasses.fields(Settings) if f.metadata["env"]
-    }
+    env_names = {ENV_PREFIX + f.name.upper(): f.name for f in dataclasses.fields(Settings) if f.metadata["env"]}
     for var, key in env_names.items():
         if var in env:
             settings = _apply(settings, {key: env[var]}, var)

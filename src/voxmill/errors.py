@@ -92,6 +92,4 @@ class MissingExtraError(VoxmillError):
     def __init__(self, module: str, extra: str) -> None:
         self.module = module
         self.extra = extra
-        super().__init__(
-            f"{module} is not installed; install it with: pip install 'voxmill[{extra}]'"
-        )
+        super().__init__(f"{module} is not installed; install it with: pip install 'voxmill[{extra}]'")

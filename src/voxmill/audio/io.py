@@ -18,8 +18,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+# errors is the one exception tree every layer raises from; imported via the package root (see
+# ARCHITECTURE: leaves import no other voxmill logic, and errors holds none).
+from voxmill import errors
 from voxmill.audio.resample import resample
-from voxmill.errors import AudioDecodeError, AudioEncodeError
+
+AudioDecodeError = errors.AudioDecodeError
+AudioEncodeError = errors.AudioEncodeError
 
 __all__ = ["Audio", "Block", "SourceInfo", "blocks", "load", "probe", "save"]
 
@@ -245,9 +250,7 @@ def _av_decode(path: Path) -> tuple[np.ndarray, SourceInfo]:
     return data, info
 
 
-def _finish(
-    path: Path, data: np.ndarray, info: SourceInfo, sr: int | None, mono: bool
-) -> Audio:
+def _finish(path: Path, data: np.ndarray, info: SourceInfo, sr: int | None, mono: bool) -> Audio:
     if data.shape[0] == 0:
         raise AudioDecodeError(path, "no audio frames")
     if not np.isfinite(data).all():
@@ -298,12 +301,12 @@ def load(
             data, info = _av_decode(path)
         except AudioDecodeError as av_exc:
             raise AudioDecodeError(path, _decode_reason(path, sf_exc, av_exc)) from None
-        start = int(round(offset * info.sample_rate))
-        stop = None if duration is None else start + int(round(duration * info.sample_rate))
+        start = round(offset * info.sample_rate)
+        stop = None if duration is None else start + round(duration * info.sample_rate)
         return _finish(path, data[start:stop], info, sr, mono)
 
-    start = int(round(offset * info.sample_rate))
-    frames = -1 if duration is None else int(round(duration * info.sample_rate))
+    start = round(offset * info.sample_rate)
+    frames = -1 if duration is None else round(duration * info.sample_rate)
     try:
         data, _ = sf.read(str(path), frames=frames, start=start, dtype="float32", always_2d=True)
     except Exception as exc:
@@ -314,15 +317,11 @@ def load(
     # MP3 frame counts come from the Xing/LAME header and may be off by the encoder's padding.
     slack = max(2 * 1152, expected // 100) if info.format == "MP3" else 0
     if info.frames > 0 and data.shape[0] < expected - slack:
-        raise AudioDecodeError(
-            path, f"truncated: header promises {expected} frames, only {data.shape[0]} decoded"
-        )
+        raise AudioDecodeError(path, f"truncated: header promises {expected} frames, only {data.shape[0]} decoded")
     return _finish(path, data, info, sr, mono)
 
 
-def blocks(
-    path: str | Path, seconds: float = 30.0, sr: int | None = None, mono: bool = True
-) -> Iterator[Block]:
+def blocks(path: str | Path, seconds: float = 30.0, sr: int | None = None, mono: bool = True) -> Iterator[Block]:
     """Yield ``path`` in consecutive blocks of ``seconds`` without holding the whole file.
 
     Memory stays at about one block whatever the file length. With ``sr``, each block is resampled
@@ -375,8 +374,7 @@ def _decode_stream(path: Path, info: SourceInfo, frames: int) -> Iterator[np.nda
     if handle is not None:
         with handle:
             try:
-                for block in handle.blocks(blocksize=frames, dtype="float32", always_2d=True):
-                    yield block
+                yield from handle.blocks(blocksize=frames, dtype="float32", always_2d=True)
             except Exception as exc:
                 raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
         return
@@ -469,6 +467,8 @@ def _av_encode(
     try:
         with av.open(str(tmp), "w", format=container_format) as container:
             stream = container.add_stream(codec, rate=rate, layout=layout)
+            if not isinstance(stream, av.AudioStream):
+                raise AudioEncodeError(path, f"{codec} did not give an audio stream")
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(samples.T.reshape(1, -1) if layout == "mono" else samples.reshape(1, -1)),
                 format="flt",

@@ -7,7 +7,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pyloudnorm
 
 __all__ = ["LoudnessResult", "integrated_lufs", "normalize"]
 
@@ -20,6 +19,9 @@ def integrated_lufs(samples: np.ndarray, sr: int) -> float:
     data = np.asarray(samples, dtype=np.float64)
     if data.shape[0] < int(MIN_SECONDS * sr) or not np.any(data):
         return -math.inf
+    # Imported here: pyloudnorm pulls in scipy (~80 MB, 0.5 s), which most commands never need.
+    import pyloudnorm
+
     with warnings.catch_warnings():
         # pyloudnorm warns on possible clipping; analysis reports clipping separately.
         warnings.simplefilter("ignore")

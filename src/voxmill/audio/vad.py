@@ -80,7 +80,7 @@ def speech_segments(samples: np.ndarray, sr: int, options: VadOptions | None = N
             continue
         start_s = max(0.0, first * window_s - opts.pad)
         end_s = end * window_s + opts.pad
-        segments.append(Segment(int(start_s * sr), min(total, int(round(end_s * sr)))))
+        segments.append(Segment(int(start_s * sr), min(total, round(end_s * sr))))
     return segments
 
 

@@ -30,7 +30,9 @@ def _duration(seconds: float) -> str:
 
 
 def info(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Audio files (wav, flac, ogg, mp3, m4a, opus, webm, ...).")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="Audio files (wav, flac, ogg, mp3, m4a, opus, webm, ...).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, one per line.")] = False,
     no_vad: Annotated[bool, typer.Option("--no-vad", help="Skip the speech % (Silero VAD) column.")] = False,
 ) -> None:
@@ -62,14 +64,31 @@ def info(
 def _table(reports: list[FileReport]) -> Table:
     table = Table(box=None, header_style="bold")
     for name, justify in [
-        ("file", "left"), ("format", "left"), ("codec", "left"), ("rate", "right"), ("ch", "right"),
-        ("duration", "right"), ("peak dBFS", "right"), ("LUFS", "right"), ("clip %", "right"),
-        ("silence %", "right"), ("speech %", "right"),
+        ("file", "left"),
+        ("format", "left"),
+        ("codec", "left"),
+        ("rate", "right"),
+        ("ch", "right"),
+        ("duration", "right"),
+        ("peak dBFS", "right"),
+        ("LUFS", "right"),
+        ("clip %", "right"),
+        ("silence %", "right"),
+        ("speech %", "right"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in reports:
         table.add_row(
-            r.path, r.format, r.codec, str(r.sample_rate), str(r.channels), _duration(r.duration),
-            _num(r.peak_dbfs), _num(r.lufs), _num(r.clipping_pct, 2), _num(r.silence_pct), _num(r.speech_pct),
+            r.path,
+            r.format,
+            r.codec,
+            str(r.sample_rate),
+            str(r.channels),
+            _duration(r.duration),
+            _num(r.peak_dbfs),
+            _num(r.lufs),
+            _num(r.clipping_pct, 2),
+            _num(r.silence_pct),
+            _num(r.speech_pct),
         )
     return table

@@ -1,0 +1,57 @@
+"""Shared fixtures: real speech synthesized once with the bundled Piper voice, cached between runs."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from make_demo_audio import SENTENCES, synthesize_speech
+
+from voxmill.audio import Audio
+
+
+@pytest.fixture(scope="session")
+def speech_cache(request: pytest.FixtureRequest) -> Path:
+    return Path(request.config.cache.mkdir("voxmill-speech"))
+
+
+@pytest.fixture(scope="session")
+def synth(speech_cache: Path) -> Callable[[str], Audio]:
+    """Speak ``text`` with en_US-joe-medium (deterministic); results cached as float WAV on disk."""
+
+    def speak(text: str) -> Audio:
+        key = hashlib.sha1(text.encode()).hexdigest()[:16]
+        path = speech_cache / f"{key}.wav"
+        if not path.exists():
+            samples, sr = synthesize_speech(text)
+            tmp = path.with_suffix(".tmp.wav")
+            sf.write(tmp, samples, sr, subtype="FLOAT")
+            tmp.replace(path)
+        data, sr = sf.read(path, dtype="float32")
+        return Audio(data, sr)
+
+    return speak
+
+
+@pytest.fixture(scope="session")
+def speech(synth: Callable[[str], Audio]) -> Audio:
+    """About 15 s of real speech at 22050 Hz, peak -6 dBFS."""
+    return synth(" ".join(SENTENCES))
+
+
+@pytest.fixture(scope="session")
+def short_speech(synth: Callable[[str], Audio]) -> Audio:
+    return synth(SENTENCES[0])
+
+
+def sine(freq: float, sr: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -1,0 +1,100 @@
+"""Resampling, loudness, analysis and VAD on real speech and exact test signals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import sine
+from voxmill.audio import Audio, analyze, integrated_lufs, normalize, resample, speech_ratio, speech_segments
+
+
+def _peak_frequency(samples: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.shape[0])))
+    return float(np.argmax(spectrum) * sr / samples.shape[0])
+
+
+@pytest.mark.parametrize(("sr_in", "sr_out"), [(44100, 16000), (16000, 48000), (22050, 24000)])
+def test_resample_keeps_frequency_and_energy(sr_in: int, sr_out: int) -> None:
+    tone = sine(440.0, sr_in, 2.0)
+    out = resample(tone, sr_in, sr_out)
+    assert out.shape[0] == pytest.approx(2.0 * sr_out, abs=2)
+    assert _peak_frequency(out, sr_out) == pytest.approx(440.0, abs=1.0)
+    # Ignore the filter's edges, then the RMS of a 0.5-amplitude sine is 0.5/sqrt(2).
+    body = out[sr_out // 10 : -sr_out // 10]
+    assert np.sqrt(np.mean(body**2)) == pytest.approx(0.5 / math.sqrt(2), rel=0.01)
+
+
+def test_resample_multichannel_and_identity() -> None:
+    stereo = np.stack([sine(300, 16000, 1.0), sine(600, 16000, 1.0)], axis=1)
+    out = resample(stereo, 16000, 8000)
+    assert out.shape == (8000, 2)
+    assert _peak_frequency(out[:, 1], 8000) == pytest.approx(600, abs=2)
+    same = resample(stereo, 16000, 16000)
+    assert same is stereo or np.array_equal(same, stereo)
+
+
+@pytest.mark.parametrize("target", [-23.0, -30.0, -21.0])
+def test_normalize_reaches_target_within_half_lu(speech: Audio, target: float) -> None:
+    result = normalize(speech.samples, speech.sample_rate, target_lufs=target, peak_ceiling_db=0.0)
+    assert not result.peak_limited
+    assert integrated_lufs(result.samples, speech.sample_rate) == pytest.approx(target, abs=0.5)
+
+
+def test_normalize_respects_peak_ceiling(speech: Audio) -> None:
+    result = normalize(speech.samples, speech.sample_rate, target_lufs=-5.0, peak_ceiling_db=-1.0)
+    assert result.peak_limited
+    assert 20 * np.log10(np.max(np.abs(result.samples))) <= -1.0 + 1e-3
+
+
+def test_silence_has_no_loudness_and_is_left_alone() -> None:
+    silence = np.zeros(16000, np.float32)
+    assert integrated_lufs(silence, 16000) == -math.inf
+    result = normalize(silence, 16000)
+    assert result.gain_db == 0.0 and not np.any(result.samples)
+
+
+def test_analysis_measures_padding_clipping_and_noise(speech: Audio) -> None:
+    sr = speech.sample_rate
+    padded = np.concatenate([np.zeros(sr // 2, np.float32), speech.samples, np.zeros(sr, np.float32)])
+    stats = analyze(padded, sr)
+    assert stats.duration == pytest.approx(padded.shape[0] / sr)
+    assert stats.peak_dbfs == pytest.approx(-6.0, abs=0.1)
+    assert 0.5 <= stats.leading_silence < 0.65  # the voice adds its own quiet onset
+    assert stats.trailing_silence == pytest.approx(1.0, abs=0.25)  # the voice's own tail is quiet too
+    assert stats.clipping_ratio == 0.0
+    assert 0.05 < stats.silence_ratio < 0.6
+
+    clipped = np.clip(speech.samples * 8, -1.0, 1.0)
+    assert analyze(clipped, sr).clipping_ratio > 0.01
+
+    noise = np.random.default_rng(0).normal(0, 0.05, speech.frames).astype(np.float32)
+    assert analyze(speech.samples + noise, sr).snr_db < stats.snr_db - 20
+
+    with_nan = speech.samples.copy()
+    with_nan[[10, 20]] = np.nan
+    assert analyze(with_nan, sr).non_finite == 2
+
+
+def test_vad_finds_speech_in_speech(speech: Audio) -> None:
+    segments = speech_segments(speech.samples, speech.sample_rate)
+    assert segments
+    assert all(0 <= s.start < s.end <= speech.frames for s in segments)
+    assert speech_ratio(speech.samples, speech.sample_rate) > 0.6
+
+
+def test_vad_positions_are_in_the_callers_rate(speech: Audio) -> None:
+    at_native = speech_segments(speech.samples, speech.sample_rate)
+    doubled = speech_segments(resample(speech.samples, speech.sample_rate, 44100), 44100)
+    assert len(doubled) == len(at_native)
+    for a, b in zip(at_native, doubled, strict=True):
+        assert a.seconds(speech.sample_rate)[0] == pytest.approx(b.seconds(44100)[0], abs=0.05)
+
+
+def test_vad_finds_nothing_in_silence_or_white_noise() -> None:
+    sr = 16000
+    assert speech_segments(np.zeros(sr * 3, np.float32), sr) == []
+    noise = np.random.default_rng(0).normal(0, 0.1, sr * 3).astype(np.float32)
+    assert speech_ratio(noise, sr) < 0.05
