@@ -1,0 +1,250 @@
+"""Worker processes (spawn): true parallelism for GIL-bound Python, and crash isolation.
+
+Each worker has its own pipe, so the parent always knows which items a worker holds. Items go to a
+worker at most ``PREFETCH`` at a time and run in the order sent, so when a worker dies (SIGKILL,
+segfault, ``os._exit``) the oldest item it held is the one that killed it: that item is retried once
+on a fresh worker, then Failed; the other items it held are re-queued untouched. An item past its
+timeout gets its worker killed and replaced.
+
+Workers start with *spawn*: forking a parent that already runs threads (onnxruntime, BLAS, rich)
+can deadlock the child. Their thread budget is put in the environment before they start, so native
+pools read it at import. Workers ignore SIGINT; the parent decides how a Ctrl-C ends them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from voxmill.engine.backends.base import Backend, Job, JobResult, run_job, setup_failed
+from voxmill.engine.outcome import Failed
+from voxmill.engine.task import Task, WorkerContext
+from voxmill.engine.threads import thread_env
+
+# One item running and one waiting in the pipe keeps a worker busy between round trips.
+PREFETCH = 2
+_ENV_LOCK = threading.Lock()
+
+
+def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_error: tuple[BaseException, str] | None = None
+    task: Task | None = None
+    try:
+        task = pickle.loads(task_blob)
+        task.setup(ctx)
+    except Exception as exc:
+        setup_error = (exc, traceback.format_exc())
+    conn.send("ready")
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the parent is gone: nothing left to do
+            break
+        if job is None:
+            break
+        if setup_error is not None or task is None:
+            error = setup_error or (RuntimeError("task missing"), "")
+            result = setup_failed(job, *error)
+        else:
+            result = run_job(task, job)
+        try:
+            conn.send(result)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            conn.send(JobResult(job.seq, Failed(type(exc).__name__, f"result cannot be sent back: {exc}"), 0.0))
+        except (BrokenPipeError, OSError):
+            break
+    if task is not None and setup_error is None:
+        task.teardown()
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "worker died"
+    if exitcode < 0:
+        try:
+            return f"worker died: killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"worker died: killed by signal {-exitcode}"
+    return f"worker died: exit code {exitcode}"
+
+
+class _Worker:
+    def __init__(self, index: int, process: Any, conn: Connection) -> None:
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.ready = False
+        self.held: deque[Job] = deque()  # sent, not yet answered; the head is running
+        self.head_since = 0.0  # when the head item started (for timeouts)
+
+
+class ProcessBackend(Backend):
+    name = "process"
+
+    def start(self, task: Task) -> None:
+        self._mp = mp.get_context("spawn")
+        self._blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        self._queue: deque[Job] = deque()
+        self._results: list[JobResult] = []
+        self._retried: set[int] = set()
+        self._workers: list[_Worker] = [self._spawn(i) for i in range(self.plan.workers)]
+
+    def _spawn(self, index: int) -> _Worker:
+        parent_conn, child_conn = self._mp.Pipe(duplex=True)
+        process = self._mp.Process(
+            target=_worker_main,
+            args=(child_conn, self._blob, self.context(index)),
+            name=f"voxmill-worker-{index}",
+            daemon=True,
+        )
+        # The child inherits os.environ at spawn; set the thread budget just for that moment.
+        with _ENV_LOCK:
+            saved = {k: os.environ.get(k) for k in thread_env(1)}
+            os.environ.update(thread_env(self.plan.threads_per_worker))
+            try:
+                process.start()
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+        child_conn.close()
+        return _Worker(index, process, parent_conn)
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            while self._queue and len(worker.held) < PREFETCH:
+                job = self._queue.popleft()
+                try:
+                    worker.conn.send(job)
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                    failed = Failed(type(exc).__name__, f"item cannot be sent to a worker: {exc}")
+                    self._results.append(JobResult(job.seq, failed, 0.0))
+                    continue
+                except (BrokenPipeError, OSError):
+                    self._queue.appendleft(job)  # the worker is dying; poll() will replace it
+                    break
+                if not worker.held:
+                    worker.head_since = time.monotonic()
+                worker.held.append(job)
+
+    def _receive(self, worker: _Worker) -> bool:
+        """Drain a worker's pipe; False when the pipe is closed (the worker is gone)."""
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                if message == "ready":
+                    worker.ready = True
+                    worker.head_since = time.monotonic()
+                    continue
+                if worker.held and worker.held[0].seq == message.seq:
+                    worker.held.popleft()
+                self._results.append(message)
+                worker.head_since = time.monotonic()
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def _replace(self, worker: _Worker, reason: str, culprit_failed: Failed | None = None) -> None:
+        """Swap a dead or killed worker for a fresh one; decide what happens to the items it held."""
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+        worker.conn.close()
+        held = list(worker.held)
+        if held:
+            head, rest = held[0], held[1:]
+            if culprit_failed is not None:
+                self._results.append(JobResult(head.seq, culprit_failed, self.timeout or 0.0))
+            elif head.seq in self._retried:
+                self._results.append(JobResult(head.seq, Failed("WorkerDied", f"{reason} (after 1 retry)"), 0.0))
+            else:
+                self._retried.add(head.seq)
+                rest = [head, *rest]
+            self._queue.extendleft(reversed(rest))
+        position = self._workers.index(worker)
+        self._workers[position] = self._spawn(worker.index)
+
+    def _check_timeouts(self) -> float | None:
+        """Kill workers whose head item overran; return seconds until the next deadline."""
+        if self.timeout is None:
+            return None
+        now = time.monotonic()
+        next_deadline: float | None = None
+        for worker in list(self._workers):
+            if not worker.held or not worker.ready:
+                continue
+            remaining = worker.head_since + self.timeout - now
+            if remaining <= 0:
+                failed = Failed("Timeout", f"timeout: item took longer than {self.timeout:g}s")
+                self._replace(worker, "timeout", culprit_failed=failed)
+            else:
+                next_deadline = remaining if next_deadline is None else min(next_deadline, remaining)
+        return next_deadline
+
+    def poll(self, timeout: float | None) -> list[JobResult]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._dispatch()
+            if self._results:
+                results, self._results = self._results, []
+                return results
+            waits: list[Any] = []
+            for worker in self._workers:
+                waits += [worker.conn, worker.process.sentinel]
+            limit = self._check_timeouts()
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                limit = left if limit is None else min(limit, left)
+            ready = set(wait(waits, timeout=limit))
+            for worker in list(self._workers):
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    alive = self._receive(worker)
+                    if not alive or not worker.process.is_alive():
+                        self._receive_after_death(worker)
+            self._check_timeouts()
+            if not self._results and deadline is not None and time.monotonic() >= deadline:
+                return []
+
+    def _receive_after_death(self, worker: _Worker) -> None:
+        worker.process.join(1)
+        if worker.process.exitcode is None:
+            return  # closed pipe but still running: it will exit or hit the timeout
+        self._replace(worker, _death_reason(worker.process.exitcode))
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            self._queue.clear()
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        # Cancel: running items get a moment, then SIGTERM, then SIGKILL — all well inside 5 s.
+        grace = 1.0 if cancel else 30.0
+        deadline = time.monotonic() + grace
+        for worker in self._workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self._workers:
+            worker.process.join(1.0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(1.0)
+            worker.conn.close()

@@ -1,0 +1,121 @@
+"""Worker threads in this process: for work that releases the GIL (C extensions, I/O).
+
+Each thread gets its own copy of the task (and so its own models from ``setup``). A thread cannot be
+killed, so an item past its timeout is reported Failed at once, its thread is retired (it exits when
+the item finally returns, and its late result is discarded) and a fresh thread takes its place.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+import time
+import traceback
+
+from voxmill.engine.backends.base import Backend, Job, JobResult, run_job, setup_failed
+from voxmill.engine.outcome import Failed
+from voxmill.engine.task import Task
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.retired = threading.Event()
+        self.current: tuple[int, float] | None = None  # (seq, started at)
+        self.thread: threading.Thread | None = None
+
+
+class ThreadBackend(Backend):
+    name = "thread"
+
+    def start(self, task: Task) -> None:
+        self._task = task
+        self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[JobResult] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._abandoned: set[int] = set()
+        self._workers: list[_Worker] = []
+        for index in range(self.plan.workers):
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        worker = _Worker(index)
+        worker.thread = threading.Thread(
+            target=self._run, args=(worker,), name=f"voxmill-worker-{index}", daemon=True
+        )
+        self._workers.append(worker)
+        worker.thread.start()
+
+    def _run(self, worker: _Worker) -> None:
+        task = copy.deepcopy(self._task)
+        setup_error: tuple[BaseException, str] | None = None
+        try:
+            task.setup(self.context(worker.index))
+        except Exception as exc:
+            setup_error = (exc, traceback.format_exc())
+        while not worker.retired.is_set():
+            job = self._inbox.get()
+            if job is None:
+                break
+            with self._lock:
+                worker.current = (job.seq, time.monotonic())
+            result = setup_failed(job, *setup_error) if setup_error else run_job(task, job)
+            with self._lock:
+                worker.current = None
+                if job.seq in self._abandoned:
+                    self._abandoned.discard(job.seq)
+                    continue
+            self._outbox.put(result)
+        if setup_error is None:
+            task.teardown()
+
+    def submit(self, job: Job) -> None:
+        self._inbox.put(job)
+
+    def _overdue(self) -> list[JobResult]:
+        if self.timeout is None:
+            return []
+        now = time.monotonic()
+        results = []
+        with self._lock:
+            for worker in list(self._workers):
+                if worker.current and now - worker.current[1] > self.timeout:
+                    seq = worker.current[0]
+                    self._abandoned.add(seq)
+                    worker.retired.set()
+                    worker.current = None
+                    self._workers.remove(worker)
+                    message = f"timeout: item took longer than {self.timeout:g}s"
+                    results.append(JobResult(seq, Failed("Timeout", message), self.timeout))
+                    self._spawn(worker.index)
+        return results
+
+    def poll(self, timeout: float | None) -> list[JobResult]:
+        wait = timeout
+        if self.timeout is not None:
+            wait = min(timeout if timeout is not None else 0.1, 0.1)
+        results = self._overdue()
+        try:
+            if not results:
+                results.append(self._outbox.get(timeout=wait))
+            while True:
+                results.append(self._outbox.get_nowait())
+        except queue.Empty:
+            pass
+        return results + self._overdue()
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            try:
+                while True:
+                    self._inbox.get_nowait()
+            except queue.Empty:
+                pass
+        for _ in self._workers:
+            self._inbox.put(None)
+        # Threads cannot be stopped; a long item keeps its daemon thread until it returns.
+        deadline = time.monotonic() + (2.0 if cancel else 30.0)
+        for worker in self._workers:
+            if worker.thread is not None:
+                worker.thread.join(max(0.0, deadline - time.monotonic()))

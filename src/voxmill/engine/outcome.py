@@ -1,0 +1,65 @@
+"""What the engine yields per item: an :class:`Outcome` holding ``Ok``, ``Dropped`` or ``Failed``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Drop", "Dropped", "Failed", "Ok", "Outcome", "Result"]
+
+
+class Drop(Exception):  # noqa: N818 - it is a verdict ("drop this item"), not an error
+    """Raise from ``Task.__call__`` to drop an item on purpose (filtered out, not failed)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Ok:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Dropped:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """``error`` is the exception type's name; ``traceback`` the worker's formatted traceback."""
+
+    error: str
+    message: str
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.message}" if self.message else self.error
+
+
+Result = Ok | Dropped | Failed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One item's result. ``index`` is its position in the input; ``id`` its journal key."""
+
+    index: int
+    id: str
+    item: Any
+    result: Result
+    seconds: float = 0.0
+    audio_seconds: float | None = None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return isinstance(self.result, Ok)
+
+    @property
+    def value(self) -> Any:
+        """The task's return value; raises ValueError for a dropped or failed item."""
+        if isinstance(self.result, Ok):
+            return self.result.value
+        raise ValueError(f"item {self.id} has no value: {self.result}")

@@ -1,0 +1,170 @@
+"""The parallel runner every voxmill application uses: bounded, ordered or not, crash-safe, resumable."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from voxmill.engine.backends import Backend, Job, JobResult, create_backend
+from voxmill.engine.journal import Journal
+from voxmill.engine.outcome import Outcome
+from voxmill.engine.progress import RunProgress
+from voxmill.engine.task import Task
+from voxmill.engine.threads import ThreadPlan, plan
+
+__all__ = ["Pool"]
+
+BACKENDS = ("serial", "thread", "process")
+
+
+@dataclass
+class Pool:
+    """Runs a :class:`Task` over items on ``workers`` workers of ``backend``.
+
+    ``workers``: a count or ``"auto"`` (usable cores, never more than the items).
+    ``threads_per_worker``: native threads each worker may use, ``"auto"`` = max(1, cores // workers).
+    ``window``: most items pulled from the input and not yet yielded (default 2 x workers); memory
+    stays bounded however long the input. ``progress``: None shows a bar when stderr is a terminal.
+    """
+
+    workers: int | str = "auto"
+    backend: str = "process"
+    threads_per_worker: int | str = "auto"
+    window: int | None = None
+    progress: bool | None = None
+    description: str = "working"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
+        if self.window is not None and self.window < 1:
+            raise ValueError("window must be >= 1")
+        plan(self.workers, self.threads_per_worker)  # validates both now, not at the first item
+
+    def plan_for(self, total: int | None) -> ThreadPlan:
+        return plan(self.workers, self.threads_per_worker, items=total)
+
+    def imap(
+        self,
+        task: Task,
+        items: Iterable[Any],
+        ordered: bool = True,
+        journal: Journal | None = None,
+        timeout: float | None = None,
+        key: Callable[[Any], str] | None = None,
+        total: int | None = None,
+    ) -> Iterator[Outcome]:
+        """Yield one :class:`Outcome` per item: in input order (``ordered``) or as items finish.
+
+        Items are pulled lazily. With a ``journal``, items it records as finished are not run
+        again: their recorded outcome is yielded with ``resumed=True``. ``key(item)`` gives the
+        journal id (default: the item's position). ``timeout`` fails an item that runs longer.
+        """
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)
+        return _Run(self, task, items, ordered, journal, timeout, key, total).outcomes()
+
+    def map(self, task: Task, items: Iterable[Any], **options: Any) -> list[Outcome]:
+        """All outcomes as a list, in input order."""
+        return list(self.imap(task, items, **options))
+
+
+class _Run:
+    """State of one imap call: the reorder buffer, the window, the backend's lifetime."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        task: Task,
+        items: Iterable[Any],
+        ordered: bool,
+        journal: Journal | None,
+        timeout: float | None,
+        key: Callable[[Any], str] | None,
+        total: int | None,
+    ) -> None:
+        self.pool = pool
+        self.task = task
+        self.items = iter(enumerate(items))
+        self.ordered = ordered
+        self.journal = journal
+        self.key = key
+        self.total = total
+        self.plan = pool.plan_for(total)
+        self.window = pool.window or 2 * self.plan.workers
+        self.timeout = timeout
+        self.backend: Backend | None = None
+        self.pending: dict[int, tuple[str, Any]] = {}  # pulled, not yet yielded
+        self.finished: dict[int, Outcome] = {}  # ready to yield (ordered mode waits for its turn)
+        self.next_index = 0
+        self.exhausted = False
+
+    def _backend(self) -> Backend:
+        # Started on first need: a fully resumed run never spawns a worker.
+        if self.backend is None:
+            self.backend = create_backend(self.pool.backend, self.plan, self.timeout)
+            self.backend.start(self.task)
+        return self.backend
+
+    def _fill(self) -> None:
+        while not self.exhausted and len(self.pending) < self.window:
+            try:
+                index, item = next(self.items)
+            except StopIteration:
+                self.exhausted = True
+                return
+            item_id = self.key(item) if self.key else str(index)
+            self.pending[index] = (item_id, item)
+            recorded = self.journal.lookup(item_id) if self.journal else None
+            if recorded is not None:
+                result, seconds, audio = recorded
+                self.finished[index] = Outcome(index, item_id, item, result, seconds, audio, resumed=True)
+            else:
+                self._backend().submit(Job(index, item))
+
+    def _accept(self, result: JobResult) -> None:
+        item_id, item = self.pending[result.seq]
+        outcome = Outcome(result.seq, item_id, item, result.result, result.seconds, result.audio_seconds)
+        if self.journal is not None:
+            self.journal.record(outcome)  # durable before anyone sees it
+        self.finished[result.seq] = outcome
+
+    def _ready(self) -> Iterator[Outcome]:
+        if self.ordered:
+            while self.next_index in self.finished:
+                outcome = self.finished.pop(self.next_index)
+                del self.pending[self.next_index]
+                self.next_index += 1
+                yield outcome
+        else:
+            while self.finished:
+                index = next(iter(self.finished))
+                outcome = self.finished.pop(index)
+                del self.pending[index]
+                yield outcome
+
+    def outcomes(self) -> Iterator[Outcome]:
+        clean = False
+        progress = RunProgress(self.pool.description, self.total, self.pool.progress)
+        try:
+            with progress:
+                while True:
+                    self._fill()
+                    yielded = False
+                    for outcome in self._ready():
+                        progress.advance(outcome)
+                        yield outcome
+                        yielded = True
+                        self._fill()
+                    if self.exhausted and not self.pending:
+                        break
+                    if not yielded:
+                        for result in self._backend().poll(timeout=None):
+                            self._accept(result)
+            clean = True
+        finally:
+            if self.backend is not None:
+                # Any exit but a clean finish (Ctrl-C, an error, the caller stopping early) cancels.
+                self.backend.close(cancel=not clean or sys.exc_info()[0] is not None)

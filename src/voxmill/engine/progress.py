@@ -1,0 +1,71 @@
+"""One rich progress bar for a run: done/total, items/s, audio-seconds/s, failed count, ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from voxmill.engine.outcome import Failed, Outcome
+
+__all__ = ["RunProgress"]
+
+
+class _RatesColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        elapsed = max(1e-9, task.elapsed or 0.0)
+        audio = float(task.fields.get("audio", 0.0))
+        text = f"{task.completed / elapsed:,.1f} items/s"
+        if audio:
+            text += f"  {audio / elapsed:,.1f} audio-s/s"
+        failed = int(task.fields.get("failed", 0))
+        if failed:
+            text += f"  [red]{failed} failed[/red]"
+        return Text.from_markup(text)
+
+
+class RunProgress:
+    """Context manager; ``advance(outcome)`` per item. Invisible when ``enabled`` is False."""
+
+    def __init__(self, description: str, total: int | None, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.done = 0
+        self.failed = 0
+        self.audio_seconds = 0.0
+        self.started = time.monotonic()
+        self._progress: Progress | None = None
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _RatesColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._task_id = self._progress.add_task(description, total=total, audio=0.0, failed=0)
+
+    def __enter__(self) -> RunProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def advance(self, outcome: Outcome) -> None:
+        self.done += 1
+        if isinstance(outcome.result, Failed):
+            self.failed += 1
+        if outcome.audio_seconds:
+            self.audio_seconds += outcome.audio_seconds
+        if self._progress is not None:
+            self._progress.update(self._task_id, advance=1, audio=self.audio_seconds, failed=self.failed)
