@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+
 import voxmill
 import voxmill.audio
+import voxmill.engine
 import voxmill.errors
 
 
 def test_all_matches_the_public_names() -> None:
-    public = {name for name in dir(voxmill) if not name.startswith("_")} - {"audio", "config", "errors"}
+    subpackages = {"annotations", "audio", "config", "engine", "errors", "importlib", "TYPE_CHECKING", "Any"}
+    public = {name for name in dir(voxmill) if not name.startswith("_")} - subpackages
     assert set(voxmill.__all__) - {"__version__"} == public
     assert len(voxmill.__all__) == len(set(voxmill.__all__))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = voxmill.no_such_name  # type: ignore[attr-defined]
+
+
+def test_importing_the_engine_does_not_load_the_audio_stack() -> None:
+    code = "import sys, voxmill.engine; print('soundfile' in sys.modules, 'voxmill.audio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_every_exported_name_exists() -> None:
-    for module in (voxmill, voxmill.audio, voxmill.errors):
+    for module in (voxmill, voxmill.audio, voxmill.engine, voxmill.errors):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxmill.engine.backends import Backend, Job, JobResult, create_backend
-from voxmill.engine.journal import Journal
 from voxmill.engine.outcome import Outcome
-from voxmill.engine.progress import RunProgress
 from voxmill.engine.task import Task
 from voxmill.engine.threads import ThreadPlan, plan
+
+if TYPE_CHECKING:
+    from voxmill.engine.journal import Journal
 
 __all__ = ["Pool"]
 
@@ -146,6 +147,9 @@ class _Run:
                 yield outcome
 
     def outcomes(self) -> Iterator[Outcome]:
+        # rich loads here, in the parent only: spawned workers import this module and never draw a bar.
+        from voxmill.engine.progress import RunProgress
+
         clean = False
         progress = RunProgress(self.pool.description, self.total, self.pool.progress)
         try:

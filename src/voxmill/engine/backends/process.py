@@ -44,12 +44,14 @@ def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None
     except Exception as exc:
         setup_error = (exc, traceback.format_exc())
     conn.send("ready")
+    parent = os.getppid()
     while True:
         try:
             job = conn.recv()
         except (EOFError, OSError):  # the parent is gone: nothing left to do
             break
-        if job is None:
+        # A killed parent leaves prefetched jobs readable in the pipe; nobody wants their results.
+        if job is None or os.getppid() != parent:
             break
         if setup_error is not None or task is None:
             error = setup_error or (RuntimeError("task missing"), "")
