@@ -43,7 +43,7 @@ def filterbank_envelope(samples: np.ndarray) -> float:
     state = [[0.0, 0.0, 0.0, 0.0] for _ in coeffs]
     env = peak = 0.0
     for x in samples.tolist():
-        for (b0, b1, b2, a1, a2), st in zip(coeffs, state):
+        for (b0, b1, b2, a1, a2), st in zip(coeffs, state, strict=True):
             y = b0 * x + b1 * st[0] + b2 * st[1] - a1 * st[2] - a2 * st[3]
             st[1], st[0], st[3], st[2] = st[0], x, st[2], y
             x = y
@@ -131,8 +131,12 @@ def scaling_row(name: str, signal: np.ndarray, span_list: list[tuple[int, int]],
         "ProcessPoolExecutor(spawn)": lambda: _executor(
             ProcessPoolExecutor(cores, mp_context=mp.get_context("spawn")), fn, chunks
         ),
-        "voxmill thread": lambda: [o.value for o in Pool(cores, "thread", progress=False).imap(SliceTask(ref, name), span_list)],
-        "voxmill process": lambda: [o.value for o in Pool(cores, "process", progress=False).imap(SliceTask(ref, name), span_list)],
+        "voxmill thread": lambda: [
+            o.value for o in Pool(cores, "thread", progress=False).imap(SliceTask(ref, name), span_list)
+        ],
+        "voxmill process": lambda: [
+            o.value for o in Pool(cores, "process", progress=False).imap(SliceTask(ref, name), span_list)
+        ],
     }
     rows, expected, base = [], None, None
     try:
@@ -156,9 +160,13 @@ def _executor(executor: Any, fn: Callable[[np.ndarray], float], chunks: list[np.
 def overhead_rows(count: int, cores: int) -> list[tuple[str, float]]:
     rows = []
     for backend in ("serial", "thread", "process"):
-        seconds, _ = median_time(lambda b=backend: sum(1 for _ in Pool(cores, b, progress=False).imap(Noop(), range(count))))
+        seconds, _ = median_time(
+            lambda b=backend: sum(1 for _ in Pool(cores, b, progress=False).imap(Noop(), range(count)))
+        )
         rows.append((f"voxmill {backend}", seconds / count * 1e6))
-    seconds, _ = median_time(lambda: _executor(ProcessPoolExecutor(cores, mp_context=mp.get_context("spawn")), _noop, range(count)))
+    seconds, _ = median_time(
+        lambda: _executor(ProcessPoolExecutor(cores, mp_context=mp.get_context("spawn")), _noop, range(count))
+    )
     rows.append(("ProcessPoolExecutor(spawn)", seconds / count * 1e6))
     return rows
 
@@ -207,14 +215,16 @@ def main() -> None:
     quick = "--quick" in sys.argv
     cores = usable_cores()
     print(f"engine_scaling: {cores} usable cores, Python {sys.version.split()[0]}, median of {REPEATS} runs\n")
-    signal = real_speech(60 if quick else 240)
+    signal = real_speech(60 if quick else 480)
     sections = [
         ("(a) GIL-bound: pure-Python 6-band EQ over real speech", "gil", 4 * 22050),
         ("(b) GIL-releasing C: WORLD analysis + resynthesis of real speech", "world", 2 * 22050),
     ]
     verdicts = []
     for title, name, size in sections:
-        span_list = spans(signal.shape[0] if name == "gil" else min(signal.shape[0], (30 if quick else 120) * 22050), size)
+        span_list = spans(
+            signal.shape[0] if name == "gil" else min(signal.shape[0], (30 if quick else 120) * 22050), size
+        )
         rows = scaling_row(name, signal, span_list, cores)
         print(f"{title}: {len(span_list)} items")
         print(f"  {'runner':<28}{'wall s':>9}{'speedup':>9}")
@@ -224,8 +234,10 @@ def main() -> None:
         best_naive = min(by["ThreadPoolExecutor"], by["ProcessPoolExecutor(spawn)"])
         best_vox = min(by["voxmill thread"], by["voxmill process"])
         speedup = by["sequential loop"] / (by["voxmill process"] if name == "gil" else best_vox)
-        verdicts.append(f"{name}: voxmill {speedup:.2f}x sequential (target >= 1.85x); "
-                        f"voxmill/best naive time {best_vox / best_naive:.3f} (target <= 1.05)")
+        verdicts.append(
+            f"{name}: voxmill {speedup:.2f}x sequential (target >= 1.85x); "
+            f"voxmill/best naive time {best_vox / best_naive:.3f} (target <= 1.05)"
+        )
         print()
 
     count = 2_000 if quick else 10_000
@@ -239,8 +251,10 @@ def main() -> None:
     rss = rss_rows(big, small)
     for label, n, mib in rss:
         print(f"  {label:<28}{n:>9,} items {mib:>8.0f} MiB")
-    verdicts.append(f"rss: voxmill {big:,} / {small:,} items = {rss[1][2] / rss[0][2]:.2f}x (target < 2x); "
-                    f"Pool.map uses {rss[2][2] / rss[1][2]:.1f}x voxmill's peak")
+    verdicts.append(
+        f"rss: voxmill {big:,} / {small:,} items = {rss[1][2] / rss[0][2]:.2f}x (target < 2x); "
+        f"Pool.map uses {rss[2][2] / rss[1][2]:.1f}x voxmill's peak"
+    )
     print("\nverdicts:\n  " + "\n  ".join(verdicts))
 
 

@@ -10,10 +10,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import engine_tasks as tasks
 import numpy as np
 import pytest
 
+import engine_tasks as tasks
 from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, plan, share, usable_cores
 
 BACKENDS = ["serial", "thread", "process"]
@@ -127,7 +127,9 @@ def test_journal_skips_finished_items_and_yields_them_resumed(tmp_path: Path) ->
         first = Pool(workers=2, progress=False).map(tasks.Square(log=str(log)), [1, "drop", "fail", 4], journal=journal)
     with Journal(tmp_path / "journal.db") as journal:
         assert len(journal) == 3 and journal.failed() == {"2": "ValueError: asked to fail"}
-        second = Pool(workers=2, progress=False).map(tasks.Square(log=str(log)), [1, "drop", "fail", 4], journal=journal)
+        second = Pool(workers=2, progress=False).map(
+            tasks.Square(log=str(log)), [1, "drop", "fail", 4], journal=journal
+        )
     assert [o.result for o in second] == [o.result for o in first]
     assert [o.resumed for o in second] == [True, True, False, True]
     assert _runs(log) == Counter({"1": 1, "drop": 1, "fail": 2, "4": 1})  # only the failure runs again
@@ -190,7 +192,7 @@ def test_ctrl_c_ends_within_5s_and_loses_nothing(tmp_path: Path) -> None:
 
 def test_thread_budget_reaches_the_workers() -> None:
     cores = usable_cores()
-    assert plan("auto", "auto") .workers == cores
+    assert plan("auto", "auto").workers == cores
     assert plan("auto", "auto", items=1) == plan(1, cores)  # never more workers than items
     assert plan(4, "auto").threads_per_worker == max(1, cores // 4)
     outcomes = Pool(workers=1, backend="process", progress=False).map(tasks.Env(), [0])

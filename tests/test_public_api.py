@@ -18,6 +18,7 @@ def test_all_matches_the_public_names() -> None:
     public = {name for name in dir(voxmill) if not name.startswith("_")} - subpackages
     assert set(voxmill.__all__) - {"__version__"} == public
     assert len(voxmill.__all__) == len(set(voxmill.__all__))
+    assert set(voxmill.__all__) - {"__version__"} == set(voxmill._WHERE)
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = voxmill.no_such_name  # type: ignore[attr-defined]
 

@@ -27,44 +27,85 @@ _EXPORTS = {
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted([*_WHERE, "__version__"])
+__all__ = [
+    "Audio",
+    "AudioDecodeError",
+    "AudioEncodeError",
+    "AudioError",
+    "AudioStats",
+    "Block",
+    "ConfigError",
+    "DatasetError",
+    "Drop",
+    "FileReport",
+    "Journal",
+    "MissingExtraError",
+    "ModelError",
+    "ModelLoadError",
+    "ModelNotFound",
+    "ModelTooLarge",
+    "Outcome",
+    "Pool",
+    "Segment",
+    "Settings",
+    "SourceInfo",
+    "Task",
+    "VadOptions",
+    "VoxmillError",
+    "WorkerContext",
+    "__version__",
+    "analyze",
+    "blocks",
+    "describe",
+    "integrated_lufs",
+    "load",
+    "load_settings",
+    "normalize",
+    "probe",
+    "resample",
+    "save",
+    "speech_ratio",
+    "speech_segments",
+]
 
-if TYPE_CHECKING:
-    from voxmill.audio import (
-        Audio,
-        AudioStats,
-        Block,
-        FileReport,
-        Segment,
-        SourceInfo,
-        VadOptions,
-        analyze,
-        blocks,
-        describe,
-        integrated_lufs,
-        load,
-        normalize,
-        probe,
-        resample,
-        save,
-        speech_ratio,
-        speech_segments,
-    )
-    from voxmill.config import Settings, load_settings
-    from voxmill.engine import Drop, Journal, Outcome, Pool, Task, WorkerContext
-    from voxmill.errors import (
-        AudioDecodeError,
-        AudioEncodeError,
-        AudioError,
-        ConfigError,
-        DatasetError,
-        MissingExtraError,
-        ModelError,
-        ModelLoadError,
-        ModelNotFound,
-        ModelTooLarge,
-        VoxmillError,
-    )
+if TYPE_CHECKING:  # static types for the lazy names below
+    from voxmill.audio.analysis import AudioStats as AudioStats
+    from voxmill.audio.analysis import analyze as analyze
+    from voxmill.audio.describe import FileReport as FileReport
+    from voxmill.audio.describe import describe as describe
+    from voxmill.audio.io import Audio as Audio
+    from voxmill.audio.io import Block as Block
+    from voxmill.audio.io import SourceInfo as SourceInfo
+    from voxmill.audio.io import blocks as blocks
+    from voxmill.audio.io import load as load
+    from voxmill.audio.io import probe as probe
+    from voxmill.audio.io import save as save
+    from voxmill.audio.loudness import integrated_lufs as integrated_lufs
+    from voxmill.audio.loudness import normalize as normalize
+    from voxmill.audio.resample import resample as resample
+    from voxmill.audio.vad import Segment as Segment
+    from voxmill.audio.vad import VadOptions as VadOptions
+    from voxmill.audio.vad import speech_ratio as speech_ratio
+    from voxmill.audio.vad import speech_segments as speech_segments
+    from voxmill.config import Settings as Settings
+    from voxmill.config import load_settings as load_settings
+    from voxmill.engine import Drop as Drop
+    from voxmill.engine import Journal as Journal
+    from voxmill.engine import Outcome as Outcome
+    from voxmill.engine import Pool as Pool
+    from voxmill.engine import Task as Task
+    from voxmill.engine import WorkerContext as WorkerContext
+    from voxmill.errors import AudioDecodeError as AudioDecodeError
+    from voxmill.errors import AudioEncodeError as AudioEncodeError
+    from voxmill.errors import AudioError as AudioError
+    from voxmill.errors import ConfigError as ConfigError
+    from voxmill.errors import DatasetError as DatasetError
+    from voxmill.errors import MissingExtraError as MissingExtraError
+    from voxmill.errors import ModelError as ModelError
+    from voxmill.errors import ModelLoadError as ModelLoadError
+    from voxmill.errors import ModelNotFound as ModelNotFound
+    from voxmill.errors import ModelTooLarge as ModelTooLarge
+    from voxmill.errors import VoxmillError as VoxmillError
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ import pickle
 import sqlite3
 import time
 from pathlib import Path
+
 from voxmill.engine.outcome import Dropped, Ok, Outcome, Result
 
 __all__ = ["Journal"]
@@ -101,4 +102,3 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
-

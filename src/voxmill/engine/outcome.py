@@ -8,7 +8,7 @@ from typing import Any
 __all__ = ["Drop", "Dropped", "Failed", "Ok", "Outcome", "Result"]
 
 
-class Drop(Exception):  # noqa: N818 - it is a verdict ("drop this item"), not an error
+class Drop(Exception):
     """Raise from ``Task.__call__`` to drop an item on purpose (filtered out, not failed)."""
 
     def __init__(self, reason: str) -> None:

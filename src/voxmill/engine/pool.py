@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,7 @@ class Pool:
         again: their recorded outcome is yielded with ``resumed=True``. ``key(item)`` gives the
         journal id (default: the item's position). ``timeout`` fails an item that runs longer.
         """
-        if total is None and hasattr(items, "__len__"):
+        if total is None and isinstance(items, Sized):
             total = len(items)
         return _Run(self, task, items, ordered, journal, timeout, key, total).outcomes()
 

@@ -32,7 +32,7 @@ class Task:
     or raises anything else to fail it (the run goes on).
     """
 
-    def setup(self, ctx: WorkerContext) -> None:  # noqa: B027 - an optional hook, empty on purpose
+    def setup(self, ctx: WorkerContext) -> None:
         """Once per worker, before its first item."""
 
     def __call__(self, item: Any) -> Any:
@@ -43,5 +43,5 @@ class Task:
         seconds = getattr(value, "audio_seconds", None)
         return float(seconds) if isinstance(seconds, (int, float)) else None
 
-    def teardown(self) -> None:  # noqa: B027 - an optional hook, empty on purpose
+    def teardown(self) -> None:
         """Once per worker when it stops cleanly."""

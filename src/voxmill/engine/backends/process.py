@@ -13,6 +13,7 @@ pools read it at import. Workers ignore SIGINT; the parent decides how a Ctrl-C 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -232,10 +233,8 @@ class ProcessBackend(Backend):
         if cancel:
             self._queue.clear()
         for worker in self._workers:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 worker.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
         # Cancel: running items get a moment, then SIGTERM, then SIGKILL — all well inside 5 s.
         grace = 1.0 if cancel else 30.0
         deadline = time.monotonic() + grace

@@ -41,9 +41,7 @@ class ThreadBackend(Backend):
 
     def _spawn(self, index: int) -> None:
         worker = _Worker(index)
-        worker.thread = threading.Thread(
-            target=self._run, args=(worker,), name=f"voxmill-worker-{index}", daemon=True
-        )
+        worker.thread = threading.Thread(target=self._run, args=(worker,), name=f"voxmill-worker-{index}", daemon=True)
         self._workers.append(worker)
         worker.thread.start()
 
