@@ -85,6 +85,17 @@ class Env(Task):
 
 
 @dataclass
+class DieInSetup(Task):
+    """The worker process ends inside setup, before it is ready: every respawn would do the same."""
+
+    def setup(self, ctx: WorkerContext) -> None:
+        os._exit(7)
+
+    def __call__(self, item: int) -> int:
+        return item
+
+
+@dataclass
 class BrokenSetup(Task):
     def setup(self, ctx: WorkerContext) -> None:
         raise RuntimeError("model file missing")

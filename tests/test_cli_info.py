@@ -96,3 +96,20 @@ def test_help_explains_commands() -> None:
     result = voxmill("info", "--help")
     assert result.returncode == 0
     assert "--json" in result.stdout and "damaged file" in result.stdout
+
+
+def test_ctrl_c_exits_130(tmp_path: Path, speech: Audio) -> None:
+    import signal
+    import time
+
+    import numpy as np
+
+    # 22 minutes of speech keeps decoding + VAD busy well past start-up, so the signal lands mid-run.
+    long = save(tmp_path / "long.wav", Audio(np.tile(speech.samples, 90), speech.sample_rate))
+    proc = subprocess.Popen([sys.executable, "-m", "voxmill", "info", str(long)], stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert err.strip().endswith("voxmill: interrupted")

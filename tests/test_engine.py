@@ -103,6 +103,15 @@ def test_item_that_always_kills_its_worker_fails_after_one_retry(tmp_path: Path)
     assert _runs(log)["3"] == 2
 
 
+def test_workers_that_cannot_start_fail_the_items_instead_of_respawning_forever() -> None:
+    start = time.monotonic()
+    outcomes = Pool(workers=2, backend="process", progress=False).map(tasks.DieInSetup(), range(6))
+    assert time.monotonic() - start < 30
+    for outcome in outcomes:
+        assert isinstance(outcome.result, Failed) and "before they start" in outcome.result.message
+        assert "exit code 7" in outcome.result.message
+
+
 def test_worker_exit_is_reported_with_its_code() -> None:
     outcomes = Pool(workers=2, backend="process", progress=False).map(tasks.Exit(), range(5))
     assert isinstance(outcomes[2].result, Failed) and "exit code 3" in outcomes[2].result.message

@@ -62,13 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         # Outside standalone mode click returns the code of typer.Exit instead of raising it.
         code = app(args=argv, prog_name="voxmill", standalone_mode=False)
     except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except typer.Abort:
-        err_console.print("voxmill: interrupted")
-        return 130
-    except KeyboardInterrupt:
-        err_console.print("voxmill: interrupted")
-        return 130
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
     except ConfigError as exc:
         if debug:
             raise
@@ -86,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return exit_code
         raise
+    if code == 130:  # typer turns Ctrl-C into Exit(130) without a word
+        err_console.print("voxmill: interrupted")
     return int(code) if isinstance(code, int) else 0
 
 

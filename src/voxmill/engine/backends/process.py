@@ -32,6 +32,9 @@ from voxmill.engine.threads import thread_env
 
 # One item running and one waiting in the pipe keeps a worker busy between round trips.
 PREFETCH = 2
+# Workers that die before they are ready (their module cannot even be imported) are not respawned
+# forever: after this many in a row, every remaining item fails with the reason.
+MAX_START_FAILURES = 3
 _ENV_LOCK = threading.Lock()
 
 
@@ -99,6 +102,8 @@ class ProcessBackend(Backend):
         self._queue: deque[Job] = deque()
         self._results: list[JobResult] = []
         self._retried: set[int] = set()
+        self._start_failures = 0
+        self._broken: str | None = None
         self._workers: list[_Worker] = [self._spawn(i) for i in range(self.plan.workers)]
 
     def _spawn(self, index: int) -> _Worker:
@@ -125,6 +130,9 @@ class ProcessBackend(Backend):
         return _Worker(index, process, parent_conn)
 
     def submit(self, job: Job) -> None:
+        if self._broken is not None:
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", self._broken), 0.0))
+            return
         self._queue.append(job)
         self._dispatch()
 
@@ -152,6 +160,7 @@ class ProcessBackend(Backend):
                 message = worker.conn.recv()
                 if message == "ready":
                     worker.ready = True
+                    self._start_failures = 0
                     worker.head_since = time.monotonic()
                     continue
                 if worker.held and worker.held[0].seq == message.seq:
@@ -169,6 +178,11 @@ class ProcessBackend(Backend):
         worker.process.join(5)
         worker.conn.close()
         held = list(worker.held)
+        worker.held.clear()
+        if not worker.ready:
+            # It died starting up, before running anything: its items are innocent, re-queue them all.
+            self._queue.extendleft(reversed(held))
+            held = []
         if held:
             head, rest = held[0], held[1:]
             if culprit_failed is not None:
@@ -180,7 +194,21 @@ class ProcessBackend(Backend):
                 rest = [head, *rest]
             self._queue.extendleft(reversed(rest))
         position = self._workers.index(worker)
+        if not worker.ready:
+            self._start_failures += 1
+        if self._start_failures >= MAX_START_FAILURES:
+            self._give_up(f"workers die before they start ({reason}); is the task importable?")
+            del self._workers[position]
+            return
         self._workers[position] = self._spawn(worker.index)
+
+    def _give_up(self, reason: str) -> None:
+        self._broken = reason
+        for job in [*self._queue, *(j for w in self._workers for j in w.held)]:
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", reason), 0.0))
+        self._queue.clear()
+        for worker in self._workers:
+            worker.held.clear()
 
     def _check_timeouts(self) -> float | None:
         """Kill workers whose head item overran; return seconds until the next deadline."""
