@@ -135,3 +135,16 @@ def _main(journal_path: str, log: str, count: int, seconds: float) -> int:
 if __name__ == "__main__":
     np.seterr(all="ignore")
     sys.exit(_main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+
+
+@dataclass
+class Speak(Task):
+    """Leases the bundled voice from the worker's model manager and reports that manager's budget."""
+
+    def setup(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, text: str) -> tuple[int, int | None, int]:
+        with self.ctx.models.lease("piper:en_US-joe-medium") as voice:
+            samples = sum(chunk.audio_int16_array.shape[0] for chunk in voice.synthesize(text))
+        return samples, self.ctx.models.budget_bytes, len(self.ctx.models.status())

@@ -22,7 +22,7 @@ from voxmill import errors
 
 ConfigError = errors.ConfigError
 
-__all__ = ["Settings", "config_search_path", "load_settings", "parse_duration", "parse_size"]
+__all__ = ["Settings", "config_search_path", "default_voices_dir", "load_settings", "parse_duration", "parse_size"]
 
 ENV_PREFIX = "VOXMILL_"
 BACKENDS = ("serial", "thread", "process", "ray")
@@ -136,7 +136,8 @@ def _parse_profiles(value: Any) -> dict[str, list[str]]:
     return profiles
 
 
-def _default_voices_dir() -> Path:
+def default_voices_dir() -> Path:
+    """``$XDG_DATA_HOME/voxmill/voices`` (``~/.local/share/voxmill/voices``)."""
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "voxmill" / "voices"
 
@@ -158,7 +159,7 @@ class Settings:
     budget: int | None = _setting(None, _optional(parse_size), "RAM budget for models in bytes (None: auto)")
     gpu_budget: int | None = _setting(None, _optional(parse_size), "GPU memory budget per device in bytes")
     keep_alive: float = _setting(300.0, parse_duration, "seconds an idle model stays loaded")
-    voices_dir: Path = _setting(_default_voices_dir, _parse_path, "folder searched for Piper voices")
+    voices_dir: Path = _setting(default_voices_dir, _parse_path, "folder searched for Piper voices")
     debug: bool = _setting(False, _parse_bool, "show tracebacks and debug logs")
     quiet: bool = _setting(False, _parse_bool, "no progress bars")
     profiles: dict[str, list[str]] = _setting(

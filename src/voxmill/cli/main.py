@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from voxmill import __version__
-from voxmill.cli import info
+from voxmill.cli import info, models
 from voxmill.cli.common import State, err_console
 from voxmill.config import load_settings
 from voxmill.errors import ConfigError, VoxmillError
@@ -26,6 +26,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("info")(info.info)
+app.command("voices")(models.voices)
+app.command("doctor")(models.doctor)
+app.add_typer(models.models_app, name="models")
 
 
 def _version(value: bool) -> None:

@@ -28,6 +28,8 @@ class Pool:
     ``threads_per_worker``: native threads each worker may use, ``"auto"`` = max(1, cores // workers).
     ``window``: most items pulled from the input and not yet yielded (default 2 x workers); memory
     stays bounded however long the input. ``progress``: None shows a bar when stderr is a terminal.
+    ``model_budget``: bytes of models all workers together may hold (each worker's ``ctx.models``
+    gets an equal share); ``device``: where those models run (auto, cpu, cuda).
     """
 
     workers: int | str = "auto"
@@ -36,6 +38,8 @@ class Pool:
     window: int | None = None
     progress: bool | None = None
     description: str = "working"
+    model_budget: int | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -105,7 +109,9 @@ class _Run:
     def _backend(self) -> Backend:
         # Started on first need: a fully resumed run never spawns a worker.
         if self.backend is None:
-            self.backend = create_backend(self.pool.backend, self.plan, self.timeout)
+            self.backend = create_backend(
+                self.pool.backend, self.plan, self.timeout, self.pool.model_budget, self.pool.device
+            )
             self.backend.start(self.task)
         return self.backend
 

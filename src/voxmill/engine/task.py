@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voxmill.models import ModelManager
 
 __all__ = ["Task", "WorkerContext"]
 
@@ -13,15 +17,24 @@ class WorkerContext:
     """What a worker knows about itself, handed to ``Task.setup``.
 
     ``threads`` is this worker's share of the cores: give it to onnxruntime (see
-    :func:`voxmill.engine.threads.session_options`), BLAS, OpenMP. ``models`` will carry the worker's
-    model manager once it exists.
+    :func:`voxmill.engine.threads.session_options`), BLAS, OpenMP. ``models`` is the worker's own
+    :class:`~voxmill.models.ModelManager`, created on first use, whose budget is the run's model
+    budget divided among the workers.
     """
 
     index: int
     workers: int
     threads: int
     backend: str
-    models: Any = None
+    model_budget: int | None = None
+    device: str = "auto"
+
+    @cached_property
+    def models(self) -> ModelManager:
+        from voxmill.models import ModelManager
+
+        budget = None if self.model_budget is None else self.model_budget // max(1, self.workers)
+        return ModelManager(budget_bytes=budget, threads=self.threads, device=self.device)
 
 
 class Task:

@@ -11,7 +11,9 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+# One helper for onnxruntime sessions, shared with the model loaders (engine may import models).
+from voxmill.models.devices import session_options
 
 __all__ = ["ThreadPlan", "plan", "session_options", "thread_env", "usable_cores"]
 
@@ -85,16 +87,3 @@ def thread_env(threads: int) -> dict[str, str]:
     env = dict.fromkeys(_THREAD_VARS, str(threads))
     env["OMP_WAIT_POLICY"] = "PASSIVE"  # OpenMP threads sleep instead of spinning between items
     return env
-
-
-def session_options(threads: int) -> Any:
-    """onnxruntime SessionOptions for one worker: intra-op = budget, inter-op = 1, no spinning."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options

@@ -61,12 +61,18 @@ class Backend(ABC):
 
     name: str = "base"
 
-    def __init__(self, plan: ThreadPlan, timeout: float | None = None) -> None:
+    def __init__(
+        self, plan: ThreadPlan, timeout: float | None = None, model_budget: int | None = None, device: str = "auto"
+    ) -> None:
         self.plan = plan
         self.timeout = timeout
+        self.model_budget = model_budget
+        self.device = device
 
     def context(self, index: int) -> WorkerContext:
-        return WorkerContext(index, self.plan.workers, self.plan.threads_per_worker, self.name)
+        return WorkerContext(
+            index, self.plan.workers, self.plan.threads_per_worker, self.name, self.model_budget, self.device
+        )
 
     @abstractmethod
     def start(self, task: Task) -> None:
@@ -85,17 +91,16 @@ class Backend(ABC):
         """Stop workers. ``cancel``: drop queued jobs and stop running ones quickly (Ctrl-C)."""
 
 
-def create_backend(name: str, plan: ThreadPlan, timeout: float | None) -> Backend:
+def create_backend(
+    name: str, plan: ThreadPlan, timeout: float | None, model_budget: int | None = None, device: str = "auto"
+) -> Backend:
+    backend: type[Backend]
     if name == "serial":
-        from voxmill.engine.backends.serial import SerialBackend
-
-        return SerialBackend(plan, timeout)
-    if name == "thread":
-        from voxmill.engine.backends.thread import ThreadBackend
-
-        return ThreadBackend(plan, timeout)
-    if name == "process":
-        from voxmill.engine.backends.process import ProcessBackend
-
-        return ProcessBackend(plan, timeout)
-    raise ValueError(f"unknown backend {name!r}; use serial, thread or process")
+        from voxmill.engine.backends.serial import SerialBackend as backend
+    elif name == "thread":
+        from voxmill.engine.backends.thread import ThreadBackend as backend
+    elif name == "process":
+        from voxmill.engine.backends.process import ProcessBackend as backend
+    else:
+        raise ValueError(f"unknown backend {name!r}; use serial, thread or process")
+    return backend(plan, timeout, model_budget, device)

@@ -1,0 +1,139 @@
+"""``voxmill voices``, ``voxmill models status``, ``voxmill doctor``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from voxmill.cli.common import console, state
+from voxmill.config import Settings
+from voxmill.engine import usable_cores
+from voxmill.models import ModelManager, Registry
+from voxmill.models.doctor import environment_report
+
+models_app = typer.Typer(help="Inspect the model manager.", no_args_is_help=True)
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
+def _manager(settings: Settings) -> ModelManager:
+    return ModelManager(
+        budget_bytes=settings.budget,
+        gpu_budget_bytes=settings.gpu_budget,
+        keep_alive=settings.keep_alive,
+        registry=Registry(settings.voices_dir),
+        device=settings.device,
+        threads=usable_cores(),
+        profiles=settings.profiles,
+    )
+
+
+def voices(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per voice.")] = False,
+) -> None:
+    """List the Piper voices voxmill can use: installed packages, the voices folder (VOXMILL_VOICES_DIR)."""
+    registry = Registry(state(ctx).settings.voices_dir)
+    specs = registry.all("piper")
+    if as_json:
+        for spec in specs:
+            print(json.dumps(spec.to_dict()))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "language", "quality", "rate", "speakers", "MiB", "path"):
+        table.add_column(column)
+    for s in specs:
+        table.add_row(
+            s.name, s.language or "-", s.quality or "-", str(s.sample_rate or "-"), str(s.speakers),
+            _mib(s.size_bytes), str(s.path),
+        )  # fmt: skip
+    console.print(table if specs else f"no voices found (voices folder: {registry.voices_dir})")
+
+
+@models_app.command("status")
+def status(
+    ctx: typer.Context,
+    load: Annotated[
+        list[str] | None, typer.Option("--load", help="Load these models first, to measure them (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model.")] = False,
+) -> None:
+    """Models known to this process's manager: device, estimated and measured size, refs, expiry."""
+    manager = _manager(state(ctx).settings)
+    for name in load or []:
+        with manager.lease(name):
+            pass
+    rows = manager.status()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row.to_dict()))
+        return
+    if not rows:
+        console.print("no models loaded in this process (use --load NAME to load and measure one)")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in (
+        "name",
+        "kind",
+        "device",
+        "est MiB",
+        "measured MiB",
+        "refs",
+        "pinned",
+        "load s",
+        "expires in s",
+        "note",
+    ):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r.name, r.kind, r.device, _mib(r.estimated_bytes), _mib(r.measured_bytes), str(r.refs),
+            "yes" if r.pinned else "no", f"{r.load_seconds:.2f}",
+            "-" if r.expires_in is None else f"{r.expires_in:.0f}", r.fallback_reason or "",
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"budget: {_mib(manager.budget_bytes)} MiB RAM, in use {_mib(manager.used_bytes())} MiB")
+
+
+def doctor(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole report as one JSON object.")] = False,
+) -> None:
+    """Check this machine: cores, RAM, GPUs, onnxruntime providers, models, audio formats, extras."""
+    report = environment_report(Registry(state(ctx).settings.voices_dir))
+    report["usable_cores"] = usable_cores()
+    if as_json:
+        print(json.dumps(report))
+        return
+    gib = 2**30
+    console.print(f"[bold]python[/] {report['python']} on {report['platform']}")
+    console.print(
+        f"[bold]cpu[/] {report['usable_cores']} usable cores ({report['logical_cpus']} logical); "
+        f"[bold]ram[/] {report['ram_available_bytes'] / gib:.1f} of {report['ram_total_bytes'] / gib:.1f} GiB available"
+    )
+    if report["gpus"]:
+        for g in report["gpus"]:
+            free, total = g["free_bytes"] / gib, g["total_bytes"] / gib
+            console.print(f"[bold]gpu {g['index']}[/] {g['name']}: {free:.1f} of {total:.1f} GiB free")
+    else:
+        console.print(f"[bold]gpu[/] none ({report['gpu_note']})")
+    console.print(f"[bold]onnxruntime providers[/] {', '.join(report['onnxruntime_providers'])}")
+    for label, key in (("voices", "voices"), ("asr models", "asr_models"), ("vad", "vad_models")):
+        names = ", ".join(m["name"] for m in report[key]) or "none"
+        console.print(f"[bold]{label}[/] {names}")
+    console.print(f"[bold]voices folder[/] {report['voices_dir']}")
+    audio = report["audio"]
+    console.print(
+        f"[bold]audio[/] libsndfile {audio['libsndfile']} ({', '.join(audio['soundfile_formats'])}); "
+        f"FFmpeg libavformat {audio['ffmpeg_libavformat'] or 'missing'}"
+    )
+    for extra, info in report["extras"].items():
+        if info["installed"]:
+            console.print(f"[bold]extra {extra}[/] [green]installed[/]")
+        else:
+            console.print(f"[bold]extra {extra}[/] [yellow]missing {', '.join(info['missing'])}[/]: {info['install']}")
