@@ -32,8 +32,11 @@ from voxmill.models.registry import ModelSpec, Registry
 
 __all__ = ["ModelManager", "ModelStatus"]
 
-# Resident bytes per byte on disk, before a model's real size has been measured once.
-ESTIMATE_FACTOR = {"piper": 1.6, "whisper": 1.4, "silero-vad": 4.0, "onnx": 1.6}
+# Resident bytes per byte on disk before a model has been measured once. They cover more than the
+# weights: measured here, a Piper voice's inference arena adds ~60% of its file size, and faster-whisper
+# peaks ~40% above its resident size while loading and grows again while transcribing.
+ESTIMATE_FACTOR = {"piper": 2.2, "whisper": 3.2, "silero-vad": 4.0, "onnx": 2.2}
+ESTIMATE_OVERHEAD = 16 * 2**20  # session and runtime bookkeeping, whatever the model's size
 EVENTS = ("load", "unload", "evict", "alert")
 
 
@@ -68,6 +71,9 @@ class _Entry:
         self.keep_alive = keep_alive
         self.last_used = time.monotonic()
         self.load_seconds = 0.0
+        self.rss_before = 0  # process RSS just before loading, to re-measure after first use
+        self.load_serial = 0  # the manager's load counter when this one loaded
+        self.remeasured = False
         self.loaded = threading.Event()
         self.error: BaseException | None = None
 
@@ -132,6 +138,7 @@ class ModelManager:
         self._listeners: dict[str, list[Callable[[str, dict[str, Any]], None]]] = {e: [] for e in EVENTS}
         self._reaper: threading.Thread | None = None
         self._closed = False
+        self._loads = 0  # counts loads, so a later RSS delta is only trusted if nothing else loaded
 
     # ---- events ------------------------------------------------------------------------------------
 
@@ -158,7 +165,7 @@ class ModelManager:
         known = self._measured.get((spec.name, "cuda" if device.startswith("cuda") else "cpu"))
         if known is not None:
             return known
-        return int(spec.size_bytes * ESTIMATE_FACTOR.get(spec.kind, 1.6)) + 8 * 2**20
+        return int(spec.size_bytes * ESTIMATE_FACTOR.get(spec.kind, 2.2)) + ESTIMATE_OVERHEAD
 
     def _evict_for(self, need: int, gpu: bool, protect: str) -> bool:
         """Evict idle models until ``need`` more bytes fit; False if even all idle ones are not enough."""
@@ -252,7 +259,7 @@ class ModelManager:
     def _load(self, entry: _Entry) -> _Entry:
         """Load a reserved entry; returns the entry that ended up loaded (a CPU retry is a new one)."""
         spec = entry.spec
-        before = _rss()
+        before = entry.rss_before = _rss()
         gpu_before = self._gpu_used(entry.device)
         start = time.perf_counter()
         try:
@@ -280,10 +287,11 @@ class ModelManager:
         with self._lock:
             entry.model = model
             entry.load_seconds = seconds
+            self._loads += 1
+            entry.load_serial = self._loads
             # A concurrent load elsewhere can inflate or hide an RSS delta; trust it only when plausible.
             if measured > spec.size_bytes // 4:
-                entry.measured = measured
-                self._measured[(spec.name, "cuda" if entry.device.startswith("cuda") else "cpu")] = measured
+                entry.measured = self._remember(spec.name, entry.device, measured)
             gpu = entry.device.startswith("cuda")
             over = self._budget(gpu) is not None and self._used(gpu) > (self._budget(gpu) or 0)
             if over and not self._evict_for(0, gpu, protect=spec.name):
@@ -309,9 +317,36 @@ class ModelManager:
         with self._lock:
             entry.refs -= 1
             entry.last_used = time.monotonic()
+            if entry.refs == 0 and not entry.remeasured:
+                self._remeasure(entry)
             if entry.refs == 0 and entry.keep_alive <= 0 and not entry.pinned:
                 self._drop(entry, "unload")
             self._changed.notify_all()
+
+    def _remember(self, name: str, device: str, size: int) -> int:
+        """Record a measured size; returns the size to account, the largest seen for this model.
+
+        A reload into heap that an evicted model left behind measures small; trusting that would
+        let two models in where only one fits.
+        """
+        key = (name, "cuda" if device.startswith("cuda") else "cpu")
+        self._measured[key] = max(size, self._measured.get(key, 0))
+        return self._measured[key]
+
+    def _remeasure(self, entry: _Entry) -> None:
+        """After the first use, count what the model kept (inference arenas, caches) in its size.
+
+        Only on CPU and only if no other model loaded since: otherwise the RSS delta is not this one's.
+        """
+        entry.remeasured = True
+        if entry.device.startswith("cuda") or entry.load_serial != self._loads:
+            return
+        grown = _rss() - entry.rss_before
+        if grown > entry.bytes:
+            entry.measured = self._remember(entry.spec.name, entry.device, grown)
+            budget = self._budget(False)
+            if budget is not None and self._used(False) > budget:
+                self._evict_for(0, False, protect=entry.spec.name)
 
     # ---- keep-alive ---------------------------------------------------------------------------------
 
