@@ -14,7 +14,18 @@ import voxmill.errors
 
 
 def test_all_matches_the_public_names() -> None:
-    subpackages = {"annotations", "audio", "config", "engine", "errors", "importlib", "TYPE_CHECKING", "Any"}
+    subpackages = {
+        "annotations",
+        "audio",
+        "cli",
+        "config",
+        "engine",
+        "errors",
+        "models",
+        "importlib",
+        "TYPE_CHECKING",
+        "Any",
+    }
     public = {name for name in dir(voxmill) if not name.startswith("_")} - subpackages
     assert set(voxmill.__all__) - {"__version__"} == public
     assert len(voxmill.__all__) == len(set(voxmill.__all__))

@@ -92,4 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # between typer's handler and ours, e.g. during start-up
+        err_console.print("voxmill: interrupted")
+        code = 130
+    sys.exit(code)

@@ -4,11 +4,12 @@ Modelled on Ollama's scheduler (estimate before loading, refcounts, keep-alive, 
 with a budget on RAM and on each GPU, and cost-aware eviction: among idle models, the one that is
 cheapest to load again per byte it frees goes first, then the least recently used.
 
-Accounting: a load reserves its estimate (file size x a factor per kind, or the size measured the
-last time); once loaded, the reservation becomes the measured size (process RSS delta, NVML delta on
-a GPU). The sum of reservations never exceeds the budget: a load that cannot fit after evicting
-every idle model raises ModelTooLarge; one that turns out bigger than estimated evicts more, or is
-unloaded again.
+Accounting: a load reserves its estimate (file size x a factor per kind, or the largest size
+measured before); once loaded, a larger measured size (process RSS delta after loading and after
+first use, NVML delta on a GPU) raises the reservation. Measurements only ever raise it: an RSS delta
+undercounts when a model reuses heap an evicted one left behind. The sum of reservations never
+exceeds the budget: a load that cannot fit after evicting every idle model raises ModelTooLarge; one
+that turns out bigger than estimated evicts more, or is unloaded again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ __all__ = ["ModelManager", "ModelStatus"]
 # peaks ~40% above its resident size while loading and grows again while transcribing.
 ESTIMATE_FACTOR = {"piper": 2.2, "whisper": 3.2, "silero-vad": 4.0, "onnx": 2.2}
 ESTIMATE_OVERHEAD = 16 * 2**20  # session and runtime bookkeeping, whatever the model's size
+
+# Measured sizes per (model, cpu|cuda), shared by every manager in the process: a size is a property
+# of the model and the runtime, and a later manager's reload into reused heap would measure too small.
+_MEASURED: dict[tuple[str, str], int] = {}
+_MEASURED_LOCK = threading.Lock()
 EVENTS = ("load", "unload", "evict", "alert")
 
 
@@ -79,7 +85,9 @@ class _Entry:
 
     @property
     def bytes(self) -> int:
-        return self.measured if self.measured is not None else self.estimate
+        # A measurement can raise the accounted size, never lower it: an RSS delta undercounts when
+        # the model reuses heap that an evicted one left behind.
+        return max(self.estimate, self.measured or 0)
 
     @property
     def idle(self) -> bool:
@@ -132,7 +140,6 @@ class ModelManager:
         self.retry_on_cpu = retry_on_cpu
         self.profiles = dict(profiles or {})
         self._entries: dict[str, _Entry] = {}
-        self._measured: dict[tuple[str, str], int] = {}  # (name, device kind) -> bytes, for next time
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._listeners: dict[str, list[Callable[[str, dict[str, Any]], None]]] = {e: [] for e in EVENTS}
@@ -162,10 +169,10 @@ class ModelManager:
         return self.gpu_budget_bytes if gpu else self.budget_bytes
 
     def _estimate(self, spec: ModelSpec, device: str) -> int:
-        known = self._measured.get((spec.name, "cuda" if device.startswith("cuda") else "cpu"))
-        if known is not None:
-            return known
-        return int(spec.size_bytes * ESTIMATE_FACTOR.get(spec.kind, 2.2)) + ESTIMATE_OVERHEAD
+        with _MEASURED_LOCK:
+            known = _MEASURED.get((spec.name, "cuda" if device.startswith("cuda") else "cpu"))
+        estimate = int(spec.size_bytes * ESTIMATE_FACTOR.get(spec.kind, 2.2)) + ESTIMATE_OVERHEAD
+        return max(estimate, known or 0)
 
     def _evict_for(self, need: int, gpu: bool, protect: str) -> bool:
         """Evict idle models until ``need`` more bytes fit; False if even all idle ones are not enough."""
@@ -290,6 +297,9 @@ class ModelManager:
             self._loads += 1
             entry.load_serial = self._loads
             # A concurrent load elsewhere can inflate or hide an RSS delta; trust it only when plausible.
+            if spec.kind != "whisper":
+                # ONNX weights load as stored: resident size is never below the file's.
+                measured = max(measured, spec.size_bytes)
             if measured > spec.size_bytes // 4:
                 entry.measured = self._remember(spec.name, entry.device, measured)
             gpu = entry.device.startswith("cuda")
@@ -330,8 +340,9 @@ class ModelManager:
         let two models in where only one fits.
         """
         key = (name, "cuda" if device.startswith("cuda") else "cpu")
-        self._measured[key] = max(size, self._measured.get(key, 0))
-        return self._measured[key]
+        with _MEASURED_LOCK:
+            _MEASURED[key] = max(size, _MEASURED.get(key, 0))
+            return _MEASURED[key]
 
     def _remeasure(self, entry: _Entry) -> None:
         """After the first use, count what the model kept (inference arenas, caches) in its size.

@@ -1,4 +1,4 @@
-"""Run as a subprocess by test_models.py: leases under a one-model budget while a thread samples RSS.
+"""Leases under a one-model budget while a thread samples RSS (run by model_manager.py and the tests).
 
 usage: python model_rss.py BUDGET_BYTES   -> prints JSON {baseline, peak, budget, evictions}
 """
