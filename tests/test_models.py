@@ -109,6 +109,14 @@ def test_a_model_in_use_is_never_evicted(registry: Registry) -> None:
     assert ("evict", VOICE) not in events
 
 
+def test_max_loaded_caps_the_number_of_models(registry: Registry) -> None:
+    manager = ModelManager(budget_bytes=2048 * MIB, max_loaded=1, registry=registry)
+    with manager.lease("silero-vad"):
+        pass
+    with manager.lease(VOICE):
+        assert [row.name for row in manager.status()] == [VOICE]
+
+
 def test_model_too_large_names_model_size_and_budget(registry: Registry) -> None:
     manager = ModelManager(budget_bytes=50 * MIB, registry=registry)
     with pytest.raises(ModelTooLarge) as caught, manager.lease(WHISPER):

@@ -174,25 +174,29 @@ class ModelManager:
         estimate = int(spec.size_bytes * ESTIMATE_FACTOR.get(spec.kind, 2.2)) + ESTIMATE_OVERHEAD
         return max(estimate, known or 0)
 
-    def _evict_for(self, need: int, gpu: bool, protect: str) -> bool:
-        """Evict idle models until ``need`` more bytes fit; False if even all idle ones are not enough."""
+    def _evict_for(self, need: int, gpu: bool, protect: str, adding: int = 1) -> bool:
+        """Evict idle models until ``need`` more bytes (and ``adding`` more models) fit.
+
+        False if even evicting every idle model is not enough.
+        """
         budget = self._budget(gpu)
-        over_count = self.max_loaded is not None and len(self._entries) > self.max_loaded
-        if (budget is None or self._used(gpu) + need <= budget) and not over_count:
-            return True
+
+        def fits() -> bool:
+            return budget is None or self._used(gpu) + need <= budget
+
+        def count_ok() -> bool:
+            return self.max_loaded is None or len(self._entries) + adding <= self.max_loaded
+
         idle = [e for name, e in self._entries.items() if e.idle and name != protect]
         # Cheapest to reload per byte freed first; among equals, the least recently used.
         idle.sort(key=lambda e: (e.load_seconds / max(1, e.bytes), e.last_used))
         for entry in idle:
-            fits = budget is None or self._used(gpu) + need <= budget
-            count_ok = self.max_loaded is None or len(self._entries) <= self.max_loaded
-            if fits and count_ok:
+            if fits() and count_ok():
                 break
-            if entry.device.startswith("cuda") != gpu and count_ok:
-                continue
+            if entry.device.startswith("cuda") != gpu and count_ok():
+                continue  # freeing the other kind of memory does not help
             self._drop(entry, "evict")
-        fits = budget is None or self._used(gpu) + need <= budget
-        return fits and (self.max_loaded is None or len(self._entries) <= self.max_loaded)
+        return fits() and count_ok()
 
     def _drop(self, entry: _Entry, event: str) -> None:
         name = entry.spec.name
@@ -304,7 +308,7 @@ class ModelManager:
                 entry.measured = self._remember(spec.name, entry.device, measured)
             gpu = entry.device.startswith("cuda")
             over = self._budget(gpu) is not None and self._used(gpu) > (self._budget(gpu) or 0)
-            if over and not self._evict_for(0, gpu, protect=spec.name):
+            if over and not self._evict_for(0, gpu, protect=spec.name, adding=0):
                 self._drop(entry, "unload")
                 entry.error = self._too_large(spec, entry.bytes, self._budget(gpu) or 0, gpu, in_use=True)
                 entry.loaded.set()
@@ -357,7 +361,7 @@ class ModelManager:
             entry.measured = self._remember(entry.spec.name, entry.device, grown)
             budget = self._budget(False)
             if budget is not None and self._used(False) > budget:
-                self._evict_for(0, False, protect=entry.spec.name)
+                self._evict_for(0, False, protect=entry.spec.name, adding=0)
 
     # ---- keep-alive ---------------------------------------------------------------------------------
 
