@@ -12,7 +12,6 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,9 @@ import soundfile as sf
 # errors is the one exception tree every layer raises from; imported via the package root (see
 # ARCHITECTURE: leaves import no other voxmill logic, and errors holds none).
 from voxmill import errors
+from voxmill.audio.ffmpeg import AV_WRITE, av_blocks, av_decode, av_encode, av_info
 from voxmill.audio.resample import resample
+from voxmill.audio.types import Audio, Block, SourceInfo
 
 AudioDecodeError = errors.AudioDecodeError
 AudioEncodeError = errors.AudioEncodeError
@@ -38,73 +39,6 @@ _SF_WRITE = {
     ".aiff": ("AIFF", "PCM_16"),
     ".aif": ("AIFF", "PCM_16"),
 }
-# Suffixes written through PyAV: container format, codec, sample rates the codec accepts (None: any).
-_AV_WRITE: dict[str, tuple[str, str, tuple[int, ...] | None]] = {
-    ".m4a": ("ipod", "aac", None),
-    ".aac": ("adts", "aac", None),
-    ".mp4": ("mp4", "aac", None),
-    ".opus": ("opus", "libopus", (48000, 24000, 16000, 12000, 8000)),
-    ".webm": ("webm", "libopus", (48000, 24000, 16000, 12000, 8000)),
-    ".mka": ("matroska", "flac", None),
-}
-_AV_FORMAT_NAMES = {"mov": "MP4", "matroska": "MATROSKA", "ogg": "OGG", "aac": "AAC"}
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What the file says about itself, before any conversion."""
-
-    path: str
-    format: str
-    codec: str
-    sample_rate: int
-    channels: int
-    frames: int
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.sample_rate if self.sample_rate else 0.0
-
-
-@dataclass
-class Audio:
-    """float32 samples, shape ``(frames,)`` when mono or ``(frames, channels)``, plus their rate."""
-
-    samples: np.ndarray
-    sample_rate: int
-    source: SourceInfo | None = field(default=None, compare=False)
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.samples.ndim == 1 else int(self.samples.shape[1])
-
-    @property
-    def frames(self) -> int:
-        return int(self.samples.shape[0])
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.sample_rate
-
-    def to_mono(self) -> Audio:
-        if self.samples.ndim == 1:
-            return self
-        mono = self.samples.mean(axis=1, dtype=np.float32)
-        return Audio(np.ascontiguousarray(mono), self.sample_rate, self.source)
-
-
-@dataclass(frozen=True)
-class Block:
-    """One block of a long file: ``start`` is its first frame in the file (at the output rate)."""
-
-    index: int
-    start: int
-    samples: np.ndarray
-    sample_rate: int
-
-    @property
-    def duration(self) -> float:
-        return self.samples.shape[0] / self.sample_rate
 
 
 def _check_file(path: Path) -> None:
@@ -180,39 +114,6 @@ def _sf_info(path: Path) -> SourceInfo:
     return SourceInfo(str(path), info.format, info.subtype, info.samplerate, info.channels, info.frames)
 
 
-def _av_info(path: Path) -> SourceInfo:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise AudioDecodeError(path, "no audio stream in file")
-            stream = container.streams.audio[0]
-            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
-            channels = int(stream.codec_context.channels or 0)
-            if stream.duration is not None and stream.time_base is not None:
-                seconds = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                seconds = container.duration / 1_000_000
-            else:
-                seconds = 0.0
-            # FFmpeg names demuxers by family ("mov,mp4,m4a,..."); show what users call the file.
-            fmt = _AV_FORMAT_NAMES.get(container.format.name.split(",")[0], container.format.name.split(",")[0].upper())
-            codec = stream.codec_context.name.upper()
-    except AudioDecodeError:
-        raise
-    except Exception as exc:  # PyAV raises a zoo of FFmpeg error types
-        raise AudioDecodeError(path, _av_reason(exc)) from None
-    if rate <= 0 or channels <= 0:
-        raise AudioDecodeError(path, "audio stream has no valid sample rate or channel count")
-    return SourceInfo(str(path), fmt, codec, rate, channels, round(seconds * rate))
-
-
-def _av_reason(exc: Exception) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return f"cannot decode: {text}"
-
-
 def probe(path: str | Path) -> SourceInfo:
     """Read the header only: format, codec, rate, channels and frame count."""
     path = Path(path)
@@ -223,31 +124,9 @@ def probe(path: str | Path) -> SourceInfo:
         raise
     except Exception as sf_exc:
         try:
-            return _av_info(path)
+            return av_info(path)
         except AudioDecodeError as av_exc:
             raise AudioDecodeError(path, _decode_reason(path, sf_exc, av_exc)) from None
-
-
-def _av_decode(path: Path) -> tuple[np.ndarray, SourceInfo]:
-    """Decode the first audio stream into float32 ``(frames, channels)``."""
-    import av
-
-    info = _av_info(path)
-    parts: list[np.ndarray] = []
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.audio[0]
-            # Packed float32 keeps the channel layout interleaved, as soundfile returns it.
-            resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=stream.rate)
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1, info.channels))
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1, info.channels))
-    except Exception as exc:
-        raise AudioDecodeError(path, _av_reason(exc)) from None
-    data = np.concatenate(parts) if parts else np.zeros((0, info.channels), np.float32)
-    return data, info
 
 
 def _finish(path: Path, data: np.ndarray, info: SourceInfo, sr: int | None, mono: bool) -> Audio:
@@ -298,7 +177,7 @@ def load(
         raise
     except Exception as sf_exc:
         try:
-            data, info = _av_decode(path)
+            data, info = av_decode(path)
         except AudioDecodeError as av_exc:
             raise AudioDecodeError(path, _decode_reason(path, sf_exc, av_exc)) from None
         start = round(offset * info.sample_rate)
@@ -378,32 +257,7 @@ def _decode_stream(path: Path, info: SourceInfo, frames: int) -> Iterator[np.nda
             except Exception as exc:
                 raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
         return
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=stream.rate)
-            buffered: list[np.ndarray] = []
-            count = 0
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    buffered.append(out.to_ndarray().reshape(-1, info.channels))
-                    count += buffered[-1].shape[0]
-                while count >= frames:
-                    joined = np.concatenate(buffered)
-                    yield joined[:frames]
-                    buffered, count = [joined[frames:]], joined.shape[0] - frames
-            for out in resampler.resample(None):
-                buffered.append(out.to_ndarray().reshape(-1, info.channels))
-            if buffered:
-                tail = np.concatenate(buffered)
-                for begin in range(0, tail.shape[0], frames):
-                    yield tail[begin : begin + frames]
-    except AudioDecodeError:
-        raise
-    except Exception as exc:
-        raise AudioDecodeError(path, _av_reason(exc)) from None
+    yield from av_blocks(path, info.channels, frames)
 
 
 @contextlib.contextmanager
@@ -440,48 +294,10 @@ def save(path: str | Path, audio: Audio, subtype: str | None = None) -> Path:
                 sf.write(str(tmp), audio.samples, audio.sample_rate, subtype=subtype or default_subtype, format=fmt)
             except Exception as exc:
                 raise AudioEncodeError(path, f"cannot write {fmt}: {exc}") from None
-    elif suffix in _AV_WRITE:
+    elif suffix in AV_WRITE:
         with atomic_path(path) as tmp:
-            _av_encode(tmp, path, audio, *_AV_WRITE[suffix])
+            av_encode(tmp, path, audio, *AV_WRITE[suffix])
     else:
-        known = ", ".join(sorted({*_SF_WRITE, *_AV_WRITE}))
+        known = ", ".join(sorted({*_SF_WRITE, *AV_WRITE}))
         raise AudioEncodeError(path, f"unknown output format {suffix or '(no suffix)'}; use one of {known}")
     return path
-
-
-def _av_encode(
-    tmp: Path, path: Path, audio: Audio, container_format: str, codec: str, rates: tuple[int, ...] | None
-) -> None:
-    import av
-
-    samples = audio.samples.reshape(audio.frames, -1)
-    rate = audio.sample_rate
-    if rates is not None and rate not in rates:
-        # Opus only runs at a few fixed rates; pick the lowest one that keeps the full band.
-        target = min((r for r in rates if r >= rate), default=max(rates))
-        samples = resample(samples, rate, target).reshape(-1, samples.shape[1])
-        rate = target
-    layout = "mono" if samples.shape[1] == 1 else "stereo" if samples.shape[1] == 2 else None
-    if layout is None:
-        raise AudioEncodeError(path, f"{codec} output supports 1 or 2 channels, got {samples.shape[1]}")
-    try:
-        with av.open(str(tmp), "w", format=container_format) as container:
-            stream = container.add_stream(codec, rate=rate, layout=layout)
-            if not isinstance(stream, av.AudioStream):
-                raise AudioEncodeError(path, f"{codec} did not give an audio stream")
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples.T.reshape(1, -1) if layout == "mono" else samples.reshape(1, -1)),
-                format="flt",
-                layout=layout,
-            )
-            frame.sample_rate = rate
-            resampler = av.AudioResampler(format=stream.format.name, layout=layout, rate=rate)
-            for converted in resampler.resample(frame):
-                for packet in stream.encode(converted):
-                    container.mux(packet)
-            for packet in stream.encode(None):
-                container.mux(packet)
-    except AudioEncodeError:
-        raise
-    except Exception as exc:
-        raise AudioEncodeError(path, f"cannot encode {codec}: {exc}") from None

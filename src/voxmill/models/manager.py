@@ -15,8 +15,6 @@ that turns out bigger than estimated evicts more, or is unloaded again.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,19 +28,10 @@ from voxmill import errors
 from voxmill.models.devices import DeviceChoice, choose_device, gpus
 from voxmill.models.loaders import load_model
 from voxmill.models.registry import ModelSpec, Registry
+from voxmill.models.sizing import estimate, remember, rss, trim_heap
 
 __all__ = ["ModelManager", "ModelStatus"]
 
-# Resident bytes per byte on disk before a model has been measured once. They cover more than the
-# weights: measured here, a Piper voice's inference arena adds ~60% of its file size, and faster-whisper
-# peaks ~40% above its resident size while loading and grows again while transcribing.
-ESTIMATE_FACTOR = {"piper": 2.2, "whisper": 3.2, "silero-vad": 4.0, "onnx": 2.2}
-ESTIMATE_OVERHEAD = 16 * 2**20  # session and runtime bookkeeping, whatever the model's size
-
-# Measured sizes per (model, cpu|cuda), shared by every manager in the process: a size is a property
-# of the model and the runtime, and a later manager's reload into reused heap would measure too small.
-_MEASURED: dict[tuple[str, str], int] = {}
-_MEASURED_LOCK = threading.Lock()
 EVENTS = ("load", "unload", "evict", "alert")
 
 
@@ -92,17 +81,6 @@ class _Entry:
     @property
     def idle(self) -> bool:
         return self.refs == 0 and not self.pinned and self.loaded.is_set() and self.error is None
-
-
-def _trim_heap() -> None:
-    """Give freed heap pages back to the OS (glibc keeps them otherwise, and RSS would not drop)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _rss() -> int:
-    return int(psutil.Process().memory_info().rss)
 
 
 class ModelManager:
@@ -168,12 +146,6 @@ class ModelManager:
     def _budget(self, gpu: bool) -> int | None:
         return self.gpu_budget_bytes if gpu else self.budget_bytes
 
-    def _estimate(self, spec: ModelSpec, device: str) -> int:
-        with _MEASURED_LOCK:
-            known = _MEASURED.get((spec.name, "cuda" if device.startswith("cuda") else "cpu"))
-        estimate = int(spec.size_bytes * ESTIMATE_FACTOR.get(spec.kind, 2.2)) + ESTIMATE_OVERHEAD
-        return max(estimate, known or 0)
-
     def _evict_for(self, need: int, gpu: bool, protect: str, adding: int = 1) -> bool:
         """Evict idle models until ``need`` more bytes (and ``adding`` more models) fit.
 
@@ -203,7 +175,7 @@ class ModelManager:
         if self._entries.get(name) is entry:
             del self._entries[name]
         entry.model = None
-        _trim_heap()
+        trim_heap()
         self._emit(event, name=name, device=entry.device, bytes=entry.bytes)
         self._changed.notify_all()
 
@@ -233,22 +205,22 @@ class ModelManager:
                     entry.keep_alive = max(entry.keep_alive, alive)
                     return entry
                 self._changed.wait()  # another thread is loading it: share that load
-            choice = choose_device(device, spec.kind, self._estimate(spec, "cuda"))
+            choice = choose_device(device, spec.kind, estimate(spec, "cuda"))
             entry = self._reserve(spec, choice, alive)
             entry.refs = 1
         return self._load(entry)
 
     def _reserve(self, spec: ModelSpec, choice: DeviceChoice, alive: float) -> _Entry:
         gpu = choice.device.startswith("cuda")
-        estimate = self._estimate(spec, choice.device)
+        size = estimate(spec, choice.device)
         budget = self._budget(gpu)
-        if budget is not None and estimate > budget:
-            raise self._too_large(spec, estimate, budget, gpu)
-        if not self._evict_for(estimate, gpu, protect=spec.name):
+        if budget is not None and size > budget:
+            raise self._too_large(spec, size, budget, gpu)
+        if not self._evict_for(size, gpu, protect=spec.name):
             if gpu and self.retry_on_cpu:
                 return self._reserve(spec, DeviceChoice("cpu", "GPU budget full of models in use"), alive)
-            raise self._too_large(spec, estimate, budget or 0, gpu, in_use=True)
-        entry = _Entry(spec, choice, estimate, alive)
+            raise self._too_large(spec, size, budget or 0, gpu, in_use=True)
+        entry = _Entry(spec, choice, size, alive)
         self._entries[spec.name] = entry
         return entry
 
@@ -270,7 +242,7 @@ class ModelManager:
     def _load(self, entry: _Entry) -> _Entry:
         """Load a reserved entry; returns the entry that ended up loaded (a CPU retry is a new one)."""
         spec = entry.spec
-        before = entry.rss_before = _rss()
+        before = entry.rss_before = rss()
         gpu_before = self._gpu_used(entry.device)
         start = time.perf_counter()
         try:
@@ -294,7 +266,7 @@ class ModelManager:
         if entry.device.startswith("cuda"):
             measured = max(0, self._gpu_used(entry.device) - gpu_before)
         else:
-            measured = max(0, _rss() - before)
+            measured = max(0, rss() - before)
         with self._lock:
             entry.model = model
             entry.load_seconds = seconds
@@ -305,7 +277,7 @@ class ModelManager:
                 # ONNX weights load as stored: resident size is never below the file's.
                 measured = max(measured, spec.size_bytes)
             if measured > spec.size_bytes // 4:
-                entry.measured = self._remember(spec.name, entry.device, measured)
+                entry.measured = remember(spec.name, entry.device, measured)
             gpu = entry.device.startswith("cuda")
             over = self._budget(gpu) is not None and self._used(gpu) > (self._budget(gpu) or 0)
             if over and not self._evict_for(0, gpu, protect=spec.name, adding=0):
@@ -337,17 +309,6 @@ class ModelManager:
                 self._drop(entry, "unload")
             self._changed.notify_all()
 
-    def _remember(self, name: str, device: str, size: int) -> int:
-        """Record a measured size; returns the size to account, the largest seen for this model.
-
-        A reload into heap that an evicted model left behind measures small; trusting that would
-        let two models in where only one fits.
-        """
-        key = (name, "cuda" if device.startswith("cuda") else "cpu")
-        with _MEASURED_LOCK:
-            _MEASURED[key] = max(size, _MEASURED.get(key, 0))
-            return _MEASURED[key]
-
     def _remeasure(self, entry: _Entry) -> None:
         """After the first use, count what the model kept (inference arenas, caches) in its size.
 
@@ -356,9 +317,9 @@ class ModelManager:
         entry.remeasured = True
         if entry.device.startswith("cuda") or entry.load_serial != self._loads:
             return
-        grown = _rss() - entry.rss_before
+        grown = rss() - entry.rss_before
         if grown > entry.bytes:
-            entry.measured = self._remember(entry.spec.name, entry.device, grown)
+            entry.measured = remember(entry.spec.name, entry.device, grown)
             budget = self._budget(False)
             if budget is not None and self._used(False) > budget:
                 self._evict_for(0, False, protect=entry.spec.name, adding=0)
