@@ -1,0 +1,147 @@
+"""Output layouts: Piper training folder, Hugging Face parquet shards, NeMo manifests. All atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from voxmill.audio.io import atomic_path
+from voxmill.prepare.steps import Clip
+
+__all__ = ["OUTPUT_FORMATS", "write_hf", "write_nemo", "write_piper", "write_text"]
+
+OUTPUT_FORMATS = ("piper", "hf", "nemo")
+HF_SHARD_ROWS = 1000
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def place_wavs(clips: list[Clip], stage: Path, out: Path) -> None:
+    """Move staged wavs into ``out/wavs`` (a rename: no copy, and never half a file)."""
+    wavs = out / "wavs"
+    wavs.mkdir(parents=True, exist_ok=True)
+    for clip in clips:
+        staged = stage / f"{clip.file_id}.wav"
+        if staged.exists():
+            os.replace(staged, wavs / f"{clip.file_id}.wav")
+
+
+def _multi_speaker(clips: list[Clip]) -> bool:
+    return len({c.speaker for c in clips if c.speaker}) > 1
+
+
+def write_piper(train: list[Clip], val: list[Clip], out: Path, sample_rate: int, espeak_voice: str | None) -> None:
+    """``metadata.csv`` (+ ``metadata_val.csv``) and a ``config.json`` that piper's PiperConfig loads."""
+    from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
+
+    every = train + val
+    multi = _multi_speaker(every)
+    speakers = sorted({c.speaker for c in every if c.speaker}) if multi else []
+
+    def lines(clips: list[Clip]) -> str:
+        if multi:
+            return "".join(f"{c.file_id}|{c.speaker}|{c.text}\n" for c in clips)
+        return "".join(f"{c.file_id}|{c.text}\n" for c in clips)
+
+    write_text(out / "metadata.csv", lines(train))
+    if val:
+        write_text(out / "metadata_val.csv", lines(val))
+    config: dict[str, Any] = {
+        "dataset": out.name,
+        "audio": {"sample_rate": sample_rate, "quality": "medium"},
+        "espeak": {"voice": espeak_voice or "en-us"},
+        "language": {"code": (espeak_voice or "en-us").replace("-", "_")},
+        "phoneme_type": "espeak",
+        "phoneme_map": {},
+        "phoneme_id_map": DEFAULT_PHONEME_ID_MAP,
+        "num_symbols": max(i for ids in DEFAULT_PHONEME_ID_MAP.values() for i in ids) + 1,
+        "num_speakers": max(1, len(speakers)),
+        "speaker_id_map": {s: i for i, s in enumerate(speakers)},
+        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "piper_version": "1.0.0",
+    }
+    write_text(out / "config.json", json.dumps(config, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_nemo(train: list[Clip], val: list[Clip], out: Path) -> None:
+    def manifest(clips: list[Clip]) -> str:
+        rows = []
+        for c in clips:
+            row = {
+                "audio_filepath": str((out / "wavs" / f"{c.file_id}.wav").resolve()),
+                "duration": round(c.seconds_out, 4),
+                "text": c.text,
+                "speaker": c.speaker,
+                **c.labels,
+            }
+            rows.append(json.dumps(row, ensure_ascii=False) + "\n")
+        return "".join(rows)
+
+    write_text(out / "manifest_train.jsonl", manifest(train))
+    write_text(out / "manifest_val.jsonl", manifest(val))
+
+
+def _hf_features(label_keys: list[str]) -> dict[str, Any]:
+    value = {"dtype": "string", "_type": "Value"}
+    features: dict[str, Any] = {
+        "id": value,
+        "audio": {"_type": "Audio"},
+        "text": value,
+        "speaker": value,
+        "duration": {"dtype": "float64", "_type": "Value"},
+    }
+    features.update({key: value for key in label_keys})
+    return features
+
+
+def write_hf(train: list[Clip], val: list[Clip], out: Path, stage: Path) -> None:
+    """``out/hf/{train,validation}-NNNNN-of-NNNNN.parquet``; audio is struct<bytes, path> with FLAC bytes.
+
+    The ``huggingface`` schema metadata makes ``datasets`` show an ``Audio`` feature; pyarrow writes it
+    here, so no torchcodec or datasets install is needed to produce the dataset.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    label_keys = sorted({k for c in train + val for k in c.labels})
+    features = _hf_features(label_keys)
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            ("text", pa.string()),
+            ("speaker", pa.string()),
+            ("duration", pa.float64()),
+            *[(key, pa.string()) for key in label_keys],
+        ],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
+    folder = out / "hf"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, clips in (("train", train), ("validation", val)):
+        if not clips:
+            continue
+        shards = max(1, -(-len(clips) // HF_SHARD_ROWS))
+        for shard in range(shards):
+            part = clips[shard * HF_SHARD_ROWS : (shard + 1) * HF_SHARD_ROWS]
+            columns: dict[str, list[Any]] = {
+                "id": [c.id for c in part],
+                "audio": [{"bytes": _flac(stage, out, c), "path": f"{c.file_id}.flac"} for c in part],
+                "text": [c.text for c in part],
+                "speaker": [c.speaker for c in part],
+                "duration": [round(c.seconds_out, 4) for c in part],
+            }
+            for key in label_keys:
+                columns[key] = [c.labels.get(key) for c in part]
+            table = pa.Table.from_pydict(columns, schema=schema)
+            with atomic_path(folder / f"{split}-{shard:05d}-of-{shards:05d}.parquet") as tmp:
+                pq.write_table(table, tmp)
+
+
+def _flac(stage: Path, out: Path, clip: Clip) -> bytes:
+    return (stage / f"{clip.file_id}.flac").read_bytes()

@@ -1,0 +1,151 @@
+"""The per-clip work of ``prepare``, run in engine workers: one Row in, one Clip (or Drop/failure) out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxmill.audio import Audio, analyze, load, normalize, resample, save, speech_segments
+from voxmill.engine import Drop, Task, WorkerContext
+from voxmill.prepare.sources import Row
+from voxmill.text import clean_text
+
+__all__ = ["Clip", "ClipOptions", "PrepareTask", "piper_min_seconds"]
+
+# Piper (VITS) trains on random windows of segment_size = 8192 samples cut from each clip; a clip
+# shorter than one window makes rand_slice_segments index before the start and the run crash days
+# in. So a clip must keep at least 8192 samples at the output rate after trimming.
+PIPER_SEGMENT_SAMPLES = 8192
+
+
+def piper_min_seconds(sample_rate: int) -> float:
+    return PIPER_SEGMENT_SAMPLES / sample_rate
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """What happens to each clip. See ``voxmill prepare --help`` for the user-facing side."""
+
+    stage_dir: str
+    sample_rate: int = 22050
+    trim: bool = True
+    keep_silence: float = 0.25
+    loudness: float | None = -23.0
+    peak_ceiling: float = -1.0
+    min_duration: float = 0.0
+    max_duration: float = 30.0
+    max_clipping: float = 0.001
+    for_piper: bool = True
+    espeak_voice: str | None = None
+    write_flac: bool = False
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A prepared clip, staged as ``<stage_dir>/<file_id>.wav`` (and ``.flac`` for the hf output)."""
+
+    id: str
+    file_id: str
+    source: str
+    text: str
+    speaker: str | None
+    labels: dict[str, str]
+    seconds_in: float
+    seconds_out: float
+    phonemes: str | None = None
+    unknown_phonemes: list[str] = field(default_factory=list)
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.seconds_in
+
+
+@dataclass
+class PrepareTask(Task):
+    options: ClipOptions
+
+    def setup(self, ctx: WorkerContext) -> None:
+        self._phonemizer: Any = None
+        self._known: set[str] = set()
+        if self.options.espeak_voice:
+            from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
+            from piper.phonemize_espeak import EspeakPhonemizer
+
+            self._phonemizer = EspeakPhonemizer()
+            self._known = set(DEFAULT_PHONEME_ID_MAP)
+
+    def __call__(self, row: Row) -> Clip:
+        opts = self.options
+        if row.error:
+            raise ValueError(row.error)
+        text = clean_text(row.text)
+        if not text:
+            raise Drop("empty text")
+        audio = _decode(row)
+        seconds_in = audio.duration
+        samples = audio.samples
+        stats = analyze(samples, audio.sample_rate)
+        if stats.clipping_ratio > opts.max_clipping:
+            raise Drop(f"clipping: {stats.clipping_ratio:.2%} of samples at full scale")
+        if stats.peak_dbfs < -60:
+            raise Drop("silent: peak below -60 dBFS")
+        if audio.sample_rate != opts.sample_rate:
+            samples = resample(samples, audio.sample_rate, opts.sample_rate)
+        if opts.trim:
+            samples = _trim(samples, opts.sample_rate, opts.keep_silence)
+        seconds = samples.shape[0] / opts.sample_rate
+        if opts.for_piper and samples.shape[0] < PIPER_SEGMENT_SAMPLES:
+            raise Drop(f"too short for Piper training: {seconds:.2f}s < {piper_min_seconds(opts.sample_rate):.2f}s")
+        if seconds < opts.min_duration:
+            raise Drop(f"too short: {seconds:.2f}s < {opts.min_duration:g}s")
+        if seconds > opts.max_duration:
+            raise Drop(f"too long: {seconds:.2f}s > {opts.max_duration:g}s")
+        if opts.loudness is not None:
+            samples = normalize(samples, opts.sample_rate, opts.loudness, opts.peak_ceiling).samples
+        phonemes, unknown = self._phonemize(text)
+        stage = Path(opts.stage_dir)
+        save(stage / f"{row.file_id}.wav", Audio(samples, opts.sample_rate), subtype="PCM_16")
+        if opts.write_flac:
+            save(stage / f"{row.file_id}.flac", Audio(samples, opts.sample_rate), subtype="PCM_16")
+        return Clip(
+            row.id, row.file_id, row.source, text, row.speaker, dict(row.labels), seconds_in, seconds, phonemes, unknown
+        )
+
+    def _phonemize(self, text: str) -> tuple[str | None, list[str]]:
+        if self._phonemizer is None or self.options.espeak_voice is None:
+            return None, []
+        sentences = self._phonemizer.phonemize(self.options.espeak_voice, text)
+        flat = [p for sentence in sentences for p in sentence]
+        unknown = sorted({p for p in flat if p not in self._known})
+        return "".join(flat), unknown
+
+
+def _decode(row: Row) -> Audio:
+    """Mono float32 at the file's own rate; parquet bytes go through a temp file (decoders want paths)."""
+    if row.audio_path is not None:
+        return load(row.audio_path, mono=True)
+    if row.audio_bytes is None:
+        raise ValueError("row has no audio")
+    fd, name = tempfile.mkstemp(prefix="voxmill-", suffix=".audio")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(row.audio_bytes)
+        return load(name, mono=True)
+    finally:
+        os.unlink(name)
+
+
+def _trim(samples: np.ndarray, sr: int, keep: float) -> np.ndarray:
+    """Cut leading/trailing non-speech (Silero VAD), keeping ``keep`` seconds of it on each side."""
+    segments = speech_segments(samples, sr)
+    if not segments:
+        raise Drop("no speech found (VAD)")
+    pad = int(keep * sr)
+    start = max(0, segments[0].start - pad)
+    end = min(samples.shape[0], segments[-1].end + pad)
+    return np.ascontiguousarray(samples[start:end])
