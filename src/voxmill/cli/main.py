@@ -12,10 +12,10 @@ from typing import Annotated, Optional
 import typer
 
 from voxmill import __version__
-from voxmill.cli import info, models
+from voxmill.cli import info, models, prepare
 from voxmill.cli.common import State, err_console
 from voxmill.config import load_settings
-from voxmill.errors import ConfigError, VoxmillError
+from voxmill.errors import ConfigError, DatasetError, VoxmillError
 
 app = typer.Typer(
     name="voxmill",
@@ -26,6 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("info")(info.info)
+app.command("prepare")(prepare.prepare)
 app.command("voices")(models.voices)
 app.command("doctor")(models.doctor)
 app.add_typer(models.models_app, name="models")
@@ -68,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         code = 130
-    except ConfigError as exc:
+    except (ConfigError, DatasetError) as exc:
+        # Bad settings and unreadable inputs are usage errors: nothing was processed.
         if debug:
             raise
-        err_console.print(f"voxmill: config error: {exc}", markup=False, highlight=False)
+        kind = "config error" if isinstance(exc, ConfigError) else "error"
+        err_console.print(f"voxmill: {kind}: {exc}", markup=False, highlight=False)
         return 2
     except VoxmillError as exc:
         if debug:

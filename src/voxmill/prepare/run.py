@@ -79,6 +79,9 @@ def run(opts: PrepareOptions) -> PrepareResult:
     unknown = [f for f in opts.formats if f not in OUTPUT_FORMATS]
     if unknown or not opts.formats:
         raise errors.ConfigError(f"--format: unknown {', '.join(unknown) or '(none)'}; use {', '.join(OUTPUT_FORMATS)}")
+    for source in opts.sources:
+        if not source.path.exists():
+            raise errors.DatasetError(f"{source.path}: no such file or folder")
     out = opts.out
     state = out / ".voxmill"
     stage = state / "clips"
