@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job on data made here: a 12-clip, two-speaker corpus of real speech (bundled Piper voice)
+# prepared into a Piper training folder, HF parquet and NeMo manifests; then a look at the result.
 demo: $(STAMP)
-	$(BIN)/python scripts/make_demo_audio.py $(DEMO_DIR)
-	$(BIN)/voxmill info $(DEMO_DIR)/*.wav $(DEMO_DIR)/*.flac $(DEMO_DIR)/*.mp3 $(DEMO_DIR)/*.m4a
+	rm -rf $(DEMO_DIR)
+	$(BIN)/python scripts/make_demo_corpus.py $(DEMO_DIR)/corpus 12
+	$(BIN)/voxmill prepare $(DEMO_DIR)/corpus::dialect=demo -o $(DEMO_DIR)/dataset -f piper -f hf -f nemo \
+		--val-fraction 0.2 --espeak-voice en-us
+	$(BIN)/voxmill info $(DEMO_DIR)/corpus/wavs/clip0000.wav $(DEMO_DIR)/dataset/wavs/clip0000.wav
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts $(wildcard benchmarks)

@@ -262,3 +262,54 @@ def test_same_output_for_any_worker_count(tmp_path: Path, corpus: Path) -> None:
         outs.append(digest(out))
     assert outs[0] == outs[1]
     assert any(name.startswith("hf/") for name in outs[0])
+
+
+def test_sigkill_then_resume_processes_nothing_twice(tmp_path: Path, corpus: Path) -> None:
+    import signal
+    import time
+
+    from voxmill.engine import Journal
+
+    # 48 clips: the 12 of the corpus under four names each, so the run lasts long enough to be killed.
+    src = tmp_path / "big"
+    (src / "wavs").mkdir(parents=True)
+    lines = []
+    for copy in range(4):
+        for line in (corpus / "metadata.csv").read_text().splitlines():
+            clip_id, speaker, text = line.split("|")
+            shutil.copy(corpus / "wavs" / f"{clip_id}.wav", src / "wavs" / f"{clip_id}-{copy}.wav")
+            lines.append(f"{clip_id}-{copy}|{speaker}|{text}\n")
+    (src / "metadata.csv").write_text("".join(lines))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "voxmill", "--quiet", "prepare", str(src), "-o", str(out), "-f", "piper", "-f", "hf"]
+    proc = subprocess.Popen(
+        [*args, "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    stage = out / ".voxmill" / "clips"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(stage.glob("*.wav"))) < 12:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Journal(out / ".voxmill" / "journal.db") as journal:
+        finished = {line.split("|")[0] for line in lines if journal.finished(line.split("|")[0])}
+    assert 0 < len(finished) < 48, "the kill should land mid-run"
+    before = {name: (stage / f"{name}.wav").stat().st_mtime_ns for name in finished}
+
+    resumed = subprocess.run([*args, "--workers", "2", "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    for name, mtime in before.items():  # moved, not rewritten: a rename keeps the mtime
+        assert (out / "wavs" / f"{name}.wav").stat().st_mtime_ns == mtime, name
+
+    clean = tmp_path / "clean"
+    clean_args = [sys.executable, "-m", "voxmill", "--quiet", "prepare", str(src), "-o", str(clean)]
+    subprocess.run([*clean_args, "-f", "piper", "-f", "hf", "--workers", "1"], check=True, capture_output=True)
+
+    def digest(folder: Path) -> dict[str, str]:
+        return {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".voxmill" not in p.parts and p.name != "config.json"
+        }
+
+    assert digest(out) == digest(clean)

@@ -182,6 +182,9 @@ def _stats(
         "hours_in": round(sum(c.seconds_in for c in clips) / 3600, 4),
         "hours_out": round(sum(c.seconds_out for c in kept) / 3600, 4),
         "hours_per_label": {k: round(v, 4) for k, v in sorted(per_label.items())},
+        # Phonemes espeak produced that piper's default phoneme map lacks: training would drop them.
+        "unknown_phonemes": dict(Counter(p for c in kept for p in c.unknown_phonemes).most_common()),
+        "phonemized": sum(1 for c in kept if c.phonemes is not None),
         "train_clips": len(train),
         "validation_clips": len(val),
     }
