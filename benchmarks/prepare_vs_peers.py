@@ -1,0 +1,156 @@
+"""The same per-clip pipeline four ways, in one run: decode -> mono -> resample -> loudness -> PCM16 wav.
+
+Rows: a sequential loop; multiprocessing.Pool.map over a list; HF datasets Dataset.map(num_proc=cores);
+`voxmill prepare` (VAD trim off, so it does the same work). Clips are real speech (the bundled Piper
+voice). Each row runs in a fresh process; wall seconds and x realtime are medians of 3 runs; peak RSS
+is the main process's plus its largest worker's. Then voxmill's peak RSS at 1k vs 10k clips.
+
+usage: python benchmarks/prepare_vs_peers.py [CLIPS] [BIG]     (defaults 1000 and 10000)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = 22050
+
+
+def clip_pipeline(paths: tuple[str, str]) -> float:
+    """The peers' per-clip function; returns the clip's input seconds."""
+    import numpy as np
+    import pyloudnorm
+    import soundfile as sf
+    import soxr
+
+    src, dst = paths
+    data, sr = sf.read(src, dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    out = soxr.resample(mono, sr, RATE) if sr != RATE else mono
+    lufs = pyloudnorm.Meter(RATE).integrated_loudness(out.astype(np.float64))
+    gain = 10 ** ((-23.0 - lufs) / 20) if np.isfinite(lufs) else 1.0
+    peak = float(np.max(np.abs(out))) * gain
+    if peak > 10 ** (-1 / 20):  # same -1 dBFS ceiling as voxmill
+        gain *= 10 ** (-1 / 20) / peak
+    sf.write(dst, (out * gain).astype(np.float32), RATE, subtype="PCM_16")
+    return len(mono) / sr
+
+
+def _hf_map(batch: dict[str, list[str]]) -> dict[str, list[float]]:
+    return {"seconds": [clip_pipeline((s, d)) for s, d in zip(batch["src"], batch["dst"], strict=True)]}
+
+
+def make_corpus(folder: Path, count: int) -> Path:
+    """``count`` clips of real speech: the 12-clip demo corpus under many names (at 22.05 and 44.1 kHz)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_demo_corpus import write_corpus
+
+    base = folder / "base"
+    if not (base / "metadata.csv").exists():
+        write_corpus(base, 12)
+    corpus = folder / f"corpus{count}"
+    if (corpus / "metadata.csv").exists():
+        return corpus
+    (corpus / "wavs").mkdir(parents=True)
+    lines = (base / "metadata.csv").read_text().splitlines()
+    rows = []
+    for i in range(count):
+        clip_id, speaker, text = lines[i % len(lines)].split("|")
+        name = f"c{i:06d}"
+        (corpus / "wavs" / f"{name}.wav").hardlink_to(base / "wavs" / f"{clip_id}.wav")
+        rows.append(f"{name}|{speaker}|{text}\n")
+    (corpus / "metadata.csv").write_text("".join(rows))
+    return corpus
+
+
+RUNNER = r"""
+import json, multiprocessing as mp, os, resource, sys, time
+sys.path.insert(0, {bench!r})
+from prepare_vs_peers import clip_pipeline, _hf_map
+from pathlib import Path
+
+def peak_self():
+    return int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024
+
+if __name__ == '__main__':
+    mode, corpus, out, workers = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    out.mkdir(parents=True, exist_ok=True)
+    ids = [l.split('|')[0] for l in (corpus / 'metadata.csv').read_text().splitlines()]
+    jobs = [(str(corpus / 'wavs' / f'{{i}}.wav'), str(out / f'{{i}}.wav')) for i in ids]
+    start = time.perf_counter()
+    if mode == 'sequential':
+        seconds = sum(clip_pipeline(j) for j in jobs)
+    elif mode == 'pool':
+        with mp.get_context('spawn').Pool(workers) as pool:
+            seconds = sum(pool.map(clip_pipeline, jobs))
+    elif mode == 'hf':
+        import datasets
+        datasets.disable_progress_bars()
+        ds = datasets.Dataset.from_dict({{'src': [j[0] for j in jobs], 'dst': [j[1] for j in jobs]}})
+        ds = ds.map(_hf_map, batched=True, batch_size=16, num_proc=workers, load_from_cache_file=False)
+        seconds = sum(ds['seconds'])
+    else:
+        from voxmill.prepare import PrepareOptions, parse_source, run
+        result = run(PrepareOptions([parse_source(str(corpus))], out, formats=['piper'], trim=False,
+                                    workers=workers, progress=False))
+        seconds = result.stats['hours_in'] * 3600
+    wall = time.perf_counter() - start
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    print(json.dumps({{'wall': wall, 'seconds': seconds, 'main_peak': peak_self(), 'child_peak': child}}))
+"""
+
+
+def run_row(mode: str, corpus: Path, work: Path, workers: int) -> dict[str, float]:
+    script = RUNNER.format(bench=str(Path(__file__).parent))
+    out = work / f"out-{mode}"
+    shutil.rmtree(out, ignore_errors=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, mode, str(corpus), str(out), str(workers)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from voxmill.engine import usable_cores
+
+    clips = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    big = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+    cores = usable_cores()
+    work = Path(tempfile.mkdtemp(prefix="voxmill-bench-"))
+    try:
+        corpus = make_corpus(work, clips)
+        print(f"prepare_vs_peers: {clips} clips of real speech, {cores} cores, median of 3 runs\n")
+        print(f"  {'runner':<26}{'wall s':>8}{'x realtime':>12}{'speedup':>9}{'peak RSS MiB (main + worker)':>31}")
+        rows = {}
+        for mode, label in (("sequential", "sequential loop"), ("pool", "multiprocessing Pool.map"),
+                            ("hf", "HF datasets.map"), ("voxmill", "voxmill prepare")):  # fmt: skip
+            runs = [run_row(mode, corpus, work, cores) for _ in range(3)]
+            wall = statistics.median(r["wall"] for r in runs)
+            rows[mode] = wall
+            r = runs[0]
+            base = rows["sequential"]
+            print(
+                f"  {label:<26}{wall:>8.2f}{r['seconds'] / wall:>11.0f}x{base / wall:>8.2f}x"
+                f"{r['main_peak'] / 2**20:>17.0f} + {r['child_peak'] / 2**20:.0f}"
+            )
+        small = run_row("voxmill", corpus, work, cores)
+        large = run_row("voxmill", make_corpus(work, big), work, cores)
+        ratio = large["main_peak"] / small["main_peak"]
+        print(f"\n  voxmill main-process peak RSS: {clips:,} clips {small['main_peak'] / 2**20:.0f} MiB, "
+              f"{big:,} clips {large['main_peak'] / 2**20:.0f} MiB ({ratio:.2f}x; target <= 1.3x)")  # fmt: skip
+        print(f"\nverdicts: voxmill {rows['sequential'] / rows['voxmill']:.2f}x sequential (target >= 1.8x); "
+              f"faster than Pool.map: {rows['voxmill'] < rows['pool']}; faster than HF datasets.map: "
+              f"{rows['voxmill'] < rows['hf']}")  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
