@@ -47,7 +47,7 @@ def _hf_map(batch: dict[str, list[str]]) -> dict[str, list[float]]:
 
 
 def make_corpus(folder: Path, count: int) -> Path:
-    """``count`` clips of real speech: the 12-clip demo corpus under many names (at 22.05 and 44.1 kHz)."""
+    """``count`` clips of real speech: the 12-clip demo corpus under many names (hard links, 22.05 kHz)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from make_demo_corpus import write_corpus
 
