@@ -100,6 +100,25 @@ def _copy_clips(corpus: Path, dest: Path, count: int = 4) -> list[tuple[Path, st
     return rows
 
 
+def _commonvoice(corpus: Path, cv: Path) -> Path:
+    """Common Voice layout: a tsv + clips/; client_id is the speaker, accents become labels."""
+    rows = _copy_clips(corpus, cv / "clips")
+    (cv / "validated.tsv").write_text(
+        "client_id\tpath\tsentence\taccents\n" + "".join(f"{s}\t{p.name}\t{t}\tscottish\n" for p, s, t in rows)
+    )
+    return cv
+
+
+def _folder(corpus: Path, folder: Path, scratch: Path) -> Path:
+    """Audio with sidecar transcripts (.lab for one speaker, .txt for the other) in per-speaker folders."""
+    for path, speaker, text in _copy_clips(corpus, scratch):
+        target = folder / speaker / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+        target.with_suffix(".lab" if speaker == "alto" else ".txt").write_text(text)
+    return folder
+
+
 def test_other_source_kinds(tmp_path: Path, corpus: Path) -> None:
     # Coqui: header, relative audio paths.
     coqui = tmp_path / "coqui"
@@ -107,19 +126,8 @@ def test_other_source_kinds(tmp_path: Path, corpus: Path) -> None:
     (coqui / "meta.csv").write_text(
         "audio_file|text|speaker_name\n" + "".join(f"audio/{p.name}|{t}|{s}\n" for p, s, t in rows)
     )
-    # Common Voice: tsv + clips/, client_id is the speaker, accents become labels.
-    cv = tmp_path / "cv"
-    rows = _copy_clips(corpus, cv / "clips")
-    (cv / "validated.tsv").write_text(
-        "client_id\tpath\tsentence\taccents\n" + "".join(f"{s}\t{p.name}\t{t}\tscottish\n" for p, s, t in rows)
-    )
-    # Folder with sidecar transcripts, speaker from the first sub-folder.
-    folder = tmp_path / "folder"
-    for path, speaker, text in _copy_clips(corpus, tmp_path / "tmpcopy"):
-        target = folder / speaker / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, target)
-        target.with_suffix(".lab" if speaker == "alto" else ".txt").write_text(text)
+    cv = _commonvoice(corpus, tmp_path / "cv")
+    folder = _folder(corpus, tmp_path / "folder", tmp_path / "tmpcopy")
     # Parquet with audio struct<bytes, path>.
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -153,17 +161,8 @@ def test_other_source_kinds(tmp_path: Path, corpus: Path) -> None:
 
 
 def test_each_source_kind_alone(tmp_path: Path, corpus: Path) -> None:
-    cv = tmp_path / "cv"
-    rows = _copy_clips(corpus, cv / "clips")
-    (cv / "train.tsv").write_text(
-        "client_id\tpath\tsentence\taccents\n" + "".join(f"{s}\t{p.name}\t{t}\tscottish\n" for p, s, t in rows)
-    )
-    folder = tmp_path / "folder"
-    for path, speaker, text in _copy_clips(corpus, tmp_path / "tmpcopy"):
-        target = folder / speaker / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, target)
-        target.with_suffix(".txt").write_text(text)
+    cv = _commonvoice(corpus, tmp_path / "cv")
+    folder = _folder(corpus, tmp_path / "folder", tmp_path / "tmpcopy")
     for src, extra in ((cv, []), (folder, ["--speaker-from-dir"])):
         out = tmp_path / f"out-{src.name}"
         result = voxmill("prepare", str(src), "-o", str(out), "-f", "nemo", "--workers", "1", *extra)
