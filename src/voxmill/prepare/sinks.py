@@ -131,7 +131,9 @@ def write_hf(train: list[Clip], val: list[Clip], out: Path, stage: Path) -> None
             part = clips[shard * HF_SHARD_ROWS : (shard + 1) * HF_SHARD_ROWS]
             columns: dict[str, list[Any]] = {
                 "id": [c.id for c in part],
-                "audio": [{"bytes": _flac(stage, out, c), "path": f"{c.file_id}.flac"} for c in part],
+                "audio": [
+                    {"bytes": (stage / f"{c.file_id}.flac").read_bytes(), "path": f"{c.file_id}.flac"} for c in part
+                ],
                 "text": [c.text for c in part],
                 "speaker": [c.speaker for c in part],
                 "duration": [round(c.seconds_out, 4) for c in part],
@@ -141,7 +143,3 @@ def write_hf(train: list[Clip], val: list[Clip], out: Path, stage: Path) -> None
             table = pa.Table.from_pydict(columns, schema=schema)
             with atomic_path(folder / f"{split}-{shard:05d}-of-{shards:05d}.parquet") as tmp:
                 pq.write_table(table, tmp)
-
-
-def _flac(stage: Path, out: Path, clip: Clip) -> bytes:
-    return (stage / f"{clip.file_id}.flac").read_bytes()

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from voxmill.audio import Audio, analyze, load, normalize, resample, save, speech_segments
+from voxmill.audio import Audio, load, normalize, resample, save, speech_segments
+from voxmill.audio.analysis import CLIP_LEVEL
 from voxmill.engine import Drop, Task, WorkerContext
 from voxmill.prepare.sources import Row
 from voxmill.text import clean_text
@@ -21,6 +22,7 @@ __all__ = ["Clip", "ClipOptions", "PrepareTask", "piper_min_seconds"]
 # shorter than one window makes rand_slice_segments index before the start and the run crash days
 # in. So a clip must keep at least 8192 samples at the output rate after trimming.
 PIPER_SEGMENT_SAMPLES = 8192
+SILENT_PEAK = 10 ** (-60 / 20)  # a clip whose loudest sample is below -60 dBFS holds no usable speech
 
 
 def piper_min_seconds(sample_rate: int) -> float:
@@ -89,10 +91,12 @@ class PrepareTask(Task):
         audio = _decode(row)
         seconds_in = audio.duration
         samples = audio.samples
-        stats = analyze(samples, audio.sample_rate)
-        if stats.clipping_ratio > opts.max_clipping:
-            raise Drop(f"clipping: {stats.clipping_ratio:.2%} of samples at full scale")
-        if stats.peak_dbfs < -60:
+        # Only peak and clipping matter here; the full analyze() (percentiles, frames) is 10x the cost.
+        magnitude = np.abs(samples)
+        clipping = float(np.count_nonzero(magnitude >= CLIP_LEVEL)) / max(1, samples.shape[0])
+        if clipping > opts.max_clipping:
+            raise Drop(f"clipping: {clipping:.2%} of samples at full scale")
+        if float(magnitude.max(initial=0.0)) < SILENT_PEAK:
             raise Drop("silent: peak below -60 dBFS")
         if audio.sample_rate != opts.sample_rate:
             samples = resample(samples, audio.sample_rate, opts.sample_rate)
