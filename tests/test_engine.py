@@ -239,3 +239,12 @@ def test_progress_bar_renders(capsys: pytest.CaptureFixture[str]) -> None:
     Pool(workers=2, backend="thread", progress=True, description="squaring").map(tasks.Square(), [1, "fail", 3])
     err = capsys.readouterr().err
     assert "squaring" in err and "3/3" in err and "1 failed" in err
+
+
+def test_progress_rates_are_in_hours_of_audio() -> None:
+    from voxmill.engine.progress import rates_text
+
+    text = rates_text(done=900, audio_seconds=7200.0, failed=2, elapsed=10.0)
+    assert "90.0 items/s" in text and "2.00 h audio" in text and "0.200 h/s (720x realtime)" in text
+    assert "2 failed" in text
+    assert "h/s" not in rates_text(done=5, audio_seconds=0.0, failed=0, elapsed=1.0)

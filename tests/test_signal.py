@@ -49,6 +49,14 @@ def test_normalize_respects_peak_ceiling(speech: Audio) -> None:
     assert 20 * np.log10(np.max(np.abs(result.samples))) <= -1.0 + 1e-3
 
 
+@pytest.mark.parametrize("sr", [48000, 22050, 16000])
+def test_loudness_matches_bs1770_reference_tone(sr: int) -> None:
+    # BS.1770-4: a full-scale 997 Hz sine reads -3.01 LUFS on one channel, 0.0 LUFS on two.
+    tone = (np.sin(2 * np.pi * 997 * np.arange(3 * sr) / sr)).astype(np.float32)
+    assert integrated_lufs(tone, sr) == pytest.approx(-3.01, abs=0.05)
+    assert integrated_lufs(np.stack([tone, tone], axis=1), sr) == pytest.approx(0.0, abs=0.05)
+
+
 def test_silence_has_no_loudness_and_is_left_alone() -> None:
     silence = np.zeros(16000, np.float32)
     assert integrated_lufs(silence, 16000) == -math.inf

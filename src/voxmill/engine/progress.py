@@ -1,4 +1,4 @@
-"""One rich progress bar for a run: done/total, items/s, audio-seconds/s, failed count, ETA."""
+"""One rich progress bar for a run: done/total, items/s, audio hours done and hours/s, failed count, ETA."""
 
 from __future__ import annotations
 
@@ -15,17 +15,23 @@ from voxmill.engine.outcome import Failed, Outcome
 __all__ = ["RunProgress"]
 
 
+def rates_text(done: int, audio_seconds: float, failed: int, elapsed: float) -> str:
+    """``"812.0 items/s  1.21 h audio  0.402 h/s (1447x realtime)"``: speech corpora are sized in hours."""
+    elapsed = max(1e-9, elapsed)
+    text = f"{done / elapsed:,.1f} items/s"
+    if audio_seconds:
+        hours = audio_seconds / 3600
+        text += f"  {hours:,.2f} h audio  {hours / elapsed:,.3f} h/s ({audio_seconds / elapsed:,.0f}x realtime)"
+    if failed:
+        text += f"  [red]{failed} failed[/red]"
+    return text
+
+
 class _RatesColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        elapsed = max(1e-9, task.elapsed or 0.0)
         audio = float(task.fields.get("audio", 0.0))
-        text = f"{task.completed / elapsed:,.1f} items/s"
-        if audio:
-            text += f"  {audio / elapsed:,.1f} audio-s/s"
         failed = int(task.fields.get("failed", 0))
-        if failed:
-            text += f"  [red]{failed} failed[/red]"
-        return Text.from_markup(text)
+        return Text.from_markup(rates_text(int(task.completed), audio, failed, task.elapsed or 0.0))
 
 
 class RunProgress:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ __all__ = ["AUDIO_SUFFIXES", "FORMATS", "Row", "Source", "parse_source", "read_r
 
 FORMATS = ("ljspeech", "coqui", "commonvoice", "folder", "parquet")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif")
+LAYOUT_SAMPLE = 2000  # metadata lines read to tell id|speaker|text from id|text|normalized
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -134,8 +136,9 @@ def _find_audio(folder: Path, ref: str) -> Path | None:
 def _ljspeech(source: Source) -> tuple[Iterator[Row], str]:
     meta = source.path / "metadata.csv" if source.path.is_dir() else source.path
     folder = meta.parent
-    parsed = list(_lines(meta))
-    three = [line.split("|") for _, line, _ in parsed if line is not None and line.count("|") == 2]
+    # The layout is told from the first lines, so a corpus of millions of rows is streamed, not held.
+    sample = itertools.islice(_lines(meta), LAYOUT_SAMPLE)
+    three = [line.split("|") for _, line, _ in sample if line is not None and line.count("|") == 2]
     layout = "id|text"
     if three:
         # id|speaker|text has few distinct, space-free second columns; id|text|normalized repeats the text.
@@ -149,7 +152,7 @@ def _ljspeech(source: Source) -> tuple[Iterator[Row], str]:
     description = f"ljspeech metadata.csv read as {layout}"
 
     def rows() -> Iterator[Row]:
-        for number, line, reason in parsed:
+        for number, line, reason in _lines(meta):
             where = f"{meta}:{number}"
             if line is None:
                 yield Row(f"{meta.name}:{number}", where, error=reason)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class ClipOptions:
     write_flac: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Clip:
     """A prepared clip, staged as ``<stage_dir>/<file_id>.wav`` (and ``.flac`` for the hf output)."""
 
@@ -60,7 +60,7 @@ class Clip:
     seconds_in: float
     seconds_out: float
     phonemes: str | None = None
-    unknown_phonemes: list[str] = field(default_factory=list)
+    unknown_phonemes: tuple[str, ...] = ()
 
     @property
     def audio_seconds(self) -> float:
@@ -120,12 +120,12 @@ class PrepareTask(Task):
             row.id, row.file_id, row.source, text, row.speaker, dict(row.labels), seconds_in, seconds, phonemes, unknown
         )
 
-    def _phonemize(self, text: str) -> tuple[str | None, list[str]]:
+    def _phonemize(self, text: str) -> tuple[str | None, tuple[str, ...]]:
         if self._phonemizer is None or self.options.espeak_voice is None:
-            return None, []
+            return None, ()
         sentences = self._phonemizer.phonemize(self.options.espeak_voice, text)
         flat = [p for sentence in sentences for p in sentence]
-        unknown = sorted({p for p in flat if p not in self._known})
+        unknown = tuple(sorted({p for p in flat if p not in self._known}))
         return "".join(flat), unknown
 
 

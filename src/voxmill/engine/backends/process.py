@@ -104,7 +104,9 @@ class ProcessBackend(Backend):
         self._retried: set[int] = set()
         self._start_failures = 0
         self._broken: str | None = None
-        self._workers: list[_Worker] = [self._spawn(i) for i in range(self.plan.workers)]
+        self._workers: list[_Worker] = []
+        for index in range(self.plan.workers):
+            self._workers.append(self._spawn(index))
 
     def _spawn(self, index: int) -> _Worker:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
@@ -258,6 +260,8 @@ class ProcessBackend(Backend):
         self._replace(worker, _death_reason(worker.process.exitcode))
 
     def close(self, cancel: bool = False) -> None:
+        if not hasattr(self, "_workers"):
+            return  # start() failed before any worker existed (e.g. spawn refused): nothing to stop
         if cancel:
             self._queue.clear()
         for worker in self._workers:
