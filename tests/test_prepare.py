@@ -286,14 +286,15 @@ def test_sigkill_then_resume_processes_nothing_twice(tmp_path: Path, corpus: Pat
     )
     stage = out / ".voxmill" / "clips"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(stage.glob("*.wav"))) < 12:
+    while time.monotonic() < deadline and len(list(stage.glob("w*/*.wav"))) < 12:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     with Journal(out / ".voxmill" / "journal.db") as journal:
         finished = {line.split("|")[0] for line in lines if journal.finished(line.split("|")[0])}
     assert 0 < len(finished) < 48, "the kill should land mid-run"
-    before = {name: (stage / f"{name}.wav").stat().st_mtime_ns for name in finished}
+    staged = {wav.stem: wav for wav in stage.glob("w*/*.wav")}  # each worker stages in its own folder
+    before = {name: staged[name].stat().st_mtime_ns for name in finished}
 
     resumed = subprocess.run([*args, "--workers", "2", "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -26,7 +26,7 @@ def place_wavs(clips: list[Clip], stage: Path, out: Path) -> None:
     wavs = out / "wavs"
     wavs.mkdir(parents=True, exist_ok=True)
     for clip in clips:
-        staged = stage / f"{clip.file_id}.wav"
+        staged = clip.staged(stage)
         if staged.exists():
             os.replace(staged, wavs / f"{clip.file_id}.wav")
 
@@ -131,9 +131,7 @@ def write_hf(train: list[Clip], val: list[Clip], out: Path, stage: Path) -> None
             part = clips[shard * HF_SHARD_ROWS : (shard + 1) * HF_SHARD_ROWS]
             columns: dict[str, list[Any]] = {
                 "id": [c.id for c in part],
-                "audio": [
-                    {"bytes": (stage / f"{c.file_id}.flac").read_bytes(), "path": f"{c.file_id}.flac"} for c in part
-                ],
+                "audio": [{"bytes": c.staged(stage, ".flac").read_bytes(), "path": f"{c.file_id}.flac"} for c in part],
                 "text": [c.text for c in part],
                 "speaker": [c.speaker for c in part],
                 "duration": [round(c.seconds_out, 4) for c in part],

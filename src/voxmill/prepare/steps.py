@@ -49,7 +49,7 @@ class ClipOptions:
 
 @dataclass(frozen=True, slots=True)
 class Clip:
-    """A prepared clip, staged as ``<stage_dir>/<file_id>.wav`` (and ``.flac`` for the hf output)."""
+    """A prepared clip, staged as ``<stage_dir>/<worker_dir>/<file_id>.wav`` (and ``.flac`` for hf)."""
 
     id: str
     file_id: str
@@ -61,6 +61,11 @@ class Clip:
     seconds_out: float
     phonemes: str | None = None
     unknown_phonemes: tuple[str, ...] = ()
+    worker_dir: str = ""
+
+    def staged(self, stage: Path, suffix: str = ".wav") -> Path:
+        """Where the worker staged this clip's file."""
+        return stage / self.worker_dir / f"{self.file_id}{suffix}"
 
     @property
     def audio_seconds(self) -> float:
@@ -72,6 +77,11 @@ class PrepareTask(Task):
     options: ClipOptions
 
     def setup(self, ctx: WorkerContext) -> None:
+        # Each worker stages into its own folder: creating and renaming files in one shared folder
+        # serializes the workers on the folder's lock (measured: 10% slower on 2 cores).
+        self._worker_dir = f"w{ctx.index}"
+        self._stage = Path(self.options.stage_dir) / self._worker_dir
+        self._stage.mkdir(parents=True, exist_ok=True)
         self._phonemizer: Any = None
         self._known: set[str] = set()
         if self.options.espeak_voice:
@@ -112,12 +122,22 @@ class PrepareTask(Task):
         if opts.loudness is not None:
             samples = normalize(samples, opts.sample_rate, opts.loudness, opts.peak_ceiling).samples
         phonemes, unknown = self._phonemize(text)
-        stage = Path(opts.stage_dir)
-        save(stage / f"{row.file_id}.wav", Audio(samples, opts.sample_rate), subtype="PCM_16")
+        file_id = row.file_id
+        save(self._stage / f"{file_id}.wav", Audio(samples, opts.sample_rate), subtype="PCM_16")
         if opts.write_flac:
-            save(stage / f"{row.file_id}.flac", Audio(samples, opts.sample_rate), subtype="PCM_16")
+            save(self._stage / f"{file_id}.flac", Audio(samples, opts.sample_rate), subtype="PCM_16")
         return Clip(
-            row.id, row.file_id, row.source, text, row.speaker, dict(row.labels), seconds_in, seconds, phonemes, unknown
+            row.id,
+            file_id,
+            row.source,
+            text,
+            row.speaker,
+            dict(row.labels),
+            seconds_in,
+            seconds,
+            phonemes,
+            unknown,
+            self._worker_dir,
         )
 
     def _phonemize(self, text: str) -> tuple[str | None, tuple[str, ...]]:

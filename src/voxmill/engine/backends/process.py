@@ -17,12 +17,13 @@ import contextlib
 import multiprocessing as mp
 import os
 import pickle
+import selectors
 import signal
 import threading
 import time
 import traceback
 from collections import deque
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from voxmill.engine.backends.base import Backend, Job, JobResult, run_job, setup_failed
@@ -104,6 +105,7 @@ class ProcessBackend(Backend):
         self._retried: set[int] = set()
         self._start_failures = 0
         self._broken: str | None = None
+        self._selector = selectors.DefaultSelector()
         self._workers: list[_Worker] = []
         for index in range(self.plan.workers):
             self._workers.append(self._spawn(index))
@@ -129,7 +131,16 @@ class ProcessBackend(Backend):
                     else:
                         os.environ[key] = value
         child_conn.close()
-        return _Worker(index, process, parent_conn)
+        worker = _Worker(index, process, parent_conn)
+        # One selector for the whole run, told of each worker once (not rebuilt at every wait).
+        self._selector.register(parent_conn, selectors.EVENT_READ, worker)
+        self._selector.register(process.sentinel, selectors.EVENT_READ, worker)
+        return worker
+
+    def _forget(self, worker: _Worker) -> None:
+        for fileobj in (worker.conn, worker.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(fileobj)
 
     def submit(self, job: Job) -> None:
         if self._broken is not None:
@@ -155,20 +166,28 @@ class ProcessBackend(Backend):
                     worker.head_since = time.monotonic()
                 worker.held.append(job)
 
-    def _receive(self, worker: _Worker) -> bool:
-        """Drain a worker's pipe; False when the pipe is closed (the worker is gone)."""
+    def _receive(self, worker: _Worker, drain: bool = True) -> bool:
+        """Read a worker's messages (one, or all waiting with ``drain``); False when the pipe is closed.
+
+        The poll loop reads one message per readiness event: ``Connection.poll`` builds a selector on
+        every call, and at hundreds of items a second that was a tenth of the parent's CPU.
+        """
         try:
-            while worker.conn.poll():
+            while not drain or worker.conn.poll():
                 message = worker.conn.recv()
                 if message == "ready":
                     worker.ready = True
                     self._start_failures = 0
                     worker.head_since = time.monotonic()
-                    continue
-                if worker.held and worker.held[0].seq == message.seq:
+                elif worker.held and worker.held[0].seq == message.seq:
                     worker.held.popleft()
-                self._results.append(message)
-                worker.head_since = time.monotonic()
+                    self._results.append(message)
+                    worker.head_since = time.monotonic()
+                else:
+                    self._results.append(message)
+                    worker.head_since = time.monotonic()
+                if not drain:
+                    break
         except (EOFError, OSError):
             return False
         return True
@@ -178,6 +197,7 @@ class ProcessBackend(Backend):
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(5)
+        self._forget(worker)
         worker.conn.close()
         held = list(worker.held)
         worker.held.clear()
@@ -236,19 +256,18 @@ class ProcessBackend(Backend):
             if self._results:
                 results, self._results = self._results, []
                 return results
-            waits: list[Any] = []
-            for worker in self._workers:
-                waits += [worker.conn, worker.process.sentinel]
             limit = self._check_timeouts()
             if deadline is not None:
                 left = max(0.0, deadline - time.monotonic())
                 limit = left if limit is None else min(limit, left)
-            ready = set(wait(waits, timeout=limit))
-            for worker in list(self._workers):
-                if worker.conn in ready or worker.process.sentinel in ready:
-                    alive = self._receive(worker)
-                    if not alive or not worker.process.is_alive():
-                        self._receive_after_death(worker)
+            for key, _ in self._selector.select(limit):
+                worker = key.data
+                if worker not in self._workers:
+                    continue  # replaced earlier in this round
+                alive = key.fileobj is worker.conn and self._receive(worker, drain=False)
+                if not alive:
+                    self._receive(worker)  # what it sent before it ended
+                    self._receive_after_death(worker)
             self._check_timeouts()
             if not self._results and deadline is not None and time.monotonic() >= deadline:
                 return []
@@ -280,4 +299,6 @@ class ProcessBackend(Backend):
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(1.0)
+            self._forget(worker)
             worker.conn.close()
+        self._selector.close()
