@@ -102,11 +102,13 @@ class PrepareTask(Task):
         seconds_in = audio.duration
         samples = audio.samples
         # Only peak and clipping matter here; the full analyze() (percentiles, frames) is 10x the cost.
-        magnitude = np.abs(samples)
-        clipping = float(np.count_nonzero(magnitude >= CLIP_LEVEL)) / max(1, samples.shape[0])
-        if clipping > opts.max_clipping:
-            raise Drop(f"clipping: {clipping:.2%} of samples at full scale")
-        if float(magnitude.max(initial=0.0)) < SILENT_PEAK:
+        # max/min need no temporary |x| array, and clipped samples are only counted when the peak is there.
+        peak = max(float(samples.max()), -float(samples.min()))
+        if peak >= CLIP_LEVEL:
+            clipping = float(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL)) / samples.shape[0]
+            if clipping > opts.max_clipping:
+                raise Drop(f"clipping: {clipping:.2%} of samples at full scale")
+        if peak < SILENT_PEAK:
             raise Drop("silent: peak below -60 dBFS")
         if audio.sample_rate != opts.sample_rate:
             samples = resample(samples, audio.sample_rate, opts.sample_rate)
