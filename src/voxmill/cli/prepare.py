@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from voxmill.cli.common import console, err_console, state
+from voxmill.corpus.sources import FORMATS
 from voxmill.errors import ConfigError
 from voxmill.prepare import PrepareOptions, parse_source, run
-from voxmill.prepare.sources import FORMATS
 
 
 def _labels(values: list[str]) -> dict[str, str]:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from voxmill import errors
+from voxmill.corpus.sources import Row, Source, read_rows
 from voxmill.engine import Dropped, Failed, Journal, Ok, Pool
 from voxmill.prepare.balance import cap_per_speaker, split_validation
 from voxmill.prepare.sinks import OUTPUT_FORMATS, place_wavs, write_hf, write_nemo, write_piper, write_text
-from voxmill.prepare.sources import Row, Source, read_rows
 from voxmill.prepare.steps import Clip, ClipOptions, PrepareTask
 
 __all__ = ["PrepareOptions", "PrepareResult", "run"]

@@ -12,21 +12,13 @@ import numpy as np
 
 from voxmill.audio import Audio, load, normalize, resample, save, speech_segments
 from voxmill.audio.analysis import CLIP_LEVEL
+from voxmill.corpus import PIPER_SEGMENT_SAMPLES, Row, piper_min_seconds
 from voxmill.engine import Drop, Task, WorkerContext
-from voxmill.prepare.sources import Row
 from voxmill.text import clean_text
 
-__all__ = ["Clip", "ClipOptions", "PrepareTask", "piper_min_seconds"]
+__all__ = ["Clip", "ClipOptions", "PrepareTask"]
 
-# Piper (VITS) trains on random windows of segment_size = 8192 samples cut from each clip; a clip
-# shorter than one window makes rand_slice_segments index before the start and the run crash days
-# in. So a clip must keep at least 8192 samples at the output rate after trimming.
-PIPER_SEGMENT_SAMPLES = 8192
 SILENT_PEAK = 10 ** (-60 / 20)  # a clip whose loudest sample is below -60 dBFS holds no usable speech
-
-
-def piper_min_seconds(sample_rate: int) -> float:
-    return PIPER_SEGMENT_SAMPLES / sample_rate
 
 
 @dataclass(frozen=True)
