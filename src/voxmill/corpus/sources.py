@@ -25,6 +25,7 @@ __all__ = ["AUDIO_SUFFIXES", "FORMATS", "Row", "Source", "parse_source", "read_r
 
 FORMATS = ("ljspeech", "coqui", "commonvoice", "folder", "parquet")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif")
+MISSING_AUDIO = "audio file not found"  # how a row whose audio is missing starts its error
 LAYOUT_SAMPLE = 2000  # metadata lines read to tell id|speaker|text from id|text|normalized
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -177,7 +178,7 @@ def _ljspeech(source: Source) -> tuple[Iterator[Row], str]:
                     text=text,
                     speaker=speaker,
                     labels=source.labels,
-                    error=f"audio file not found for id {clip_id!r} (looked in {folder / 'wavs'})",
+                    error=f"{MISSING_AUDIO} for id {clip_id!r} (looked in {folder / 'wavs'})",
                 )
                 continue
             yield Row(clip_id, where, str(audio), text=text, speaker=speaker, labels=source.labels)
@@ -202,7 +203,7 @@ def _coqui(source: Source) -> Iterator[Row]:
                 text=text,
                 speaker=speaker,
                 labels=source.labels,
-                error=f"audio file not found: {audio}",
+                error=f"{MISSING_AUDIO}: {audio}",
             )
             continue
         yield Row(ref, where, str(audio), text=text, speaker=speaker, labels=source.labels)
@@ -237,7 +238,7 @@ def _commonvoice(source: Source) -> Iterator[Row]:
                     text=row.text,
                     speaker=row.speaker,
                     labels=labels,
-                    error=f"audio file not found: {audio}",
+                    error=f"{MISSING_AUDIO}: {audio}",
                 )
             yield row
 

@@ -1,0 +1,1 @@
+"""One module per family of checks; each exposes ``run(data) -> list[Finding]``."""

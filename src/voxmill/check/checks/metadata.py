@@ -1,0 +1,81 @@
+"""Metadata: parse and encoding errors, layout, empty text, duplicate ids and texts, missing and orphan audio."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from voxmill.check.data import CheckData
+from voxmill.check.findings import Finding, Severity, finding
+from voxmill.corpus import AUDIO_SUFFIXES
+from voxmill.corpus.sources import MISSING_AUDIO
+
+__all__ = ["run"]
+
+
+def run(data: CheckData) -> list[Finding]:
+    out = [finding("metadata.layout", Severity.INFO, f"{data.layout}; {len(data.rows)} rows")]
+    encoding = [f"{r.source}: {r.error}" for r in data.rows if r.error and "invalid UTF-8" in r.error]
+    missing = [f"{r.id}: {r.error}" for r in data.rows if r.error and r.error.startswith(MISSING_AUDIO)]
+    parse = [
+        f"{r.source}: {r.error}"
+        for r in data.rows
+        if r.error and "invalid UTF-8" not in r.error and not r.error.startswith(MISSING_AUDIO)
+    ]
+    out.append(_result("metadata.encoding", encoding, "lines are not valid UTF-8", "re-save the file as UTF-8"))
+    out.append(_result("metadata.parse", parse, "rows cannot be read", "fix the delimiter/column count on those lines"))
+    out.append(
+        _result(
+            "metadata.missing_audio", missing, "rows name audio that does not exist", "add the files or drop the rows"
+        )
+    )
+    rows = [r for r in data.rows if not (r.error and not r.error.startswith(MISSING_AUDIO))]
+    empty = [r.id for r in rows if not r.text.strip()]
+    out.append(_result("metadata.empty_text", empty, "rows have empty text", "transcribe them or drop them"))
+
+    ids = Counter(r.id for r in rows)
+    dup_ids = [f"{i} ({n}x)" for i, n in ids.items() if n > 1]
+    out.append(
+        _result("metadata.duplicate_id", dup_ids, "ids appear more than once", "make ids unique; one clip per id")
+    )
+    by_text: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        if r.text.strip():
+            by_text[" ".join(r.text.lower().split())].append(r.id)
+    dup_texts = [", ".join(group) for group in by_text.values() if len(group) > 1]
+    out.append(
+        _result(
+            "metadata.duplicate_text",
+            dup_texts,
+            "texts are used by more than one clip",
+            "fine for multi-speaker data; otherwise a copy-paste error",
+            Severity.WARN,
+        )
+    )
+    out.append(_orphans(data))
+    return out
+
+
+def _orphans(data: CheckData) -> Finding:
+    wavs = data.folder / "wavs"
+    if not wavs.is_dir():
+        return finding("metadata.orphan_audio", Severity.SKIP, "no wavs/ folder: orphan audio not looked for")
+    used = {str(Path(r.audio_path).resolve()) for r in data.rows if r.audio_path}
+    orphans = sorted(
+        str(p.relative_to(data.folder))
+        for p in wavs.rglob("*")
+        if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and str(p.resolve()) not in used
+    )
+    return _result(
+        "metadata.orphan_audio",
+        orphans,
+        "audio files no row refers to",
+        "add their transcripts or remove them",
+        Severity.WARN,
+    )
+
+
+def _result(check_id: str, items: list[str], what: str, hint: str, severity: Severity = Severity.FAIL) -> Finding:
+    if not items:
+        return finding(check_id, Severity.PASS, f"0 {what}")
+    return finding(check_id, severity, f"{len(items)} {what}", items, hint)

@@ -1,0 +1,138 @@
+"""``voxmill.check.run(CheckOptions) -> Report``: is this dataset (and config, checkpoint, voices) ready to train?"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voxmill import errors
+from voxmill.check.checks import asr, audio, checkpoint, metadata, setup, text, voices
+from voxmill.check.data import CheckData
+from voxmill.check.findings import Finding, Severity, finding
+from voxmill.check.html import plot_data, write_report
+from voxmill.check.report import Report
+from voxmill.check.stats import AnalyseClip, ClipStats
+from voxmill.corpus import Source, read_rows
+from voxmill.engine import Failed, Ok, Pool
+
+__all__ = ["CheckOptions", "run"]
+
+
+@dataclass
+class CheckOptions:
+    """What ``voxmill check`` can be told; see ``voxmill check --help``."""
+
+    dataset: Path
+    config: Path | None = None
+    checkpoint: Path | None = None
+    models: list[Path] = field(default_factory=list)
+    espeak_voice: str | None = None
+    asr: bool = False
+    report_dir: Path | None = None
+    strict: bool = False
+    workers: int | str = "auto"
+    backend: str = "process"
+    batch_size: int = 32
+    source_format: str | None = None
+    progress: bool | None = None
+
+
+def _load_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"{path}: cannot be read as JSON ({exc})"
+    if not isinstance(value, dict):
+        return None, f"{path}: not a JSON object"
+    return value, None
+
+
+def _gather(opts: CheckOptions) -> CheckData:
+    dataset = opts.dataset
+    if not dataset.exists():
+        raise errors.DatasetError(f"{dataset}: no such file or folder")
+    rows_iter, layout = read_rows(Source(dataset, format=opts.source_format))
+    rows = list(rows_iter)
+    folder = dataset if dataset.is_dir() else dataset.parent
+    config_path = opts.config or (folder / "config.json" if (folder / "config.json").is_file() else None)
+    if opts.config is not None and not opts.config.is_file():
+        raise errors.ConfigError(f"--config {opts.config}: no such file")
+    config, config_error = _load_config(config_path) if config_path else (None, None)
+    configured = ((config or {}).get("espeak") or {}).get("voice")
+    return CheckData(
+        dataset,
+        folder,
+        layout,
+        rows,
+        config=config,
+        config_path=config_path,
+        config_error=config_error,
+        espeak_voice=opts.espeak_voice or (configured if isinstance(configured, str) else None),
+    )
+
+
+def _analyse(data: CheckData, opts: CheckOptions) -> None:
+    todo = [r for r in data.rows if r.error is None and (r.audio_path or r.audio_bytes)]
+    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="checking",
+                window=64)  # fmt: skip
+    for outcome in pool.imap(AnalyseClip(data.espeak_voice), todo):
+        result = outcome.result
+        if isinstance(result, Ok):
+            data.clips.append(result.value)
+        else:
+            row = outcome.item
+            reason = result.message if isinstance(result, Failed) else str(result)
+            data.clips.append(ClipStats(row.id, row.speaker, row.text, row.audio_path or "", error=reason))
+
+
+def _transcripts(data: CheckData, opts: CheckOptions) -> dict[str, str]:
+    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="transcribing")
+    heard: dict[str, str] = {}
+    for outcome in pool.imap(asr.Transcribe(), [c for c in data.good if c.path], ordered=False):
+        if isinstance(outcome.result, Ok):
+            clip_id, said = outcome.result.value
+            heard[clip_id] = said
+    return heard
+
+
+def run(opts: CheckOptions) -> Report:
+    data = _gather(opts)
+    _analyse(data, opts)
+    findings: list[Finding] = []
+    findings += metadata.run(data)
+    findings += audio.run(data)
+    findings += text.run(data)
+    findings += setup.run(data)
+    configured = ((data.config or {}).get("espeak") or {}).get("voice")
+    if opts.espeak_voice and isinstance(configured, str) and configured != opts.espeak_voice:
+        findings.append(
+            finding(
+                "config.espeak_voice",
+                Severity.WARN,
+                f"--espeak-voice {opts.espeak_voice} but the config says {configured}",
+                hint="training phonemizes with the config's voice",
+            )
+        )
+    findings += checkpoint.run(data, opts.checkpoint)
+    findings += voices.run(opts.models)
+    if opts.asr:
+        findings += asr.run(data.good, _transcripts(data, opts), data.espeak_voice)
+    good = data.good
+    train_clips = len(good)
+    summary = {
+        "dataset": str(opts.dataset),
+        "layout": data.layout,
+        "rows": len(data.rows),
+        "clips": train_clips,
+        "hours": round(sum(c.duration for c in good) / 3600, 4),
+        "speakers": max(1, len(data.speakers)) if good else 0,
+        "batch_size": opts.batch_size,
+        "steps_per_epoch": math.ceil(train_clips / opts.batch_size) if opts.batch_size > 0 else None,
+    }
+    report = Report(findings, summary, opts.strict, plot_data(data.clips))
+    if opts.report_dir is not None:
+        write_report(report, opts.report_dir)
+    return report
