@@ -7,7 +7,11 @@ DEMO_DIR := demo-out
 
 .PHONY: demo test lint install clean
 
+# The HTML report test renders the page in a real headless Chromium (Debian package; root needed).
+CHROMIUM := $(shell command -v chromium-headless-shell || command -v chromium)
+
 $(STAMP): pyproject.toml
+	test -n "$(CHROMIUM)" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'

@@ -116,14 +116,23 @@ table {{ border-collapse: collapse; width: 100%; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: 6px 8px; text-align: left; vertical-align: top; }}
 .sev {{ color: white; padding: 2px 6px; border-radius: 4px; font-size: 0.85em; }}
 .plots {{ display: flex; flex-wrap: wrap; gap: 1em; }}
-figure {{ margin: 0; }}
+figure {{ margin: 0; flex: 1 1 480px; max-width: 620px; }}
+figure img {{ width: 100%; height: auto; }}
 </style></head><body>
 <h1>voxmill check: <span>{e(report.verdict)}</span></h1>
 <p>{e(str(s.get("dataset")))}: {s.get("clips", 0)} clips, {s.get("hours", 0):.2f} h, {s.get("speakers", 0)} speaker(s);
 {s.get("steps_per_epoch")} steps per epoch at batch size {s.get("batch_size")}.</p>
-<div class="plots">{figures}</div>
 <table><thead><tr><th>check</th><th>severity</th><th>message</th><th>fix</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
+<h2>Plots</h2>
+<div class="plots">{figures}</div>
+<script>
+// Marks how many plots decoded, so a headless browser (and the tests) can tell the page rendered.
+window.addEventListener("load", () => {{
+  const shown = [...document.images].filter((img) => img.complete && img.naturalWidth > 0).length;
+  document.body.dataset.plotsShown = String(shown);
+}});
+</script>
 </body></html>
 """
 
