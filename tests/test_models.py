@@ -205,7 +205,10 @@ def test_memory_monitor_samples_and_alerts(registry: Registry) -> None:
     monitor = MemoryMonitor(interval=0.05, ram_alert=0.0, manager=manager)  # any use is "too much"
     monitor.on_alert(lambda message, sample: alerts.append(message))
     with monitor:
-        time.sleep(0.3)
+        # Wait for samples rather than a fixed time: on a loaded 2-core machine one sample can take 0.2 s.
+        deadline = time.monotonic() + 10
+        while len(monitor.history(minutes=1)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
     history = monitor.history(minutes=1)
     assert len(history) >= 3 and all(s.process_rss_bytes > 0 for s in history)
     assert alerts and "system RAM" in alerts[0]

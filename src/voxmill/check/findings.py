@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_ITEMS", "Finding", "Severity", "finding"]
+__all__ = ["MAX_ITEMS", "Finding", "Severity", "finding", "problems"]
 
 MAX_ITEMS = 20  # affected items listed per finding; the count says how many there are in all
 
@@ -49,3 +49,10 @@ class Finding:
 def finding(check_id: str, severity: Severity, message: str, items: Iterable[str] = (), hint: str = "") -> Finding:
     listed = list(items)
     return Finding(check_id, severity, message, listed[:MAX_ITEMS], len(listed), hint)
+
+
+def problems(check_id: str, items: list[str], what: str, hint: str, severity: Severity = Severity.FAIL) -> Finding:
+    """``"<n> <what>"`` at ``severity`` for the affected items, or a PASS saying ``"0 <what>"``."""
+    if not items:
+        return finding(check_id, Severity.PASS, f"0 {what}")
+    return finding(check_id, severity, f"{len(items)} {what}", items, hint)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from voxmill.check import CheckOptions, Report, Severity, run
-from voxmill.cli.common import console, state
+from voxmill.cli.common import console, state, workers_value
 from voxmill.corpus.sources import FORMATS
 
 _STYLE = {
@@ -86,7 +86,7 @@ def check(
         asr=asr,
         report_dir=report,
         strict=strict,
-        workers=int(workers) if workers.isdigit() else settings.workers if workers == "auto" else workers,
+        workers=workers_value(ctx, workers),
         batch_size=batch_size,
         source_format=source_format,
         progress=False if settings.quiet or json_out else None,

@@ -28,3 +28,10 @@ def state(ctx: typer.Context) -> State:
     if not isinstance(obj, State):
         raise RuntimeError("voxmill CLI state missing: commands must run under the root app")
     return obj
+
+
+def workers_value(ctx: typer.Context, value: str) -> int | str:
+    """``--workers``: a number, or 'auto' (then the settings' value: voxmill.yaml, VOXMILL_WORKERS)."""
+    if value.isdigit():
+        return int(value)
+    return state(ctx).settings.workers if value == "auto" else value

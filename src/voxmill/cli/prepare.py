@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from voxmill.cli.common import console, err_console, state
+from voxmill.cli.common import console, err_console, state, workers_value
 from voxmill.corpus.sources import FORMATS
 from voxmill.errors import ConfigError
 from voxmill.prepare import PrepareOptions, parse_source, run
@@ -90,7 +90,7 @@ def prepare(
         val_fraction=val_fraction,
         val_size=val_size,
         espeak_voice=espeak_voice,
-        workers=int(workers) if workers.isdigit() else settings.workers if workers == "auto" else workers,
+        workers=workers_value(ctx, workers),
         resume=resume,
         fail_fast=fail_fast,
         progress=False if settings.quiet else None,

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from voxmill.check.data import CheckData
-from voxmill.check.findings import Finding, Severity, finding
+from voxmill.check.findings import Finding, Severity, finding, problems
 from voxmill.check.stats import ClipStats
 from voxmill.corpus import piper_min_seconds
 
@@ -31,13 +31,13 @@ def run(data: CheckData) -> list[Finding]:
         return [finding("audio.decode", Severity.SKIP, "no clips with audio to check")]
     good = data.good
     out = [
-        _bad(
+        problems(
             "audio.decode",
             [f"{c.id}: {c.error}" for c in clips if c.error and "non-finite" not in c.error and c.path],
             "clips do not decode",
             "re-export or drop them",
         ),
-        _bad(
+        problems(
             "audio.non_finite",
             [f"{c.id}: {c.error}" for c in clips if c.error and "non-finite" in c.error],
             "clips contain NaN or inf samples",
@@ -48,11 +48,11 @@ def run(data: CheckData) -> list[Finding]:
         return out
     out.append(_sample_rate(data))
     multi = [f"{c.id}: {c.channels} channels" for c in good if c.channels > 1]
-    out.append(_bad("audio.channels", multi, "clips are not mono", "prepare downmixes to mono", Severity.WARN))
+    out.append(problems("audio.channels", multi, "clips are not mono", "prepare downmixes to mono", Severity.WARN))
     subtypes = Counter(c.subtype for c in good)
     odd = [f"{c.id}: {c.subtype}" for c in good if c.subtype not in ("PCM_16", "")]
     out.append(
-        _bad(
+        problems(
             "audio.bit_depth",
             odd,
             f"clips are not 16-bit PCM ({', '.join(f'{k} {v}' for k, v in subtypes.most_common())})",
@@ -65,7 +65,7 @@ def run(data: CheckData) -> list[Finding]:
     minimum = piper_min_seconds(rate)
     short = [f"{c.id}: {c.duration:.2f}s" for c in good if c.duration < minimum]
     out.append(
-        _bad(
+        problems(
             "audio.too_short",
             short,
             f"clips are shorter than one Piper training window (8192 samples = {minimum:.2f}s at {rate} Hz)",
@@ -78,7 +78,7 @@ def run(data: CheckData) -> list[Finding]:
         if c.duration >= minimum and c.speech_seconds + 0.5 < minimum
     ]
     out.append(
-        _bad(
+        problems(
             "audio.too_short_after_trim",
             thin,
             "clips fall under one training window once their silence is trimmed",
@@ -88,7 +88,7 @@ def run(data: CheckData) -> list[Finding]:
     )
     long = [f"{c.id}: {c.duration:.1f}s" for c in good if c.duration > LIMITS["long_seconds"]]
     out.append(
-        _bad(
+        problems(
             "audio.too_long",
             long,
             f"clips are longer than {LIMITS['long_seconds']:g}s",
@@ -97,16 +97,16 @@ def run(data: CheckData) -> list[Finding]:
         )
     )
     clipped = [f"{c.id}: {c.clipping:.2%}" for c in good if c.clipping > LIMITS["clipping"]]
-    out.append(_bad("audio.clipping", clipped, "clips are clipped", "re-record or drop them", Severity.WARN))
+    out.append(problems("audio.clipping", clipped, "clips are clipped", "re-record or drop them", Severity.WARN))
     silent = [f"{c.id}: {c.silence_ratio:.0%} silence" for c in good if c.silence_ratio > LIMITS["silence_ratio"]]
-    out.append(_bad("audio.silence", silent, "clips are mostly silence", "trim them or drop them", Severity.WARN))
+    out.append(problems("audio.silence", silent, "clips are mostly silence", "trim them or drop them", Severity.WARN))
     edges = [
         f"{c.id}: {c.leading_silence:.1f}s + {c.trailing_silence:.1f}s"
         for c in good
         if max(c.leading_silence, c.trailing_silence) > LIMITS["edge_silence"]
     ]
     out.append(
-        _bad(
+        problems(
             "audio.edge_silence",
             edges,
             f"clips have more than {LIMITS['edge_silence']:g}s of silence at an end",
@@ -117,7 +117,7 @@ def run(data: CheckData) -> list[Finding]:
     out.append(_loudness(good))
     noisy = [f"{c.id}: {c.snr_db:.0f} dB" for c in good if math.isfinite(c.snr_db) and c.snr_db < LIMITS["snr_db"]]
     out.append(
-        _bad(
+        problems(
             "audio.snr",
             noisy,
             f"clips have an SNR below {LIMITS['snr_db']:g} dB",
@@ -187,9 +187,3 @@ def _loudness(good: list[ClipStats]) -> Finding:
             "normalize loudness (voxmill prepare --loudness -23)",
         )
     return finding("audio.loudness", Severity.PASS, message)
-
-
-def _bad(check_id: str, items: list[str], what: str, hint: str, severity: Severity = Severity.FAIL) -> Finding:
-    if not items:
-        return finding(check_id, Severity.PASS, f"0 {what}")
-    return finding(check_id, severity, f"{len(items)} {what}", items, hint)

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from voxmill.check.data import CheckData
-from voxmill.check.findings import Finding, Severity, finding
+from voxmill.check.findings import Finding, Severity, finding, problems
 from voxmill.corpus import AUDIO_SUFFIXES
 from voxmill.corpus.sources import MISSING_AUDIO
 
@@ -22,21 +22,23 @@ def run(data: CheckData) -> list[Finding]:
         for r in data.rows
         if r.error and "invalid UTF-8" not in r.error and not r.error.startswith(MISSING_AUDIO)
     ]
-    out.append(_result("metadata.encoding", encoding, "lines are not valid UTF-8", "re-save the file as UTF-8"))
-    out.append(_result("metadata.parse", parse, "rows cannot be read", "fix the delimiter/column count on those lines"))
+    out.append(problems("metadata.encoding", encoding, "lines are not valid UTF-8", "re-save the file as UTF-8"))
     out.append(
-        _result(
+        problems("metadata.parse", parse, "rows cannot be read", "fix the delimiter/column count on those lines")
+    )
+    out.append(
+        problems(
             "metadata.missing_audio", missing, "rows name audio that does not exist", "add the files or drop the rows"
         )
     )
     rows = [r for r in data.rows if not (r.error and not r.error.startswith(MISSING_AUDIO))]
     empty = [r.id for r in rows if not r.text.strip()]
-    out.append(_result("metadata.empty_text", empty, "rows have empty text", "transcribe them or drop them"))
+    out.append(problems("metadata.empty_text", empty, "rows have empty text", "transcribe them or drop them"))
 
     ids = Counter(r.id for r in rows)
     dup_ids = [f"{i} ({n}x)" for i, n in ids.items() if n > 1]
     out.append(
-        _result("metadata.duplicate_id", dup_ids, "ids appear more than once", "make ids unique; one clip per id")
+        problems("metadata.duplicate_id", dup_ids, "ids appear more than once", "make ids unique; one clip per id")
     )
     by_text: dict[str, list[str]] = defaultdict(list)
     for r in rows:
@@ -44,7 +46,7 @@ def run(data: CheckData) -> list[Finding]:
             by_text[" ".join(r.text.lower().split())].append(r.id)
     dup_texts = [", ".join(group) for group in by_text.values() if len(group) > 1]
     out.append(
-        _result(
+        problems(
             "metadata.duplicate_text",
             dup_texts,
             "texts are used by more than one clip",
@@ -66,16 +68,10 @@ def _orphans(data: CheckData) -> Finding:
         for p in wavs.rglob("*")
         if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and str(p.resolve()) not in used
     )
-    return _result(
+    return problems(
         "metadata.orphan_audio",
         orphans,
         "audio files no row refers to",
         "add their transcripts or remove them",
         Severity.WARN,
     )
-
-
-def _result(check_id: str, items: list[str], what: str, hint: str, severity: Severity = Severity.FAIL) -> Finding:
-    if not items:
-        return finding(check_id, Severity.PASS, f"0 {what}")
-    return finding(check_id, severity, f"{len(items)} {what}", items, hint)
