@@ -89,19 +89,10 @@ def run(opts: PrepareOptions) -> PrepareResult:
     if not opts.resume and state.exists():
         shutil.rmtree(state)  # a fresh run: forget the previous run's journal and staged clips
     stage.mkdir(parents=True, exist_ok=True)
+    # The per-clip settings are PrepareOptions' fields of the same names, plus what the outputs imply.
+    shared = {f.name: getattr(opts, f.name) for f in dataclasses.fields(ClipOptions) if hasattr(opts, f.name)}
     clip_options = ClipOptions(
-        stage_dir=str(stage),
-        sample_rate=opts.sample_rate,
-        trim=opts.trim,
-        keep_silence=opts.keep_silence,
-        loudness=opts.loudness,
-        peak_ceiling=opts.peak_ceiling,
-        min_duration=opts.min_duration,
-        max_duration=opts.max_duration,
-        max_clipping=opts.max_clipping,
-        for_piper="piper" in opts.formats,
-        espeak_voice=opts.espeak_voice,
-        write_flac="hf" in opts.formats,
+        stage_dir=str(stage), for_piper="piper" in opts.formats, write_flac="hf" in opts.formats, **shared
     )
     layouts: list[str] = []
     report: list[dict[str, Any]] = []
