@@ -49,6 +49,13 @@ def test_good_dataset_is_ready(good_dataset: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "report" / "report.json").read_text())["verdict"] == "READY"
 
 
+def test_unknown_espeak_voice_fails_the_phoneme_check_and_audio_is_still_measured(good_dataset: Path) -> None:
+    report = check(good_dataset, espeak_voice="zz-nonexistent")
+    [phonemes] = report.by_id("text.phonemes")
+    assert phonemes.severity is Severity.FAIL and "zz-nonexistent" in phonemes.message
+    assert report.summary["clips"] == 12 and report.summary["hours"] > 0
+
+
 def _plant_problems(good: Path, broken: Path) -> dict[str, str]:
     shutil.copytree(good, broken)
     lines = (broken / "metadata.csv").read_text(encoding="utf-8").splitlines()

@@ -41,6 +41,20 @@ def test_lossy_round_trip_keeps_duration_and_sound(tmp_path: Path, speech: Audio
     assert rms_out == pytest.approx(rms_in, rel=0.1)
 
 
+def test_flac_decodes_as_libsndfile_does_at_any_depth(tmp_path: Path, speech: Audio) -> None:
+    # FLAC goes through dr_flac (faster); samples and header facts must match libsndfile's exactly.
+    stereo = np.stack([speech.samples, -0.5 * speech.samples], axis=1)
+    for subtype in ("PCM_16", "PCM_24"):
+        path = tmp_path / f"clip{subtype}.flac"
+        sf.write(path, stereo, speech.sample_rate, subtype=subtype)
+        back = load(path, mono=False)
+        expected, _ = sf.read(path, dtype="float32")
+        np.testing.assert_array_equal(back.samples, expected)
+        assert back.source is not None
+        assert (back.source.format, back.source.codec, back.source.channels) == ("FLAC", subtype, 2)
+        assert back.source.frames == speech.frames
+
+
 def test_pyav_format_is_decoded_by_pyav(tmp_path: Path, speech: Audio) -> None:
     path = save(tmp_path / "clip.m4a", speech)
     info = probe(path)
@@ -138,7 +152,7 @@ def _damaged(kind: str, tmp_path: Path, speech: Audio) -> Path:
 DAMAGED = [
     ("empty", "empty"),
     ("truncated-wav", "truncated"),
-    ("truncated-flac", ""),
+    ("truncated-flac", "truncated"),
     ("truncated-mp3", "truncated"),
     ("truncated-ogg", "truncated"),
     ("truncated-m4a", ""),

@@ -313,3 +313,10 @@ def test_sigkill_then_resume_processes_nothing_twice(tmp_path: Path, corpus: Pat
         }
 
     assert digest(out) == digest(clean)
+
+
+def test_unknown_espeak_voice_is_a_usage_error_before_any_work(tmp_path: Path, corpus: Path) -> None:
+    done = voxmill("prepare", str(corpus), "--out", str(tmp_path / "out"), "--espeak-voice", "zz-nonexistent")
+    assert done.returncode == 2, done.stderr
+    assert "zz-nonexistent" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "metadata.csv").exists()

@@ -74,6 +74,8 @@ def test_analysis_measures_padding_clipping_and_noise(speech: Audio) -> None:
     assert stats.trailing_silence == pytest.approx(1.0, abs=0.25)  # the voice's own tail is quiet too
     assert stats.clipping_ratio == 0.0
     assert 0.05 < stats.silence_ratio < 0.6
+    exact_rms = np.sqrt(np.mean(padded.astype(np.float64) ** 2))
+    assert stats.rms_dbfs == pytest.approx(20 * np.log10(exact_rms), abs=1e-3)
 
     clipped = np.clip(speech.samples * 8, -1.0, 1.0)
     assert analyze(clipped, sr).clipping_ratio > 0.01

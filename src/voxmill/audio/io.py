@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import soundfile as sf
 # ARCHITECTURE: leaves import no other voxmill logic, and errors holds none).
 from voxmill import errors
 from voxmill.audio.ffmpeg import AV_WRITE, av_blocks, av_decode, av_encode, av_info
+from voxmill.audio.flac import read_flac
 from voxmill.audio.resample import resample
 from voxmill.audio.types import Audio, Block, SourceInfo
 
@@ -82,7 +84,7 @@ _WAV_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _WAV_STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF - 8}
 
 
-def _truncation(path: Path, info: sf._SoundFileInfo) -> str | None:
+def _truncation(path: Path, info: sf.SoundFile | sf._SoundFileInfo) -> str | None:
     """Why a file libsndfile opened is cut short, or None. libsndfile itself reads such files quietly."""
     if info.format == "WAV":
         match = _WAV_DATA.search(info.extra_info)
@@ -106,8 +108,8 @@ def _ogg_has_end(path: Path) -> bool:
     return at >= 0 and at + 5 < len(tail) and bool(tail[at + 5] & 0x04)
 
 
-def _sf_info(path: Path) -> SourceInfo:
-    info = sf.info(str(path))
+def _sf_info(path: Path, handle: sf.SoundFile | None = None) -> SourceInfo:
+    info = handle if handle is not None else sf.info(str(path))
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioDecodeError(path, "header has no valid sample rate or channel count")
     truncated = _truncation(path, info)
@@ -134,7 +136,9 @@ def probe(path: str | Path) -> SourceInfo:
 def _finish(path: Path, data: np.ndarray, info: SourceInfo, sr: int | None, mono: bool) -> Audio:
     if data.shape[0] == 0:
         raise AudioDecodeError(path, "no audio frames")
-    if not np.isfinite(data).all():
+    # The sum is one pass with no temporary and is finite unless a sample is not (or the sum
+    # overflows, which the exact test then clears).
+    if not math.isfinite(float(data.sum())) and not np.isfinite(data).all():
         raise AudioDecodeError(path, "contains non-finite samples (NaN or inf)")
     audio = Audio(np.ascontiguousarray(data, dtype=np.float32), info.sample_rate, info)
     if audio.channels == 1:
@@ -176,10 +180,18 @@ def load(
     _check_file(path)
     if offset < 0 or (duration is not None and duration < 0):
         raise ValueError("offset and duration must be >= 0")
+    if path.suffix.lower() == ".flac" and offset == 0 and duration is None:
+        decoded = read_flac(path)
+        if decoded is not None:
+            data, info = decoded
+            if info.frames > 0 and data.shape[0] < info.frames:
+                raise AudioDecodeError(
+                    path, f"truncated: header promises {info.frames} frames, only {data.shape[0]} decoded"
+                )
+            return _finish(path, data, info, sr, mono)
     try:
-        info = _sf_info(path)
-    except AudioDecodeError:
-        raise
+        # One open for the header and the samples (sf.info then sf.read would parse the file twice).
+        handle = sf.SoundFile(str(path))
     except Exception as sf_exc:
         try:
             data, info = av_decode(path)
@@ -189,12 +201,16 @@ def load(
         stop = None if duration is None else start + round(duration * info.sample_rate)
         return _finish(path, data[start:stop], info, sr, mono)
 
-    start = round(offset * info.sample_rate)
-    frames = -1 if duration is None else round(duration * info.sample_rate)
-    try:
-        data, _ = sf.read(str(path), frames=frames, start=start, dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
+    with handle:
+        info = _sf_info(path, handle)
+        start = round(offset * info.sample_rate)
+        frames = -1 if duration is None else round(duration * info.sample_rate)
+        try:
+            if start:
+                handle.seek(min(start, max(0, info.frames)))
+            data = handle.read(frames, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
     expected = max(0, info.frames - start) if frames < 0 else min(frames, max(0, info.frames - start))
     # libsndfile hands back what it could read from a cut-off file without an error; compare with
     # the header's frame count so a truncated file is reported, not silently shortened.

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from voxmill.audio import integrated_lufs, load
 from voxmill.audio.analysis import analyze
 from voxmill.corpus import Row
 from voxmill.engine import Task, WorkerContext
 from voxmill.errors import AudioDecodeError
+from voxmill.text.phonemes import Phonemizer, UnknownVoiceError
 
 __all__ = ["AnalyseClip", "ClipStats"]
 
@@ -36,7 +35,8 @@ class ClipStats:
     trailing_silence: float = 0.0
     lufs: float = -math.inf
     snr_db: float = math.inf
-    phonemes: tuple[str, ...] = ()
+    phonemes: str = ""  # one code point per phoneme, as Piper's phoneme_id_map keys them
+    phoneme_error: str | None = None
     error: str | None = None
 
 
@@ -47,31 +47,46 @@ class AnalyseClip(Task):
     espeak_voice: str | None = None
 
     def setup(self, ctx: WorkerContext) -> None:
-        self._phonemizer: Any = None
+        self._phonemizer: Phonemizer | None = None
+        self._voice_error: str | None = None
         if self.espeak_voice:
-            from piper.phonemize_espeak import EspeakPhonemizer
-
-            self._phonemizer = EspeakPhonemizer()
+            try:
+                self._phonemizer = Phonemizer(self.espeak_voice)
+            except UnknownVoiceError as exc:
+                # Reported once by the text check; the audio is still measured.
+                self._voice_error = str(exc)
 
     def audio_seconds(self, item: Row, value: ClipStats) -> float:
         return value.duration
 
     def __call__(self, row: Row) -> ClipStats:
-        phonemes: tuple[str, ...] = ()
-        if self._phonemizer is not None and self.espeak_voice and row.text.strip():
-            sentences = self._phonemizer.phonemize(self.espeak_voice, row.text)
-            phonemes = tuple(p for sentence in sentences for p in sentence)
-        base = ClipStats(row.id, row.speaker, row.text, row.audio_path or "", phonemes=phonemes)
+        phonemes = ""
+        if self._phonemizer is not None and row.text.strip():
+            phonemes = "".join(self._phonemizer.sentences(row.text))
+        path = row.audio_path or ""
         if row.audio_path is None:
-            return dataclasses.replace(base, error=row.error or "no audio")
+            return ClipStats(
+                row.id,
+                row.speaker,
+                row.text,
+                path,
+                phonemes=phonemes,
+                error=row.error or "no audio",
+                phoneme_error=self._voice_error,
+            )
         try:
             audio = load(row.audio_path, mono=True)
         except AudioDecodeError as exc:
-            return dataclasses.replace(base, error=str(exc))
+            return ClipStats(
+                row.id, row.speaker, row.text, path, phonemes=phonemes, error=str(exc), phoneme_error=self._voice_error
+            )
         stats = analyze(audio.samples, audio.sample_rate)
         info = audio.source
-        return dataclasses.replace(
-            base,
+        return ClipStats(
+            row.id,
+            row.speaker,
+            row.text,
+            path,
             sample_rate=audio.sample_rate,
             channels=info.channels if info else 1,
             subtype=info.codec if info else "",
@@ -84,4 +99,6 @@ class AnalyseClip(Task):
             trailing_silence=stats.trailing_silence,
             lufs=integrated_lufs(audio.samples, audio.sample_rate),
             snr_db=stats.snr_db,
+            phonemes=phonemes,
+            phoneme_error=self._voice_error,
         )

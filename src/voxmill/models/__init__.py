@@ -7,8 +7,9 @@ settings and should not pay for the manager, registry and YAML parser they never
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:
     from voxmill.models.manager import ModelManager, ModelStatus
@@ -17,23 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryMonitor", "ModelManager", "ModelSpec", "ModelStatus", "Registry"]
 
-_WHERE = {
-    "ModelManager": "voxmill.models.manager",
-    "ModelStatus": "voxmill.models.manager",
-    "MemoryMonitor": "voxmill.models.monitor",
-    "ModelSpec": "voxmill.models.registry",
-    "Registry": "voxmill.models.registry",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'voxmill.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "manager": ["ModelManager", "ModelStatus"],
+        "monitor": ["MemoryMonitor"],
+        "registry": ["ModelSpec", "Registry"],
+    },
+)

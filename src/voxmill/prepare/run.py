@@ -17,6 +17,7 @@ from voxmill.engine import Dropped, Failed, Journal, Ok, Pool
 from voxmill.prepare.balance import cap_per_speaker, split_validation
 from voxmill.prepare.sinks import OUTPUT_FORMATS, place_wavs, write_hf, write_nemo, write_piper, write_text
 from voxmill.prepare.steps import Clip, ClipOptions, PrepareTask
+from voxmill.text.phonemes import Phonemizer
 
 __all__ = ["PrepareOptions", "PrepareResult", "run"]
 
@@ -83,6 +84,8 @@ def run(opts: PrepareOptions) -> PrepareResult:
     for source in opts.sources:
         if not source.path.exists():
             raise errors.DatasetError(f"{source.path}: no such file or folder")
+    if opts.espeak_voice:
+        Phonemizer(opts.espeak_voice)  # an unknown voice is a usage error, not a failure on every clip
     out = opts.out
     state = out / ".voxmill"
     stage = state / "clips"

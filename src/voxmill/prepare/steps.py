@@ -6,7 +6,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from voxmill.audio.analysis import CLIP_LEVEL
 from voxmill.corpus import PIPER_SEGMENT_SAMPLES, Row, piper_min_seconds
 from voxmill.engine import Drop, Task, WorkerContext
 from voxmill.text import clean_text
+from voxmill.text.phonemes import Phonemizer
 
 __all__ = ["Clip", "ClipOptions", "PrepareTask"]
 
@@ -74,13 +74,12 @@ class PrepareTask(Task):
         self._worker_dir = f"w{ctx.index}"
         self._stage = Path(self.options.stage_dir) / self._worker_dir
         self._stage.mkdir(parents=True, exist_ok=True)
-        self._phonemizer: Any = None
+        self._phonemizer: Phonemizer | None = None
         self._known: set[str] = set()
         if self.options.espeak_voice:
             from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
-            from piper.phonemize_espeak import EspeakPhonemizer
 
-            self._phonemizer = EspeakPhonemizer()
+            self._phonemizer = Phonemizer(self.options.espeak_voice)
             self._known = set(DEFAULT_PHONEME_ID_MAP)
 
     def __call__(self, row: Row) -> Clip:
@@ -135,12 +134,11 @@ class PrepareTask(Task):
         )
 
     def _phonemize(self, text: str) -> tuple[str | None, tuple[str, ...]]:
-        if self._phonemizer is None or self.options.espeak_voice is None:
+        if self._phonemizer is None:
             return None, ()
-        sentences = self._phonemizer.phonemize(self.options.espeak_voice, text)
-        flat = [p for sentence in sentences for p in sentence]
+        flat = "".join(self._phonemizer.sentences(text))
         unknown = tuple(sorted({p for p in flat if p not in self._known}))
-        return "".join(flat), unknown
+        return flat, unknown
 
 
 def _decode(row: Row) -> Audio:

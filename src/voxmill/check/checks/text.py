@@ -97,6 +97,10 @@ def _phoneme_map(data: CheckData) -> dict[str, list[int]] | None:
 def _phonemes(data: CheckData) -> list[Finding]:
     if not data.espeak_voice:
         return [finding("text.phonemes", Severity.SKIP, "no espeak voice (config espeak.voice or --espeak-voice)")]
+    voice_error = next((c.phoneme_error for c in data.clips if c.phoneme_error), None)
+    if voice_error:
+        hint = "set espeak.voice (or --espeak-voice) to a voice `espeak-ng --voices` lists, e.g. en-us"
+        return [finding("text.phonemes", Severity.FAIL, voice_error, hint=hint)]
     mapping = _phoneme_map(data)
     source = "the config's phoneme_id_map"
     if mapping is None:
