@@ -98,6 +98,34 @@ def run_row(mode: str, corpus: Path, workers: int) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def breakdown(corpus: Path, count: int = 200) -> None:
+    """Where a clip's time goes, one process, mean ms per clip: what the ratio above is made of."""
+    import soundfile as sf
+
+    from voxmill.audio import integrated_lufs, load
+    from voxmill.audio.analysis import analyze
+    from voxmill.text.phonemes import Phonemizer
+
+    lines = (corpus / "metadata.csv").read_text().splitlines()[:count]
+    paths = [corpus / "wavs" / f"{line.split('|')[0]}.flac" for line in lines]
+    texts = [line.split("|")[-1] for line in lines]
+    clips = [load(p) for p in paths]
+    phonemizer = Phonemizer("en-us")
+    steps = {
+        "decode, soundfile.read (the baseline's work)": lambda i: sf.read(paths[i], dtype="float32"),
+        "decode, voxmill (dr_flac)": lambda i: load(paths[i]),
+        "loudness, BS.1770 (libebur128)": lambda i: integrated_lufs(clips[i].samples, clips[i].sample_rate),
+        "levels, silence, clipping, SNR": lambda i: analyze(clips[i].samples, clips[i].sample_rate),
+        "phonemes (espeak-ng)": lambda i: phonemizer.sentences(texts[i]),
+    }
+    print(f"\nper clip, one process, mean of {len(paths)} clips:")
+    for label, step in steps.items():
+        started = time.perf_counter()
+        for i in range(len(paths)):
+            step(i)
+        print(f"  {label:<46}{(time.perf_counter() - started) / len(paths) * 1e3:>6.2f} ms")
+
+
 def main() -> None:
     from voxmill.engine import usable_cores
 
@@ -117,6 +145,7 @@ def main() -> None:
             rows[mode] = wall
             print(f"  {label:<34}{wall:>8.2f}{runs[0]['seconds'] / wall:>11.0f}x{wall / rows['decode']:>7.2f}x")
         print(f"\nverdict: check / decode = {rows['check'] / rows['decode']:.2f} (goal <= 1.5)")
+        breakdown(corpus)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
