@@ -22,7 +22,7 @@ _EXPORTS = {
     "voxmill.engine": ["Drop", "Journal", "Outcome", "Pool", "Task", "WorkerContext"],
     "voxmill.errors": [
         "AudioDecodeError", "AudioEncodeError", "AudioError", "ConfigError", "DatasetError", "MissingExtraError",
-        "ModelError", "ModelLoadError", "ModelNotFound", "ModelTooLarge", "VoxmillError",
+        "ModelError", "ModelLoadError", "ModelNotFound", "ModelTooLarge", "ProcessingError", "VoxmillError",
     ],
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -46,6 +46,7 @@ __all__ = [
     "ModelTooLarge",
     "Outcome",
     "Pool",
+    "ProcessingError",
     "Segment",
     "Settings",
     "SourceInfo",
@@ -105,6 +106,7 @@ if TYPE_CHECKING:  # static types for the lazy names below
     from voxmill.errors import ModelLoadError as ModelLoadError
     from voxmill.errors import ModelNotFound as ModelNotFound
     from voxmill.errors import ModelTooLarge as ModelTooLarge
+    from voxmill.errors import ProcessingError as ProcessingError
     from voxmill.errors import VoxmillError as VoxmillError
 
 

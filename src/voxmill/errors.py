@@ -31,6 +31,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFound",
     "ModelTooLarge",
+    "ProcessingError",
     "VoxmillError",
 ]
 
@@ -93,3 +94,7 @@ class MissingExtraError(VoxmillError):
         self.module = module
         self.extra = extra
         super().__init__(f"{module} is not installed; install it with: pip install 'voxmill[{extra}]'")
+
+
+class ProcessingError(VoxmillError):
+    """Work on valid input failed (e.g. ``convert --strict`` with chunks the processor could not do)."""

@@ -2,7 +2,7 @@
 
 from voxmill.audio.analysis import AudioStats, analyze
 from voxmill.audio.describe import FileReport, describe
-from voxmill.audio.io import Audio, Block, SourceInfo, blocks, load, probe, save
+from voxmill.audio.io import Audio, Block, SourceInfo, blocks, load, open_writer, probe, save
 from voxmill.audio.loudness import integrated_lufs, normalize
 from voxmill.audio.resample import resample
 from voxmill.audio.vad import Segment, VadOptions, speech_ratio, speech_segments
@@ -21,6 +21,7 @@ __all__ = [
     "integrated_lufs",
     "load",
     "normalize",
+    "open_writer",
     "probe",
     "resample",
     "save",

@@ -311,6 +311,30 @@ def _sf_write(tmp: Path, audio: Audio, fmt: str, subtype: str) -> None:
         fh.write(buffer.getbuffer())
 
 
+@contextlib.contextmanager
+def open_writer(
+    path: str | Path, sample_rate: int, channels: int = 1, subtype: str | None = None
+) -> Iterator[sf.SoundFile]:
+    """A streaming writer for wav/flac/ogg/mp3/aiff (by suffix), atomic: the file appears on success only.
+
+    For outputs too long to hold: write blocks as they are made; the temp file is renamed onto
+    ``path`` when the block ends without an error and deleted otherwise.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _SF_WRITE:
+        known = ", ".join(sorted(_SF_WRITE))
+        raise AudioEncodeError(path, f"cannot stream {suffix or '(no suffix)'}; use one of {known}")
+    fmt, default_subtype = _SF_WRITE[suffix]
+    with atomic_path(path) as tmp:
+        try:
+            handle = sf.SoundFile(str(tmp), "w", sample_rate, channels, subtype or default_subtype, format=fmt)
+        except Exception as exc:
+            raise AudioEncodeError(path, f"cannot write {fmt}: {exc}") from None
+        with handle:
+            yield handle
+
+
 def save(path: str | Path, audio: Audio, subtype: str | None = None) -> Path:
     """Write ``audio`` to ``path``, the format chosen by the suffix; atomic (temp file + rename).
 

@@ -29,7 +29,9 @@ class Pool:
     ``window``: most items pulled from the input and not yet yielded (default 2 x workers); memory
     stays bounded however long the input. ``progress``: None shows a bar when stderr is a terminal.
     ``model_budget``: bytes of models all workers together may hold (each worker's ``ctx.models``
-    gets an equal share); ``device``: where those models run (auto, cpu, cuda).
+    gets an equal share); ``device``: where those models run (auto, cpu, cuda). ``prefetch``: items
+    sent ahead to each worker process: 2 keeps short items flowing between round trips; 1 for long
+    items, so none waits behind another while a worker sits idle.
     """
 
     workers: int | str = "auto"
@@ -40,6 +42,7 @@ class Pool:
     description: str = "working"
     model_budget: int | None = None
     device: str = "auto"
+    prefetch: int = 2
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -110,7 +113,7 @@ class _Run:
         # Started on first need: a fully resumed run never spawns a worker.
         if self.backend is None:
             self.backend = create_backend(
-                self.pool.backend, self.plan, self.timeout, self.pool.model_budget, self.pool.device
+                self.pool.backend, self.plan, self.timeout, self.pool.model_budget, self.pool.device, self.pool.prefetch
             )
             self.backend.start(self.task)
         return self.backend

@@ -62,9 +62,15 @@ class Backend(ABC):
     name: str = "base"
 
     def __init__(
-        self, plan: ThreadPlan, timeout: float | None = None, model_budget: int | None = None, device: str = "auto"
+        self,
+        plan: ThreadPlan,
+        timeout: float | None = None,
+        model_budget: int | None = None,
+        device: str = "auto",
+        prefetch: int = 2,
     ) -> None:
         self.plan = plan
+        self.prefetch = max(1, prefetch)
         self.timeout = timeout
         self.model_budget = model_budget
         self.device = device
@@ -92,7 +98,12 @@ class Backend(ABC):
 
 
 def create_backend(
-    name: str, plan: ThreadPlan, timeout: float | None, model_budget: int | None = None, device: str = "auto"
+    name: str,
+    plan: ThreadPlan,
+    timeout: float | None,
+    model_budget: int | None = None,
+    device: str = "auto",
+    prefetch: int = 2,
 ) -> Backend:
     backend: type[Backend]
     if name == "serial":
@@ -103,4 +114,4 @@ def create_backend(
         from voxmill.engine.backends.process import ProcessBackend as backend
     else:
         raise ValueError(f"unknown backend {name!r}; use serial, thread or process")
-    return backend(plan, timeout, model_budget, device)
+    return backend(plan, timeout, model_budget, device, prefetch)

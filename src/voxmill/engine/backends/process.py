@@ -1,7 +1,7 @@
 """Worker processes (spawn): true parallelism for GIL-bound Python, and crash isolation.
 
 Each worker has its own pipe, so the parent always knows which items a worker holds. Items go to a
-worker at most ``PREFETCH`` at a time and run in the order sent, so when a worker dies (SIGKILL,
+worker at most ``prefetch`` at a time and run in the order sent, so when a worker dies (SIGKILL,
 segfault, ``os._exit``) the oldest item it held is the one that killed it: that item is retried once
 on a fresh worker, then Failed; the other items it held are re-queued untouched. An item past its
 timeout gets its worker killed and replaced.
@@ -31,8 +31,6 @@ from voxmill.engine.outcome import Failed
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import thread_env
 
-# One item running and one waiting in the pipe keeps a worker busy between round trips.
-PREFETCH = 2
 # Workers that die before they are ready (their module cannot even be imported) are not respawned
 # forever: after this many in a row, every remaining item fails with the reason.
 MAX_START_FAILURES = 3
@@ -150,21 +148,30 @@ class ProcessBackend(Backend):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        for worker in self._workers:
-            while self._queue and len(worker.held) < PREFETCH:
-                job = self._queue.popleft()
-                try:
-                    worker.conn.send(job)
-                except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                    failed = Failed(type(exc).__name__, f"item cannot be sent to a worker: {exc}")
-                    self._results.append(JobResult(job.seq, failed, 0.0))
-                    continue
-                except (BrokenPipeError, OSError):
-                    self._queue.appendleft(job)  # the worker is dying; poll() will replace it
-                    break
-                if not worker.held:
-                    worker.head_since = time.monotonic()
-                worker.held.append(job)
+        # Level by level (every worker one item, then a second...): the first items of a run spread
+        # over all workers instead of queueing behind each other in the first worker's pipe.
+        for level in range(1, self.prefetch + 1):
+            for worker in self._workers:
+                while self._queue and len(worker.held) < level:
+                    if not self._send(worker):
+                        break
+
+    def _send(self, worker: _Worker) -> bool:
+        """Send the next queued job to ``worker``; False when its pipe is broken (it is dying)."""
+        job = self._queue.popleft()
+        try:
+            worker.conn.send(job)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            failed = Failed(type(exc).__name__, f"item cannot be sent to a worker: {exc}")
+            self._results.append(JobResult(job.seq, failed, 0.0))
+            return True
+        except (BrokenPipeError, OSError):
+            self._queue.appendleft(job)  # the worker is dying; poll() will replace it
+            return False
+        if not worker.held:
+            worker.head_since = time.monotonic()
+        worker.held.append(job)
+        return True
 
     def _receive(self, worker: _Worker, drain: bool = True) -> bool:
         """Read a worker's messages (one, or all waiting with ``drain``); False when the pipe is closed.

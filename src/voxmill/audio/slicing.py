@@ -1,0 +1,187 @@
+"""Cut a long recording into chunks at silences, streaming: one pass, memory of about one chunk.
+
+Cuts go in pauses (RMS below a threshold, or outside Silero VAD speech), so chunks join without any
+audible seam. Where speech runs on past the longest chunk allowed, the cut is forced at the
+quietest point of a search window and marked, so the stitcher crossfades there. Long pauses are cut
+out as silent chunks of their own, which skip the processor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxmill import errors
+from voxmill.audio.types import Block
+
+__all__ = ["Chunk", "SliceOptions", "slice_blocks"]
+
+
+@dataclass(frozen=True)
+class SliceOptions:
+    """Where chunks may be cut. Times in seconds unless named otherwise."""
+
+    max_seconds: float = 30.0
+    """A chunk is never longer: past it the cut is forced (and crossfaded)."""
+    min_seconds: float = 5.0
+    """No cut at a pause before this (a long pause still becomes its own silent chunk)."""
+    threshold_db: float = -40.0
+    """A hop whose RMS is below this (dBFS) is silent."""
+    min_silence_ms: float = 300.0
+    """A pause at least this long is a place to cut."""
+    hop_ms: float = 10.0
+    """Resolution of the RMS (and of every cut point)."""
+    max_silence_kept_ms: float = 500.0
+    """Silence a chunk keeps at each edge; the rest of a longer pause is a silent chunk."""
+    search_seconds: float = 2.0
+    """A forced cut goes at the quietest hop of this last stretch before the maximum."""
+    vad: bool = False
+    """Pauses from Silero VAD (non-speech) instead of the RMS threshold: for noisy recordings."""
+    pad_seconds: float = 0.5
+    """Context on each side of a chunk, processed and trimmed after, so edges are processed as mid-file."""
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad value."""
+        checks = [
+            (self.max_seconds > 0, "chunk length must be > 0 seconds"),
+            (0 <= self.min_seconds <= self.max_seconds, "minimum chunk length must be between 0 and the maximum"),
+            (self.threshold_db < 0, "silence threshold must be below 0 dBFS"),
+            (self.hop_ms > 0, "hop must be > 0 ms"),
+            (self.min_silence_ms >= self.hop_ms, "minimum silence must be at least one hop"),
+            (self.max_silence_kept_ms >= 0, "silence kept must be >= 0 ms"),
+            (0 < self.search_seconds <= self.max_seconds, "search window must be > 0 and <= the chunk length"),
+            (self.pad_seconds >= 0, "context padding must be >= 0 seconds"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise errors.ConfigError(f"slicing: {message}")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk: its own samples ``[start, end)`` (absolute) and the padded samples around them.
+
+    ``samples`` holds ``[start - pad_left, end + pad_right)``. ``forced_start``/``forced_end`` mark
+    cuts inside speech (crossfade there); ``silent`` chunks hold no sound above the threshold.
+    """
+
+    index: int
+    start: int
+    end: int
+    pad_left: int
+    samples: np.ndarray
+    sample_rate: int
+    silent: bool
+    forced_start: bool
+    forced_end: bool
+
+    @property
+    def pad_right(self) -> int:
+        return self.samples.shape[0] - self.pad_left - (self.end - self.start)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / self.sample_rate
+
+
+def _silent_hops(samples: np.ndarray, sr: int, hop: int, opts: SliceOptions) -> np.ndarray:
+    """One bool per whole hop: True where the recording pauses."""
+    count = samples.shape[0] // hop
+    frames = samples[: count * hop].reshape(count, hop)
+    power = np.einsum("ij,ij->i", frames, frames) / hop
+    if not opts.vad:
+        return np.asarray(power < 10 ** (opts.threshold_db / 10))
+    from voxmill.audio.vad import speech_segments
+
+    quiet = np.ones(count, dtype=bool)
+    for segment in speech_segments(samples[: count * hop], sr):
+        quiet[segment.start // hop : -(-segment.end // hop)] = False
+    return quiet
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], mask, [False])).astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions) -> tuple[int, bool, bool]:
+    """(cut, silent, forced): where the chunk at the head of ``buf`` ends.
+
+    ``buf`` holds at least ``max_seconds`` (more when context follows) unless ``at_end``.
+    """
+    hop = max(1, round(sr * opts.hop_ms / 1000))
+    limit = min(buf.shape[0], round(opts.max_seconds * sr))
+    if at_end and buf.shape[0] <= limit:
+        quiet = _silent_hops(buf, sr, hop, opts)
+        return buf.shape[0], bool(quiet.size and quiet.all()), False
+    window = buf[: limit + hop]  # one hop past the limit tells whether a pause goes on there
+    quiet = _silent_hops(window, sr, hop, opts)
+    hops_limit = limit // hop
+    keep = round(opts.max_silence_kept_ms / opts.hop_ms)
+    min_run = max(1, round(opts.min_silence_ms / opts.hop_ms))
+    runs = _runs(quiet)
+    if runs and runs[0][0] == 0:
+        first_end = min(runs[0][1], hops_limit)
+        if first_end - keep >= min_run:  # a long pause opens the chunk: it becomes a silent chunk
+            return (first_end - keep if runs[0][1] <= hops_limit else first_end) * hop, True, False
+    min_hops = math.ceil(opts.min_seconds * sr / hop)
+    best = None
+    for start, end in runs:
+        if end - start < min_run or start == 0:
+            continue
+        cut = start + min(keep, (end - start) // 2)  # keep at most `keep` of the pause at the chunk's end
+        if min_hops <= cut <= hops_limit:
+            best = cut
+    if best is not None:
+        return best * hop, False, False
+    # Speech all the way: cut at the quietest hop near the limit, and crossfade there.
+    lo = max(1, hops_limit - max(1, round(opts.search_seconds * sr / hop)))
+    frames = window[: hops_limit * hop].reshape(hops_limit, hop)
+    power = np.einsum("ij,ij->i", frames[lo:], frames[lo:])
+    return (lo + int(np.argmin(power))) * hop, False, True
+
+
+def slice_blocks(blocks: Iterable[Block], opts: SliceOptions | None = None) -> Iterator[Chunk]:
+    """Chunks of a mono block stream, in order; their ``[start, end)`` tile the whole recording."""
+    opts = opts or SliceOptions()
+    opts.validate()
+    buf = np.zeros(0, dtype=np.float32)
+    before = np.zeros(0, dtype=np.float32)  # context preceding ``buf``
+    start = 0
+    index = 0
+    forced_start = False
+    sr = 0
+    it = iter(blocks)
+    exhausted = False
+    while True:
+        need = 0 if sr == 0 else round(opts.max_seconds * sr) + round(opts.pad_seconds * sr) + 1
+        while not exhausted and (sr == 0 or buf.shape[0] < need):
+            try:
+                block = next(it)
+            except StopIteration:
+                exhausted = True
+                break
+            if block.samples.ndim != 1:
+                raise ValueError("slice_blocks takes mono blocks")
+            if sr == 0:
+                sr = block.sample_rate
+                need = round(opts.max_seconds * sr) + round(opts.pad_seconds * sr) + 1
+            buf = np.concatenate((buf, block.samples)) if buf.size else block.samples
+        if buf.shape[0] == 0:
+            return
+        cut, silent, forced = _decide(buf, sr, exhausted, opts)
+        cut = max(1, min(cut, buf.shape[0]))
+        pad = round(opts.pad_seconds * sr)
+        left = before[max(0, before.shape[0] - pad) :]
+        right = buf[cut : cut + pad]
+        samples = np.concatenate((left, buf[:cut], right))
+        yield Chunk(index, start, start + cut, left.shape[0], samples, sr, silent, forced_start, forced)
+        before = buf[max(0, cut - pad) : cut]
+        buf = buf[cut:].copy()  # drop the reference to the consumed head: memory stays at one window
+        start += cut
+        index += 1
+        forced_start = forced

@@ -1,0 +1,99 @@
+"""The ``Processor`` interface: what ``voxmill convert`` runs on each chunk, and how one is found by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import numpy as np
+
+from voxmill import errors
+from voxmill.engine import WorkerContext
+
+__all__ = ["BUILTIN", "ChunkAudio", "Processor", "make_processor", "processor_class"]
+
+ENTRY_POINT_GROUP = "voxmill.processors"
+BUILTIN = {
+    "pitch": "voxmill.convert.processors.pitch:PitchShift",
+    "gender": "voxmill.convert.processors.gender:ChangeGender",
+    "loudness": "voxmill.convert.processors.level:Loudness",
+    "revoice": "voxmill.convert.processors.revoice:Revoice",
+}
+
+
+@dataclass(frozen=True)
+class ChunkAudio:
+    """What a processor gets: one mono float32 chunk with ``pad_left``/``pad_right`` samples of context."""
+
+    samples: np.ndarray
+    sample_rate: int
+    pad_left: int
+    pad_right: int
+    index: int = 0
+
+    @property
+    def core(self) -> np.ndarray:
+        """The chunk's own samples, context cut off."""
+        return self.samples[self.pad_left : self.samples.shape[0] - self.pad_right]
+
+
+@dataclass
+class Processor:
+    """Subclass as a dataclass of options (they are the CLI's processor options).
+
+    ``setup(ctx)`` runs once per worker (load models there); ``process(chunk)`` returns
+    ``(samples, rate)`` covering the same time as ``chunk.samples`` (context included), at any rate:
+    the stitcher places the result by time and cuts the context off. ``releases_gil`` says threads
+    can run it in parallel (measured, see benchmarks/convert_vs_peers.py): ``--backend auto`` then
+    uses threads, which share one copy of the models.
+    """
+
+    name: ClassVar[str] = "processor"
+    releases_gil: ClassVar[bool] = False
+
+    def setup(self, ctx: WorkerContext) -> None:
+        """Once per worker, before its first chunk."""
+
+    def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
+        raise NotImplementedError
+
+
+def _load(target: str, name: str) -> type[Processor]:
+    module_name, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise errors.ConfigError(f"--processor {name}: cannot load {target} ({exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Processor)):
+        raise errors.ConfigError(f"--processor {name}: {target} is not a voxmill Processor subclass")
+    return cls
+
+
+def processor_class(name: str) -> type[Processor]:
+    """A built-in name, an entry point of group ``voxmill.processors``, or ``module:Class``."""
+    if name in BUILTIN:
+        return _load(BUILTIN[name], name)
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name == name:
+            return _load(point.value, name)
+    if ":" in name:
+        return _load(name, name)
+    known = sorted({*BUILTIN, *(p.name for p in entry_points(group=ENTRY_POINT_GROUP))})
+    raise errors.ConfigError(f"--processor {name}: unknown; use one of {', '.join(known)} or module:Class")
+
+
+def make_processor(name: str, options: dict[str, Any]) -> Processor:
+    """The processor ``name`` with those of ``options`` it has fields for (unknown keys are an error)."""
+    cls = processor_class(name)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        have = ", ".join(sorted(fields)) or "none"
+        raise errors.ConfigError(f"--processor {name}: no option {', '.join(unknown)} (it has: {have})")
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise errors.ConfigError(f"--processor {name}: {exc}") from None

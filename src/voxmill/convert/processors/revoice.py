@@ -1,0 +1,82 @@
+"""``revoice``: what was said, said again by a Piper voice, in the same time (whisper tiny.en + Piper).
+
+Each chunk (cut in pauses, so words are not split) is transcribed, spoken by the voice, and the
+speech is fitted to where the chunk's own speech was (Piper's length_scale), so the timing of the
+recording is kept. English only: the ASR model is tiny.en.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from voxmill.audio import resample
+from voxmill.convert.processors.base import ChunkAudio, Processor
+from voxmill.engine import WorkerContext
+
+__all__ = ["Revoice"]
+
+SPEECH_DB = -40.0  # hops above this level are where the original speaker spoke
+
+
+def _speech_span(samples: np.ndarray, sr: int) -> tuple[int, int] | None:
+    hop = max(1, sr // 100)
+    count = samples.shape[0] // hop
+    frames = samples[: count * hop].reshape(count, hop)
+    loud = np.flatnonzero(np.einsum("ij,ij->i", frames, frames) / hop > 10 ** (SPEECH_DB / 10))
+    if loud.size == 0:
+        return None
+    return int(loud[0]) * hop, (int(loud[-1]) + 1) * hop
+
+
+@dataclass
+class Revoice(Processor):
+    """Re-speak each chunk with Piper ``voice``; ``noise_scale``/``noise_w`` as in Piper (0 = deterministic)."""
+
+    voice: str = "en_US-joe-medium"
+    asr: str = "tiny.en"
+    noise_scale: float = 0.667
+    noise_w: float = 0.8
+
+    name: ClassVar[str] = "revoice"
+    releases_gil: ClassVar[bool] = True  # onnxruntime and CTranslate2 run without the GIL
+
+    def setup(self, ctx: WorkerContext) -> None:
+        self._models = ctx.models
+
+    def _speak(self, voice: Any, text: str, length_scale: float) -> tuple[np.ndarray, int]:
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(length_scale=length_scale, noise_scale=self.noise_scale, noise_w_scale=self.noise_w)
+        parts = list(voice.synthesize(text, syn_config=config))
+        rate = parts[0].sample_rate if parts else voice.config.sample_rate
+        if not parts:
+            return np.zeros(0, np.float32), rate
+        return np.concatenate([p.audio_float_array for p in parts]).astype(np.float32), rate
+
+    def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
+        sr = chunk.sample_rate
+        core = chunk.core
+        span = _speech_span(core, sr)
+        silence = np.zeros(chunk.samples.shape[0], np.float32)
+        if span is None:
+            return silence, sr
+        with self._models.lease(f"whisper:{self.asr}") as model:
+            segments, _ = model.transcribe(resample(core, sr, 16000), language="en", beam_size=1)
+            text = " ".join(s.text.strip() for s in segments).strip()
+        if not text:
+            return silence, sr
+        with self._models.lease(f"piper:{self.voice}") as voice:
+            spoken, rate = self._speak(voice, text, 1.0)
+            target = (span[1] - span[0]) / sr
+            if spoken.size and target > 0:
+                # Piper's duration scales with length_scale: one more pass lands on the original timing.
+                scale = float(np.clip(target / (spoken.shape[0] / rate), 0.5, 2.0))
+                spoken, rate = self._speak(voice, text, scale)
+        out = np.zeros(round(chunk.samples.shape[0] * rate / sr), np.float32)
+        at = round((chunk.pad_left + span[0]) * rate / sr)
+        fitted = spoken[: max(0, out.shape[0] - at)]
+        out[at : at + fitted.shape[0]] = fitted
+        return out, rate
