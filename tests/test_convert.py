@@ -111,8 +111,13 @@ def test_sigkilled_worker_still_gives_a_complete_file(recording: Path, tmp_path:
     result = convert_file(recording, out, processor, ConvertOptions(workers=2, backend="process", **FAST))
     assert (tmp_path / "killed").exists()  # the worker did die
     assert result.kept_original == []  # its chunk was retried on a fresh worker
-    # Pass-through audio back; only the equal-power fades at forced cuts (at the quietest hop) differ a little.
-    np.testing.assert_allclose(load(out).samples, load(recording).samples, atol=2e-3)
+    # Pass-through audio back, except inside the 10-ms equal-power fades at forced cuts.
+    y, x = load(out).samples, load(recording).samples
+    keep = np.ones(x.shape[0], dtype=bool)
+    for join in result.joins:
+        keep[join - 120 : join + 120] = False
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y[keep], x[keep], atol=1e-4)
 
 
 def test_failed_chunk_keeps_original_audio_or_fails_with_strict(recording: Path, tmp_path: Path) -> None:

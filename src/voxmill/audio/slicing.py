@@ -40,7 +40,9 @@ class SliceOptions:
     """A forced cut goes at the quietest hop of this last stretch before the maximum."""
     vad: bool = False
     """Pauses from Silero VAD (non-speech) instead of the RMS threshold: for noisy recordings."""
-    pad_seconds: float = 0.5
+    tail_split: int = 8
+    """Near the end a chunk is at most the remaining audio over this (balances up to ~8 workers)."""
+    pad_seconds: float = 0.25
     """Context on each side of a chunk, processed and trimmed after, so edges are processed as mid-file."""
 
     def validate(self) -> None:
@@ -108,13 +110,13 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions) -> tuple[int, bool, bool]:
+def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions, longest: float) -> tuple[int, bool, bool]:
     """(cut, silent, forced): where the chunk at the head of ``buf`` ends.
 
     ``buf`` holds at least ``max_seconds`` (more when context follows) unless ``at_end``.
     """
     hop = max(1, round(sr * opts.hop_ms / 1000))
-    limit = min(buf.shape[0], round(opts.max_seconds * sr))
+    limit = min(buf.shape[0], round(longest * sr))
     if at_end and buf.shape[0] <= limit:
         quiet = _silent_hops(buf, sr, hop, opts)
         return buf.shape[0], bool(quiet.size and quiet.all()), False
@@ -145,8 +147,16 @@ def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions) -> tuple
     return (lo + int(np.argmin(power))) * hop, False, True
 
 
-def slice_blocks(blocks: Iterable[Block], opts: SliceOptions | None = None) -> Iterator[Chunk]:
-    """Chunks of a mono block stream, in order; their ``[start, end)`` tile the whole recording."""
+def slice_blocks(
+    blocks: Iterable[Block], opts: SliceOptions | None = None, total: int | None = None
+) -> Iterator[Chunk]:
+    """Chunks of a mono block stream, in order; their ``[start, end)`` tile the whole recording.
+
+    With the recording's length (``total`` samples), chunks shrink towards the end (guided
+    scheduling: at most the remaining audio over ``tail_split``, never under ``min_seconds``), so
+    parallel workers finish together instead of one waiting on a last full-length chunk. The cuts
+    do not depend on the number of workers: any worker count gives the same chunks.
+    """
     opts = opts or SliceOptions()
     opts.validate()
     buf = np.zeros(0, dtype=np.float32)
@@ -173,7 +183,11 @@ def slice_blocks(blocks: Iterable[Block], opts: SliceOptions | None = None) -> I
             buf = np.concatenate((buf, block.samples)) if buf.size else block.samples
         if buf.shape[0] == 0:
             return
-        cut, silent, forced = _decide(buf, sr, exhausted, opts)
+        longest = opts.max_seconds
+        if total is not None and opts.tail_split > 1:
+            remaining = (total - start) / sr
+            longest = min(longest, max(opts.min_seconds, opts.search_seconds, remaining / opts.tail_split))
+        cut, silent, forced = _decide(buf, sr, exhausted, opts, longest)
         cut = max(1, min(cut, buf.shape[0]))
         pad = round(opts.pad_seconds * sr)
         left = before[max(0, before.shape[0] - pad) :]

@@ -102,9 +102,9 @@ def output_path(input_path: Path, output: Path, several: bool) -> Path:
 
 
 def _items(
-    path: Path, opts: ConvertOptions, live: dict[int, SharedArray], counts: dict[str, int]
+    path: Path, opts: ConvertOptions, live: dict[int, SharedArray], counts: dict[str, int], total: int
 ) -> Iterator[ChunkItem]:
-    for chunk in slice_blocks(blocks(path, seconds=BLOCK_SECONDS, mono=True), opts.slicing):
+    for chunk in slice_blocks(blocks(path, seconds=BLOCK_SECONDS, mono=True), opts.slicing, total):
         shared = share(chunk.samples)
         live[chunk.index] = shared
         counts["chunks"] += 1
@@ -136,17 +136,19 @@ def convert_file(
     workers: int | str = 1 if backend == "serial" else opts.workers
     # Items are streamed, so the count is unknown; the engine sizes "auto" from the file's length.
     estimate = max(1, int(info.duration // opts.slicing.max_seconds) + 1)
-    # Chunks take seconds each: prefetch 1, so no chunk waits in a busy worker's pipe.
-    pool = Pool(workers=workers, backend=backend, window=opts.window, progress=opts.progress, prefetch=1,
-                description=f"converting {input_path.name}")  # fmt: skip
-    plan = pool.plan_for(estimate)
+    plan = Pool(workers=workers, backend=backend).plan_for(estimate)
+    # Chunks take seconds each: prefetch 1, so no chunk waits in a busy worker's pipe; a window of
+    # 4 per worker, so one slow chunk at the head of the order does not idle the others.
+    pool = Pool(workers=workers, backend=backend, window=opts.window or 4 * plan.workers, progress=opts.progress,
+                prefetch=1, description=f"converting {input_path.name}")  # fmt: skip
     started = time.perf_counter()
     live: dict[int, SharedArray] = {}
     counts = {"chunks": 0, "silent": 0}
     kept: list[tuple[int, float, str]] = []
     try:
         with Stitcher(output, out_rate, in_rate, opts.crossfade_ms) as stitcher:
-            outcomes = pool.imap(ChunkTask(proc, out_rate), _items(input_path, opts, live, counts), total=None)
+            items = _items(input_path, opts, live, counts, info.frames)
+            outcomes = pool.imap(ChunkTask(proc, out_rate), items, total=None)
             for outcome in outcomes:
                 item: ChunkItem = outcome.item
                 result = outcome.result
