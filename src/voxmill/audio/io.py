@@ -184,10 +184,7 @@ def load(
         decoded = read_flac(path)
         if decoded is not None:
             data, info = decoded
-            if info.frames > 0 and data.shape[0] < info.frames:
-                raise AudioDecodeError(
-                    path, f"truncated: header promises {info.frames} frames, only {data.shape[0]} decoded"
-                )
+            _check_complete(path, data, info, info.frames)
             return _finish(path, data, info, sr, mono)
     try:
         # One open for the header and the samples (sf.info then sf.read would parse the file twice).
@@ -212,13 +209,20 @@ def load(
         except Exception as exc:
             raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
     expected = max(0, info.frames - start) if frames < 0 else min(frames, max(0, info.frames - start))
-    # libsndfile hands back what it could read from a cut-off file without an error; compare with
-    # the header's frame count so a truncated file is reported, not silently shortened.
-    # MP3 frame counts come from the Xing/LAME header and may be off by the encoder's padding.
+    _check_complete(path, data, info, expected)
+    return _finish(path, data, info, sr, mono)
+
+
+def _check_complete(path: Path, data: np.ndarray, info: SourceInfo, expected: int) -> None:
+    """Raise when fewer frames decoded than the header promised.
+
+    libsndfile and dr_flac hand back what they could read from a cut-off file without an error;
+    comparing with the header's frame count reports a truncated file instead of silently shortening it.
+    MP3 frame counts come from the Xing/LAME header and may be off by the encoder's padding.
+    """
     slack = max(2 * 1152, expected // 100) if info.format == "MP3" else 0
     if info.frames > 0 and data.shape[0] < expected - slack:
         raise AudioDecodeError(path, f"truncated: header promises {expected} frames, only {data.shape[0]} decoded")
-    return _finish(path, data, info, sr, mono)
 
 
 def blocks(path: str | Path, seconds: float = 30.0, sr: int | None = None, mono: bool = True) -> Iterator[Block]:

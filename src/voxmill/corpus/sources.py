@@ -172,18 +172,18 @@ def _ljspeech(source: Source) -> tuple[Iterator[Row], str]:
                 text = cols[1]
             audio = _find_audio(folder, clip_id)
             if audio is None:
-                yield Row(
-                    clip_id,
-                    where,
-                    text=text,
-                    speaker=speaker,
-                    labels=source.labels,
-                    error=f"{MISSING_AUDIO} for id {clip_id!r} (looked in {folder / 'wavs'})",
+                yield _missing(
+                    clip_id, where, text, speaker, source.labels, f" for id {clip_id!r} (looked in {folder / 'wavs'})"
                 )
                 continue
             yield Row(clip_id, where, str(audio), text=text, speaker=speaker, labels=source.labels)
 
     return rows(), description
+
+
+def _missing(row_id: str, where: str, text: str, speaker: str | None, labels: dict[str, str], detail: str) -> Row:
+    """A row whose audio file is not there: kept (with its text) and failed with the reason."""
+    return Row(row_id, where, text=text, speaker=speaker, labels=labels, error=f"{MISSING_AUDIO}{detail}")
 
 
 def _coqui(source: Source) -> Iterator[Row]:
@@ -197,14 +197,7 @@ def _coqui(source: Source) -> Iterator[Row]:
         speaker = (record.get("speaker_name") or "").strip() or None
         audio = folder / ref if ref else None
         if audio is None or not audio.is_file():
-            yield Row(
-                ref or row_id,
-                where,
-                text=text,
-                speaker=speaker,
-                labels=source.labels,
-                error=f"{MISSING_AUDIO}: {audio}",
-            )
+            yield _missing(ref or row_id, where, text, speaker, source.labels, f": {audio}")
             continue
         yield Row(ref, where, str(audio), text=text, speaker=speaker, labels=source.labels)
 
@@ -232,14 +225,7 @@ def _commonvoice(source: Source) -> Iterator[Row]:
                 labels=labels,
             )
             if not ref or not audio.is_file():
-                row = Row(
-                    ref or row_id,
-                    where,
-                    text=row.text,
-                    speaker=row.speaker,
-                    labels=labels,
-                    error=f"{MISSING_AUDIO}: {audio}",
-                )
+                row = _missing(ref or row_id, where, row.text, row.speaker, labels, f": {audio}")
             yield row
 
 
