@@ -21,7 +21,8 @@ install: $(STAMP)
 
 # The main job on data made here: a 12-clip, two-speaker corpus of real speech (bundled Piper voice)
 # prepared into a Piper training folder, HF parquet and NeMo manifests; then a look at the result.
-# Then a 2-minute recording of the same voice through the pitch voice changer (+4 semitones).
+# Then a 2-minute recording of the same voice through the pitch voice changer (+4 semitones),
+# and a paragraph read aloud (with subtitles).
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/python scripts/make_demo_corpus.py $(DEMO_DIR)/corpus 12
@@ -31,6 +32,8 @@ demo: $(STAMP)
 	$(BIN)/python scripts/make_demo_recording.py $(DEMO_DIR)/recording.flac 2
 	$(BIN)/voxmill convert $(DEMO_DIR)/recording.flac $(DEMO_DIR)/recording-pitch+4.mp3 -p pitch --semitones 4
 	$(BIN)/voxmill info $(DEMO_DIR)/recording.flac $(DEMO_DIR)/recording-pitch+4.mp3
+	$(BIN)/voxmill synth -i scripts/paragraph.txt -o $(DEMO_DIR)/paragraph.mp3 --srt
+	$(BIN)/voxmill info $(DEMO_DIR)/paragraph.mp3
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts $(wildcard benchmarks)

@@ -6,7 +6,8 @@ voice with pauses and a 42-s stretch without any, 22050 Hz FLAC):
   ThreadPoolExecutor      the same chunks on threads (pyworld releases the GIL)
   ProcessPool script      the usual script: equal chunks, spawn, pickled arrays, plain concatenation
   voxmill auto            convert_file: cuts at pauses, backend chosen for the processor, stitched
-Per row: wall time (median of N runs), speedup vs sequential, peak RSS (parent + largest worker),
+Per row: wall time (median of N runs), speedup vs sequential, peak RSS (the process and its workers
+together, sampled every 20 ms; ru_maxrss would be wrong here: Linux carries it across fork and exec),
 and the largest sample-to-sample jump at chunk joins beside the largest inside the chunks.
 Then voxmill alone on a 30-minute recording with 2 workers: its peak RSS (goal <= 400 MB).
 
@@ -18,12 +19,13 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from process_tree import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK_SECONDS = 30.0
@@ -40,17 +42,12 @@ def pitch(samples: np.ndarray, sr: int) -> np.ndarray:
 
 
 RUNNER = r"""
-import json, resource, sys, time
+import json, sys, time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import multiprocessing as mp
 sys.path.insert(0, {bench!r})
 import numpy as np, soundfile as sf
 from convert_vs_peers import CHUNK_SECONDS, pitch
-
-def rss_mib():
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return own, kids
 
 if __name__ == "__main__":
     mode, src, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -78,22 +75,18 @@ if __name__ == "__main__":
         sf.write(out, np.concatenate(parts), sr)
         backend = mode
     wall = time.perf_counter() - start
-    own, kids = rss_mib()
-    print(json.dumps({{"wall": wall, "joins": [int(j) for j in joins], "rss_main": own, "rss_worker": kids,
-                      "backend": backend}}))
+    print(json.dumps({{"wall": wall, "joins": [int(j) for j in joins], "backend": backend}}))
 """
 
 
 def run_row(mode: str, src: Path, out: Path, workers: int) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER.format(bench=str(Path(__file__).parent)), mode, str(src), str(out), str(workers)],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """One run in a fresh process; adds ``rss``: peak MiB of it and its workers together."""
+    command = [sys.executable, "-c", RUNNER.format(bench=str(Path(__file__).parent)), mode, str(src), str(out),
+               str(workers)]  # fmt: skip
+    _, rss, stdout = run_measured(command)
+    result: dict = json.loads(stdout.strip().splitlines()[-1])
+    result["rss"] = rss
+    return result
 
 
 def jumps(path: Path, joins: list[int]) -> tuple[float, float]:
@@ -123,7 +116,7 @@ def main() -> None:
         print(f"convert_vs_peers: {minutes:g}-minute real-speech recording, pitch +{SEMITONES:g} (WORLD), "
               f"{cores} cores, median of {runs} run(s)\n")  # fmt: skip
         header = f"  {'runner':<26}{'wall s':>8}{'speedup':>9}{'peak RSS MiB':>22}{'max jump: joins':>17}{'inside':>8}"
-        print(header)
+        print(header, flush=True)
         rows = {}
         labels = {"sequential": "sequential", "threads": "ThreadPoolExecutor", "processes": "ProcessPool script",
                   "voxmill": "voxmill auto"}  # fmt: skip
@@ -133,9 +126,12 @@ def main() -> None:
             wall = statistics.median(r["wall"] for r in results)
             rows[mode] = wall
             at_joins, inside = jumps(out, results[-1]["joins"])
-            rss = f"{results[-1]['rss_main']:.0f} + {results[-1]['rss_worker']:.0f}"
+            rss = f"{max(r['rss'] for r in results):.0f}"
             name = label + (f" ({results[-1]['backend']})" if mode == "voxmill" else "")
-            print(f"  {name:<26}{wall:>8.1f}{rows['sequential'] / wall:>8.2f}x{rss:>22}{at_joins:>17.4f}{inside:>8.4f}")
+            print(
+                f"  {name:<26}{wall:>8.1f}{rows['sequential'] / wall:>8.2f}x{rss:>22}{at_joins:>17.4f}{inside:>8.4f}",
+                flush=True,
+            )
         best_peer = min(rows[m] for m in ("threads", "processes"))
         print(f"\nverdict: voxmill {rows['sequential'] / rows['voxmill']:.2f}x sequential (goal >= 1.85x); "
               f"{best_peer / rows['voxmill']:.2f}x the best peer (goal >= 1.0)")  # fmt: skip
@@ -143,8 +139,7 @@ def main() -> None:
             long_src = write_recording(work / "long.flac", long_minutes, seed=1)
             src.unlink()
             result = run_row("voxmill", long_src, work / "long.wav", 2)
-            peak = result["rss_main"] + result["rss_worker"]
-            rss = f"{result['rss_main']:.0f} + {result['rss_worker']:.0f} = {peak:.0f} MiB"
+            rss = f"{result['rss']:.0f} MiB"
             label = f"voxmill, {long_minutes:g}-minute input, 2 workers"
             print(f"{label}: {result['wall']:.0f}s, peak RSS {rss} (goal <= 400 MB)")
     finally:

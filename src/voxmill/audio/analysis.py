@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AudioStats", "analyze", "frame_rms_db"]
+__all__ = ["AudioStats", "analyze", "frame_rms_db", "sound_bounds"]
 
 FRAME_SECONDS = 0.02
 # Frames this far below full scale count as silence; -50 dBFS is below room tone of usable speech.
@@ -38,6 +38,20 @@ def frame_rms_db(samples: np.ndarray, sr: int, frame_seconds: float = FRAME_SECO
     power = _frame_power(data, max(1, int(sr * frame_seconds)))
     with np.errstate(divide="ignore"):
         return np.asarray(10 * np.log10(power), dtype=np.float64)
+
+
+def sound_bounds(samples: np.ndarray, sr: int, threshold_db: float = -60.0, hop_ms: float = 5.0) -> tuple[int, int]:
+    """(start, end) sample positions of the first and last ``hop_ms`` frame above ``threshold_db``.
+
+    (0, 0) for a clip with nothing above it. -60 dBFS is far below any consonant, so only the digital
+    near-silence a TTS model puts around an utterance is outside the bounds.
+    """
+    hop = max(1, round(sr * hop_ms / 1000))
+    levels = frame_rms_db(samples, sr, hop / sr)
+    loud = np.flatnonzero(levels > threshold_db)
+    if loud.size == 0:
+        return 0, 0
+    return int(loud[0]) * hop, min(samples.shape[0], (int(loud[-1]) + 1) * hop)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ class SliceOptions:
     """A pause at least this long is a place to cut."""
     hop_ms: float = 10.0
     """Resolution of the RMS (and of every cut point)."""
-    max_silence_kept_ms: float = 500.0
+    max_silence_kept_ms: float = 250.0
     """Silence a chunk keeps at each edge; the rest of a longer pause is a silent chunk."""
     search_seconds: float = 2.0
     """A forced cut goes at the quietest hop of this last stretch before the maximum."""
@@ -42,8 +42,10 @@ class SliceOptions:
     """Pauses from Silero VAD (non-speech) instead of the RMS threshold: for noisy recordings."""
     tail_split: int = 8
     """Near the end a chunk is at most the remaining audio over this (balances up to ~8 workers)."""
-    pad_seconds: float = 0.25
-    """Context on each side of a chunk, processed and trimmed after, so edges are processed as mid-file."""
+    pad_seconds: float = 0.1
+    """Context beside a cut forced inside speech, processed and trimmed after, so edges sound as mid-file."""
+    pause_pad_seconds: float = 0.05
+    """Context beside a cut in a pause (only silence is there: a little is enough for analysis windows)."""
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
@@ -56,6 +58,7 @@ class SliceOptions:
             (self.max_silence_kept_ms >= 0, "silence kept must be >= 0 ms"),
             (0 < self.search_seconds <= self.max_seconds, "search window must be > 0 and <= the chunk length"),
             (self.pad_seconds >= 0, "context padding must be >= 0 seconds"),
+            (self.pause_pad_seconds >= 0, "context padding at pauses must be >= 0 seconds"),
         ]
         for ok, message in checks:
             if not ok:
@@ -190,8 +193,12 @@ def slice_blocks(
         cut, silent, forced = _decide(buf, sr, exhausted, opts, longest)
         cut = max(1, min(cut, buf.shape[0]))
         pad = round(opts.pad_seconds * sr)
-        left = before[max(0, before.shape[0] - pad) :]
-        right = buf[cut : cut + pad]
+        # Full context only where a cut was forced inside speech: there the processor must see across
+        # the cut and the crossfade needs both sides. At a pause a little is enough (measured: full
+        # context at every cut cost 4% more audio to process on a 10-minute recording).
+        light = round(min(opts.pad_seconds, opts.pause_pad_seconds) * sr)
+        left = before[max(0, before.shape[0] - (pad if forced_start else light)) :]
+        right = buf[cut : cut + (pad if forced else light)]
         samples = np.concatenate((left, buf[:cut], right))
         yield Chunk(index, start, start + cut, left.shape[0], samples, sr, silent, forced_start, forced)
         before = buf[max(0, cut - pad) : cut]

@@ -22,7 +22,6 @@ from voxmill.audio.stitch import Stitcher
 from voxmill.convert.processors.base import Processor, make_processor
 from voxmill.convert.task import ChunkItem, ChunkResult, ChunkTask, fit
 from voxmill.engine import Ok, Pool, SharedArray, share
-from voxmill.engine.threads import fixed_mmap_threshold
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert", "convert_file", "output_path"]
 
@@ -137,7 +136,6 @@ def convert_file(
     workers: int | str = 1 if backend == "serial" else opts.workers
     # Items are streamed, so the count is unknown; the engine sizes "auto" from the file's length.
     estimate = max(1, int(info.duration // opts.slicing.max_seconds) + 1)
-    fixed_mmap_threshold()  # chunk-sized buffers go back to the OS (threads share this process's heap)
     plan = Pool(workers=workers, backend=backend).plan_for(estimate)
     # Chunks take seconds each: prefetch 1, so no chunk waits in a busy worker's pipe; a window of
     # 4 per worker, so one slow chunk at the head of the order does not idle the others.

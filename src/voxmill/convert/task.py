@@ -10,7 +10,6 @@ from voxmill.audio import resample
 from voxmill.audio.stitch import to_rate
 from voxmill.convert.processors.base import ChunkAudio, Processor
 from voxmill.engine import SharedArray, Task, WorkerContext, share
-from voxmill.engine.threads import fixed_mmap_threshold
 
 __all__ = ["ChunkItem", "ChunkResult", "ChunkTask"]
 
@@ -64,7 +63,6 @@ class ChunkTask(Task):
     out_rate: int
 
     def setup(self, ctx: WorkerContext) -> None:
-        fixed_mmap_threshold()  # each worker process holds chunk-sized buffers too
         self.processor.setup(ctx)
 
     def audio_seconds(self, item: ChunkItem, value: ChunkResult) -> float:

@@ -87,25 +87,3 @@ def thread_env(threads: int) -> dict[str, str]:
     env = dict.fromkeys(_THREAD_VARS, str(threads))
     env["OMP_WAIT_POLICY"] = "PASSIVE"  # OpenMP threads sleep instead of spinning between items
     return env
-
-
-def fixed_mmap_threshold(nbytes: int = 1 << 20) -> bool:
-    """Make glibc give every buffer of ``nbytes`` or more back to the OS when it is freed.
-
-    glibc raises its mmap threshold each time a large buffer is freed (up to 32 MiB), after which
-    large buffers come from per-thread heaps that fragment: converting a 10-minute file with two
-    pyworld threads grew to 340 MiB, with a fixed threshold it stays near 210 MiB (measured). Work
-    with multi-megabyte buffers per item (convert's chunks) calls this; False where not glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-        return bool(libc.mallopt(m_mmap_threshold, nbytes)) and bool(libc.mallopt(m_trim_threshold, nbytes))
-    except (OSError, AttributeError):
-        return False

@@ -1,0 +1,110 @@
+"""``voxmill synth [TEXT] -i FILE -o OUT``: only turns flags into SynthOptions and reports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voxmill.cli.common import console, state, workers_value
+from voxmill.errors import ConfigError
+from voxmill.synth import SynthOptions, synthesize_file
+
+
+def _read_text(text: str | None, input_file: str | None) -> tuple[str, bool]:
+    """(text, is markdown). ``-i -`` reads stdin."""
+    if text is not None and input_file is not None:
+        raise ConfigError("give the text as an argument or with -i, not both")
+    if input_file is None:
+        if text is None:
+            raise ConfigError("no text: give it as an argument, or -i FILE (-i - for stdin)")
+        return text, False
+    if input_file == "-":
+        return sys.stdin.read(), False
+    path = Path(input_file)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig"), path.suffix.lower() in (".md", ".markdown")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def synth(
+    ctx: typer.Context,
+    text: Annotated[str | None, typer.Argument(help="Text to speak (or use -i).")] = None,
+    input_file: Annotated[
+        str | None, typer.Option("--input", "-i", help="A .txt or .md file to speak; '-' reads stdin.")
+    ] = None,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="OUT.wav/.flac/.ogg/.mp3, or a folder with --chapters."),
+    ] = Path("speech.wav"),
+    voice: Annotated[
+        str, typer.Option("--voice", "-v", help="Piper voice: a name (see voxmill voices) or a path to X.onnx.")
+    ] = "piper:en_US-joe-medium",
+    speaker: Annotated[str | None, typer.Option(help="Speaker id or name (multi-speaker voices).")] = None,
+    length_scale: Annotated[float | None, typer.Option(help="Slower > 1 > faster (default: the voice's own).")] = None,
+    noise_scale: Annotated[float | None, typer.Option(help="Voice variation; 0 = deterministic.")] = None,
+    noise_w: Annotated[float | None, typer.Option(help="Rhythm variation; 0 = deterministic.")] = None,
+    sentence_silence: Annotated[float, typer.Option(help="Seconds of silence after a sentence.")] = 0.2,
+    paragraph_silence: Annotated[float, typer.Option(help="Seconds of silence after a paragraph.")] = 0.6,
+    chapter_silence: Annotated[float, typer.Option(help="Seconds between chapters in one output file.")] = 1.5,
+    target_lufs: Annotated[
+        float, typer.Option(help="Loudness of the whole output in LUFS (one gain; the peak stays under -1 dBFS).")
+    ] = SynthOptions.target_lufs or -23.0,
+    keep_level: Annotated[
+        bool, typer.Option("--keep-level", help="No loudness target: keep the voice's own level.")
+    ] = False,
+    chapters: Annotated[
+        bool, typer.Option("--chapters", help="One file per chapter in the OUT folder, plus chapters.json.")
+    ] = False,
+    srt: Annotated[bool, typer.Option("--srt", help="Subtitles (one cue per sentence) beside each file.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip chapters already spoken with the same text, voice and options.")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Chapter file format with --chapters.")] = "wav",
+    workers: Annotated[str, typer.Option(help="Workers, or 'auto' (one per core).")] = "auto",
+    backend: Annotated[
+        str, typer.Option(help="thread (one process, a voice session per worker) or process.")
+    ] = SynthOptions.backend,
+) -> None:
+    """Speak a long text (a book, an article) with a Piper voice, in parallel and in order.
+
+    Chapters start at headings ("Chapter 3", markdown "#"); paragraphs at blank lines. The
+    loudness is even across the output; with --resume, finished chapters are not spoken again.
+    Exit 2 for empty text, an unknown voice or an unwritable output.
+    """
+    body, markdown = _read_text(text, input_file)
+    if fmt.lower().lstrip(".") not in ("wav", "flac", "ogg", "mp3"):
+        raise ConfigError(f"--format {fmt}: use wav, flac, ogg or mp3")
+    opts = SynthOptions(
+        speaker=speaker,
+        length_scale=length_scale,
+        noise_scale=noise_scale,
+        noise_w=noise_w,
+        sentence_silence=sentence_silence,
+        paragraph_silence=paragraph_silence,
+        chapter_silence=chapter_silence,
+        markdown=markdown,
+        target_lufs=None if keep_level else target_lufs,
+        chapters=chapters,
+        chapter_format="." + fmt.lower().lstrip("."),
+        srt=srt,
+        resume=resume,
+        workers=workers_value(ctx, workers),
+        backend=backend,
+        progress=False if state(ctx).settings.quiet else None,
+    )
+    result = synthesize_file(body, output, voice, opts)
+    d = result.to_dict()
+    resumed = sum(1 for c in result.chapters if c.resumed)
+    console.print(
+        f"{result.output}: {d['seconds']:.1f}s of speech in {d['wall_seconds']:.1f}s ({d['x_realtime']}x realtime), "
+        f"{len(result.chapters)} chapter(s)" + (f", {resumed} resumed" if resumed else "") + f", {result.voice}",
+        markup=False, highlight=False,
+    )  # fmt: skip

@@ -1,0 +1,182 @@
+"""Where synthesized speech goes: a raw part per chapter, then one gain to the loudness target, SRT, chapters.json.
+
+Each chapter is first written at the voice's own level to a float WAV part (streamed, so memory stays
+bounded) with its sentence cues beside it; both appear atomically once the chapter is complete, which
+is what ``--resume`` trusts. Then the part is measured (BS.1770) and copied with one gain into the
+final file: the level is even across the whole output and nothing is peak-normalized per sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from voxmill.audio import blocks, open_writer
+from voxmill.audio.io import atomic_path
+from voxmill.audio.loudness import LoudnessMeter, gain_to
+
+__all__ = [
+    "ChapterFile",
+    "Cue",
+    "PartWriter",
+    "finished_part",
+    "gain_for",
+    "measure",
+    "slug",
+    "srt_text",
+    "write_json",
+    "write_parts",
+]
+
+BLOCK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One sentence: its text and where it is spoken, in seconds from the start of its file."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class ChapterFile:
+    """A chapter's audio as written: ``file`` is its own file (``--chapters``) or the single output."""
+
+    index: int
+    title: str
+    file: str
+    start: float
+    duration: float
+    hash: str
+    cues: list[Cue] = field(default_factory=list)
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("cues", "resumed")}
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def slug(title: str, limit: int = 40) -> str:
+    """A file-name-safe form of a heading: ``Chapter 1: The Storm`` -> ``chapter-1-the-storm``."""
+    ascii_ = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-")[:limit].strip("-")
+
+
+def _timestamp(seconds: float) -> str:
+    ms = max(0, round(seconds * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def srt_text(cues: list[Cue]) -> str:
+    return "".join(
+        f"{n}\n{_timestamp(c.start)} --> {_timestamp(c.end)}\n{c.text}\n\n" for n, c in enumerate(cues, start=1)
+    )
+
+
+class PartWriter:
+    """Streams one chapter's speech and pauses to ``DIR/NNNN-HASH.wav`` (float) plus ``.json`` (cues)."""
+
+    def __init__(self, folder: Path, index: int, chapter_hash: str, sample_rate: int) -> None:
+        self.path = part_path(folder, index, chapter_hash)
+        self.sample_rate = sample_rate
+        self.frames = 0
+        self.cues: list[Cue] = []
+        self._end = 0
+        self._open: tuple[int, int, list[str]] | None = None  # sentence number, start frame, texts
+        self._writer = open_writer(self.path, sample_rate, 1, "FLOAT")
+        self._file = self._writer.__enter__()
+
+    def speech(self, sentence: int, text: str, samples: np.ndarray) -> None:
+        if self._open is not None and self._open[0] != sentence:
+            self._close_cue()
+        if self._open is None:
+            self._open = (sentence, self.frames, [])
+        self._open[2].append(text)
+        self._file.write(samples)
+        self.frames += samples.shape[0]
+        self._end = self.frames
+
+    def pause(self, seconds: float) -> None:
+        frames = round(seconds * self.sample_rate)
+        if frames > 0:
+            self._file.write(np.zeros(frames, np.float32))
+            self.frames += frames
+
+    def _close_cue(self) -> None:
+        if self._open is not None:
+            _, start, texts = self._open
+            self.cues.append(Cue(start / self.sample_rate, self._end / self.sample_rate, " ".join(texts)))
+            self._open = None
+
+    def commit(self) -> tuple[Path, float, list[Cue]]:
+        """Close the part: it and its cues become visible together (cues last, so a cue file means done)."""
+        self._close_cue()
+        self._writer.__exit__(None, None, None)
+        write_json(self.path.with_suffix(".json"), {"frames": self.frames, "cues": [asdict(c) for c in self.cues]})
+        return self.path, self.frames / self.sample_rate, self.cues
+
+    def abort(self) -> None:
+        self._writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def part_path(folder: Path, index: int, chapter_hash: str) -> Path:
+    return folder / f"{index:04d}-{chapter_hash}.wav"
+
+
+def finished_part(folder: Path, index: int, chapter_hash: str) -> tuple[Path, float, list[Cue]] | None:
+    """A part a previous run completed for exactly this chapter content, or None."""
+    path = part_path(folder, index, chapter_hash)
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        sr = int(sf.info(str(path)).samplerate)
+    except (OSError, ValueError):
+        return None
+    cues = [Cue(**c) for c in meta["cues"]]
+    return path, int(meta["frames"]) / sr, cues
+
+
+def _part_blocks(parts: list[tuple[Path, float]], sr: int) -> Iterator[np.ndarray]:
+    """The parts in order, each followed by its pause, as blocks of float samples."""
+    for path, pause in parts:
+        for block in blocks(path, seconds=BLOCK_SECONDS, mono=True):
+            yield block.samples
+        if pause > 0:
+            yield np.zeros(round(pause * sr), np.float32)
+
+
+def measure(parts: list[tuple[Path, float]], sample_rate: int) -> tuple[float, float]:
+    """(integrated LUFS, peak) of ``parts`` played in order, read block-wise."""
+    meter = LoudnessMeter(sample_rate)
+    for block in _part_blocks(parts, sample_rate):
+        meter.add(block)
+    return meter.lufs, meter.peak
+
+
+def gain_for(parts: list[tuple[Path, float]], sample_rate: int, target_lufs: float | None, ceiling_db: float) -> float:
+    """The one gain (dB) that brings ``parts`` together to ``target_lufs`` (peak ceiling kept); 0 for None."""
+    if target_lufs is None:
+        return 0.0
+    lufs, peak = measure(parts, sample_rate)
+    return gain_to(lufs, peak, target_lufs, ceiling_db)[0]
+
+
+def write_parts(parts: list[tuple[Path, float]], output: Path, sample_rate: int, gain_db: float) -> None:
+    """``parts`` (path, pause after) into ``output`` (atomic, format by suffix) with ``gain_db`` applied."""
+    gain = np.float32(10 ** (gain_db / 20))
+    with open_writer(output, sample_rate, 1) as out:
+        for block in _part_blocks(parts, sample_rate):
+            out.write(block * gain)

@@ -1,0 +1,78 @@
+"""The per-piece work of ``synth``, run in engine workers: text in, the voice's speech out (trimmed)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voxmill.audio.analysis import sound_bounds
+from voxmill.engine import SharedArray, Task, WorkerContext, share
+
+__all__ = ["SpeakItem", "SpeakTask", "Speech"]
+
+
+@dataclass(frozen=True)
+class SpeakItem:
+    """One piece of one chapter."""
+
+    chapter: int
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Speech:
+    """The piece spoken, without the near-silence the voice puts around it (pauses are added by the writer)."""
+
+    audio: SharedArray
+    frames: int
+    sample_rate: int
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass
+class SpeakTask(Task):
+    """Leases the voice once per worker (its onnxruntime session sized to the worker's thread budget)."""
+
+    voice: str
+    voice_path: str | None
+    length_scale: float
+    noise_scale: float
+    noise_w: float
+    speaker: int | None = None
+
+    def setup(self, ctx: WorkerContext) -> None:
+        from piper import SynthesisConfig
+
+        if self.voice_path is not None:
+            ctx.models.registry.add(self.voice_path)
+        self._leases = contextlib.ExitStack()
+        self._voice: Any = self._leases.enter_context(ctx.models.lease(self.voice))
+        # normalize_audio=False: Piper would scale every sentence to full peak (volume jumps between
+        # sentences); the writer sets one gain for the whole output instead.
+        self._config = SynthesisConfig(
+            speaker_id=self.speaker,
+            length_scale=self.length_scale,
+            noise_scale=self.noise_scale,
+            noise_w_scale=self.noise_w,
+            normalize_audio=False,
+        )
+
+    def __call__(self, item: SpeakItem) -> Speech:
+        rate = int(self._voice.config.sample_rate)
+        # Piper may split a piece further at its own sentence rules: those parts are joined as spoken.
+        parts = [chunk.audio_float_array for chunk in self._voice.synthesize(item.text, self._config)]
+        audio = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+        start, end = sound_bounds(audio, rate)
+        if end <= start:
+            raise ValueError(f"the voice produced no sound for {item.text[:60]!r}")
+        return Speech(share(audio[start:end]), end - start, rate)
+
+    def teardown(self) -> None:
+        self._leases.close()

