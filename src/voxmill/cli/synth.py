@@ -42,7 +42,7 @@ def synth(
     ] = None,
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", help="OUT.wav/.flac/.ogg/.mp3, or a folder with --chapters."),
+        typer.Option("--output", "-o", help="OUT.wav/.flac/.ogg/.mp3, or a folder: one file per chapter."),
     ] = Path("speech.wav"),
     voice: Annotated[
         str, typer.Option("--voice", "-v", help="Piper voice: a name (see voxmill voices) or a path to X.onnx.")
@@ -54,6 +54,9 @@ def synth(
     sentence_silence: Annotated[float, typer.Option(help="Seconds of silence after a sentence.")] = 0.2,
     paragraph_silence: Annotated[float, typer.Option(help="Seconds of silence after a paragraph.")] = 0.6,
     chapter_silence: Annotated[float, typer.Option(help="Seconds between chapters in one output file.")] = 1.5,
+    max_chars: Annotated[
+        int, typer.Option(help="Longer sentences are cut at clause boundaries (commas, semicolons, dashes).")
+    ] = SynthOptions.max_chars,
     target_lufs: Annotated[
         float, typer.Option(help="Loudness of the whole output in LUFS (one gain; the peak stays under -1 dBFS).")
     ] = SynthOptions.target_lufs or -23.0,
@@ -90,6 +93,7 @@ def synth(
         sentence_silence=sentence_silence,
         paragraph_silence=paragraph_silence,
         chapter_silence=chapter_silence,
+        max_chars=max_chars,
         markdown=markdown,
         target_lufs=None if keep_level else target_lufs,
         chapters=chapters,

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ class SynthOptions:
     resume: bool = False
     """Chapters whose text, voice and parameters are unchanged are not synthesized again."""
     workers: int | str = "auto"
-    backend: str = "process"
+    backend: str = "thread"
+    """thread: one process, the voice loaded once and shared by the workers (onnxruntime runs without
+    the GIL); process: a voice per worker process."""
     progress: bool | None = None
 
     def validate(self) -> None:
@@ -240,8 +242,6 @@ def _check_output(output: Path, opts: SynthOptions) -> str:
         if suffix not in WRITABLE:
             raise errors.ConfigError(f"{output}: output format {suffix or '(none)'} not supported; use "
                                      f"{', '.join(WRITABLE)} or --chapters with a folder")  # fmt: skip
-        if output.is_dir():
-            raise errors.ConfigError(f"{output}: is a folder; name an output file or use --chapters")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".voxmill-probe-"):
@@ -263,7 +263,7 @@ def synthesize_file(
     text: str, output: str | Path, voice: str | Path = "piper:en_US-joe-medium", opts: SynthOptions | None = None
 ) -> SynthResult:
     """Speak ``text`` into ``output``: one audio file (wav/flac/ogg/mp3 by suffix), or with
-    ``opts.chapters`` a folder of one file per chapter plus ``chapters.json``. With ``opts.srt``
+    ``opts.chapters`` (or when ``output`` is a folder) one file per chapter plus ``chapters.json``. With ``opts.srt``
     subtitles go beside each audio file. Raises ConfigError (empty text, unknown voice, unwritable
     output) before anything is synthesized, ProcessingError when a piece failed (finished chapters
     are kept: ``resume`` picks up from there).
@@ -271,6 +271,8 @@ def synthesize_file(
     opts = opts or SynthOptions()
     opts.validate()
     output = Path(output)
+    if not opts.chapters and (output.is_dir() or not output.suffix):
+        opts = replace(opts, chapters=True)  # a folder to write into: one file per chapter
     info = resolve_voice(voice, Registry())
     chapters = parse_document(text, markdown=bool(opts.markdown))
     plan = _plan(chapters, info, opts)
