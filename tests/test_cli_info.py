@@ -106,7 +106,14 @@ def test_ctrl_c_exits_130(tmp_path: Path, speech: Audio) -> None:
 
     # 45 minutes of speech keeps decoding + VAD busy well past start-up, so the signal lands mid-run.
     long = save(tmp_path / "long.wav", Audio(np.tile(speech.samples, 180), speech.sample_rate))
-    proc = subprocess.Popen([sys.executable, "-m", "voxmill", "info", str(long)], stderr=subprocess.PIPE, text=True)
+    # A background job of a non-interactive shell starts with SIGINT ignored (so would this child):
+    # restore the default, as a terminal's foreground process has it.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voxmill", "info", str(long)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     time.sleep(2.0)
     assert proc.poll() is None, "finished before the signal: make the file longer"
     proc.send_signal(signal.SIGINT)

@@ -180,6 +180,8 @@ def test_ctrl_c_ends_within_5s_and_loses_nothing(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # SIGINT may be ignored when the tests run as a background job: give the child the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     printed = [proc.stdout.readline().split()[0] for _ in range(4)]

@@ -263,8 +263,8 @@ def synthesize_file(
     text: str, output: str | Path, voice: str | Path = "piper:en_US-joe-medium", opts: SynthOptions | None = None
 ) -> SynthResult:
     """Speak ``text`` into ``output``: one audio file (wav/flac/ogg/mp3 by suffix), or with
-    ``opts.chapters`` (or when ``output`` is a folder) one file per chapter plus ``chapters.json``. With ``opts.srt``
-    subtitles go beside each audio file. Raises ConfigError (empty text, unknown voice, unwritable
+    ``opts.chapters`` (or when ``output`` is a folder) one file per chapter plus ``chapters.json``.
+    With ``opts.srt`` subtitles go beside each audio file. Raises ConfigError (empty text, unknown voice, unwritable
     output) before anything is synthesized, ProcessingError when a piece failed (finished chapters
     are kept: ``resume`` picks up from there).
     """
@@ -312,13 +312,11 @@ def synthesize_file(
     try:
         for chunk in _speak(info, plan, opts, skip, failures):
             count += 1
-            if chunk.chapter != current:
+            if writer is None or chunk.chapter != current:
                 if writer is not None:
                     _close(writer, current, parts, failed_chapters)
                 current = chunk.chapter
                 writer = PartWriter(parts_dir, current, hashes[current], info.sample_rate)
-            if writer is None:
-                continue
             if chunk.samples.size == 0:
                 failed_chapters.add(current)
             writer.speech(chunk.sentence, chunk.text, chunk.samples)
