@@ -27,6 +27,7 @@ __all__ = [
     "ChapterFile",
     "Cue",
     "PartWriter",
+    "chapter_file_name",
     "finished_part",
     "gain_for",
     "measure",
@@ -34,6 +35,7 @@ __all__ = [
     "srt_text",
     "write_json",
     "write_parts",
+    "write_srt",
 ]
 
 BLOCK_SECONDS = 30.0
@@ -76,6 +78,11 @@ def slug(title: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-")[:limit].strip("-")
 
 
+def chapter_file_name(index: int, title: str, suffix: str) -> str:
+    """``03-chapter-2-the-storm.wav``: numbered so a folder listing plays in order."""
+    return f"{index + 1:02d}-{slug(title) or 'opening'}{suffix}"
+
+
 def _timestamp(seconds: float) -> str:
     ms = max(0, round(seconds * 1000))
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
@@ -85,6 +92,12 @@ def srt_text(cues: list[Cue]) -> str:
     return "".join(
         f"{n}\n{_timestamp(c.start)} --> {_timestamp(c.end)}\n{c.text}\n\n" for n, c in enumerate(cues, start=1)
     )
+
+
+def write_srt(audio: Path, cues: list[Cue]) -> None:
+    """Subtitles beside ``audio`` (same name, .srt), atomically."""
+    with atomic_path(audio.with_suffix(".srt")) as tmp:
+        tmp.write_text(srt_text(cues), encoding="utf-8")
 
 
 class PartWriter:

@@ -21,17 +21,18 @@ import numpy as np
 
 from voxmill import errors
 from voxmill.engine import Ok, Pool
+from voxmill.engine import plan as thread_plan
 from voxmill.models.registry import Registry
 from voxmill.synth.output import (
     ChapterFile,
     Cue,
     PartWriter,
+    chapter_file_name,
     finished_part,
     gain_for,
-    slug,
-    srt_text,
     write_json,
     write_parts,
+    write_srt,
 )
 from voxmill.synth.task import SpeakItem, SpeakTask, Speech
 from voxmill.synth.voice import VoiceInfo, resolve_voice
@@ -251,12 +252,13 @@ def _check_output(output: Path, opts: SynthOptions) -> str:
     return suffix
 
 
-def _previous_chapters(folder: Path) -> dict[int, dict[str, Any]]:
+def _previous_index(folder: Path) -> tuple[dict[int, dict[str, Any]], float | None]:
+    """What an earlier run's chapters.json recorded: its chapters by index, and the gain they got."""
     try:
         data = json.loads((folder / "chapters.json").read_text(encoding="utf-8"))
-        return {int(c["index"]): c for c in data["chapters"]}
+        return {int(c["index"]): c for c in data["chapters"]}, float(data["gain_db"])
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        return {}, None
 
 
 def synthesize_file(
@@ -289,9 +291,9 @@ def synthesize_file(
     parts_dir.mkdir(parents=True, exist_ok=True)
 
     files: list[ChapterFile | None] = [None] * len(chapters)
-    previous = _previous_chapters(output) if opts.chapters and opts.resume else {}
+    previous, kept_gain = _previous_index(output) if opts.chapters and opts.resume else ({}, None)
     for c, chapter in enumerate(chapters):
-        name = f"{c + 1:02d}-{slug(chapter.title) or 'opening'}{suffix}"
+        name = chapter_file_name(c, chapter.title, suffix)
         old = previous.get(c)
         if old is not None and old.get("hash") == hashes[c] and (output / name).exists():
             cues = [Cue(**cue) for cue in old.get("cues", [])]
@@ -329,7 +331,7 @@ def synthesize_file(
             writer.abort()
 
     if opts.chapters:
-        _write_chapters(output, chapters, hashes, parts, files, suffix, opts, info)
+        _write_chapters(output, chapters, hashes, parts, files, suffix, opts, info, kept_gain)
     elif len(parts) == len(chapters):
         _write_single(output, chapters, hashes, parts, files, opts, info)
     written = [f for f in files if f is not None]
@@ -342,7 +344,7 @@ def synthesize_file(
         shutil.rmtree(parts_dir, ignore_errors=True)
     return SynthResult(
         output, info.name, sum(f.duration for f in written), time.perf_counter() - started, count,
-        0 if not count else Pool(workers=opts.workers).plan_for(count).workers, written,
+        0 if not count else thread_plan(opts.workers, 1, items=count).workers, written,
     )  # fmt: skip
 
 
@@ -363,35 +365,28 @@ def _write_chapters(
     suffix: str,
     opts: SynthOptions,
     info: VoiceInfo,
+    kept_gain: float | None,
 ) -> None:
     # One gain for the whole book, so chapters keep the voice's even level relative to each other (a
     # gain per chapter would differ wherever the peak ceiling binds). Chapters kept from an earlier
     # run were written with the gain recorded then: new ones get the same.
-    previous = _previous_gain(folder) if any(f is not None for f in files) else None
     order = sorted(parts)
-    if previous is not None:
-        gain_db = previous
+    if kept_gain is not None and any(f is not None for f in files):
+        gain_db = kept_gain
     else:
         gain_db = gain_for([(parts[c][0], 0.0) for c in order], info.sample_rate, opts.target_lufs,
                            opts.peak_ceiling_db)  # fmt: skip
     for c in order:
         path, duration, cues = parts[c]
-        name = f"{c + 1:02d}-{slug(chapters[c].title) or 'opening'}{suffix}"
+        name = chapter_file_name(c, chapters[c].title, suffix)
         write_parts([(path, 0.0)], folder / name, info.sample_rate, gain_db)
         if opts.srt:
-            _write_srt(folder / name, cues)
+            write_srt(folder / name, cues)
         files[c] = ChapterFile(c, chapters[c].title, name, 0.0, duration, hashes[c], cues)
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
         _write_index(folder, files, info, gain_db)  # after every chapter: a crash keeps what is done
     _write_index(folder, files, info, gain_db)
-
-
-def _previous_gain(folder: Path) -> float | None:
-    try:
-        return float(json.loads((folder / "chapters.json").read_text(encoding="utf-8"))["gain_db"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _write_index(folder: Path, files: list[ChapterFile | None], info: VoiceInfo, gain_db: float) -> None:
@@ -405,13 +400,6 @@ def _write_index(folder: Path, files: list[ChapterFile | None], info: VoiceInfo,
         entries.append(f.to_dict() | {"cues": [asdict(c) for c in f.cues]})
     index = {"voice": info.name, "sample_rate": info.sample_rate, "gain_db": round(gain_db, 3), "chapters": entries}
     write_json(folder / "chapters.json", index)
-
-
-def _write_srt(audio: Path, cues: list[Cue]) -> None:
-    from voxmill.audio.io import atomic_path
-
-    with atomic_path(audio.with_suffix(".srt")) as tmp:
-        tmp.write_text(srt_text(cues), encoding="utf-8")
 
 
 def _write_single(
@@ -436,4 +424,4 @@ def _write_single(
         all_cues += [Cue(start + cue.start, start + cue.end, cue.text) for cue in cues]
         start += duration + pause
     if opts.srt:
-        _write_srt(output, all_cues)
+        write_srt(output, all_cues)
