@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from make_demo_audio import SENTENCES, synthesize_speech
 
 from voxmill.audio import Audio
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(request: pytest.FixtureRequest) -> Path:
+    """Split voices (models/loaders/vits.py) cached in .pytest_cache, not the user's ~/.cache;
+    subprocesses the tests start inherit it."""
+    folder = Path(request.config.cache.mkdir("voxmill-models"))
+    os.environ["VOXMILL_CACHE"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
