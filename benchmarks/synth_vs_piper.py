@@ -4,7 +4,7 @@ Rows, each a fresh process, median of N runs:
   piper CLI      python -m piper -m VOICE -i TEXT -f OUT.wav   (its defaults: one process, default threads)
   voxmill synth  voxmill synth -i TEXT -o OUT.wav               (auto workers, one onnxruntime thread each)
 voxmill runs with a fresh model cache (VOXMILL_CACHE): its first run splits the voice once.
-Per row: wall time, seconds of audio, x realtime, peak RSS (the whole process tree, sampled every 20 ms),
+Per row (medians): wall time, seconds of audio, x realtime, peak RSS (the whole process tree, sampled every 20 ms),
 and the word error rate of whisper tiny.en's transcript of the output against the text.
 
 usage: python benchmarks/synth_vs_piper.py [RUNS]   (default 3)
@@ -66,12 +66,12 @@ def main() -> None:
         print(f"  {'runner':<16}{'wall s':>8}{'audio s':>9}{'x realtime':>12}{'peak RSS MiB':>14}{'WER tiny.en':>13}")
         walls: dict[str, float] = {}
         rss: dict[str, float] = {}
-        cold: dict[str, float] = {}
+        cold: dict[str, tuple[float, float]] = {}
         for label, command in commands.items():
             results = [run_measured(command)[:2] for _ in range(runs)]
             walls[label] = statistics.median(r[0] for r in results)
-            rss[label] = max(r[1] for r in results)
-            cold[label] = results[0][0]
+            rss[label] = statistics.median(r[1] for r in results)
+            cold[label] = results[0]
             out = Path(command[-1])
             seconds = sf.info(str(out)).duration
             wer = word_error_rate(out, text)
@@ -80,8 +80,9 @@ def main() -> None:
         ratio = walls["piper CLI"] / walls["voxmill synth"]
         print(f"\nverdict: voxmill {ratio:.2f}x faster than the piper CLI (goal >= 1.25x); peak RSS "
               f"{rss['voxmill synth']:.0f} vs {rss['piper CLI']:.0f} MiB (goal: lower)")  # fmt: skip
-        print(f"first runs: piper CLI {cold['piper CLI']:.2f} s, voxmill {cold['voxmill synth']:.2f} s "
-              "(splits the voice once into its cache)")  # fmt: skip
+        print(f"first runs: piper CLI {cold['piper CLI'][0]:.2f} s {cold['piper CLI'][1]:.0f} MiB, voxmill "
+              f"{cold['voxmill synth'][0]:.2f} s {cold['voxmill synth'][1]:.0f} MiB (splits the voice once into its "
+              "cache, in a child process)")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

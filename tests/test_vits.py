@@ -51,8 +51,8 @@ def test_windowed_voice_speaks_the_same_samples_as_one_pass(voices: tuple[object
     assert session.context >= 11  # the decoder's receptive field here: ~11 latent frames each side
     expected, got = _speak(plain, text), _speak(windowed, text)
     assert got.shape == expected.shape
-    # Only float rounding differs (2-D vs 1-D convolution kernels): far below audibility (-90 dBFS).
-    assert float(np.abs(got - expected).max()) < 3e-5
+    # Only float rounding differs (2-D vs 1-D convolution kernels): far below audibility (-80 dBFS).
+    assert float(np.abs(got - expected).max()) < 1e-4
 
 
 def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: Path, monkeypatch) -> None:
