@@ -1,22 +1,29 @@
 """The same per-clip pipeline four ways, in one run: decode -> mono -> resample -> loudness -> PCM16 wav.
 
 Rows: a sequential loop; multiprocessing.Pool.map over a list; HF datasets Dataset.map(num_proc=cores);
-`voxmill prepare` (VAD trim off, so it does the same work); and `voxmill prepare` serial, in one
-process, which shows its per-clip cost apart from its scaling. Clips are real speech (the bundled Piper
-voice). Each row runs in a fresh process; wall seconds and x realtime are medians of 3 runs; peak RSS
-is the main process's plus its largest worker's. Then voxmill's peak RSS at 1k vs 10k clips.
+`voxmill prepare` (VAD trim off, so it does the same work); `voxmill prepare` serial, in one
+process, which shows its per-clip cost apart from its scaling; and `voxmill prepare` on the ray backend,
+joining a running one-node Ray (as a cluster run does), and starting a local Ray in the run.
+Clips are real speech (the bundled Piper voice). Each row runs in a fresh process; wall seconds and
+x realtime are medians of 3 runs; peak RSS is the main process's plus its largest worker's. Then
+voxmill's peak RSS at 1k vs 10k clips.
 
 usage: python benchmarks/prepare_vs_peers.py [CLIPS] [BIG]     (defaults 1000 and 10000; BIG 0 skips the RSS rows)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,14 +118,50 @@ if __name__ == '__main__':
     else:
         from voxmill.prepare import PrepareOptions, parse_source, run
         serial = mode == 'voxmill-serial'
+        backend = 'ray' if mode.startswith('voxmill-ray') else 'serial' if serial else 'process'
+        address = os.environ.get('BENCH_RAY_ADDRESS') if mode == 'voxmill-ray' else None
         result = run(PrepareOptions([parse_source(str(corpus))], out, formats=['piper'], trim=False,
-                                    workers=1 if serial else workers, backend='serial' if serial else 'process',
+                                    workers=1 if serial else workers, backend=backend, ray_address=address,
                                     progress=False))
         seconds = result.stats['hours_in'] * 3600
     wall = time.perf_counter() - start
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     print(json.dumps({{'wall': wall, 'seconds': seconds, 'main_peak': peak_self(), 'child_peak': child}}))
 """
+
+
+@contextlib.contextmanager
+def ray_head(work: Path, cores: int) -> Iterator[None]:
+    """A one-node Ray cluster for the run (`ray start --head --block`), its address in BENCH_RAY_ADDRESS;
+    stopped by killing only its own processes (`ray stop` would stop every Ray on the machine)."""
+    import psutil
+
+    temp = tempfile.mkdtemp(prefix="vxb")  # short: Ray's socket paths must fit in 107 bytes
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", str(cores),
+                             "--temp-dir", temp, "--include-dashboard", "false", "--block"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    saved = os.environ.copy()
+    try:
+        while subprocess.run([ray_cli, "status", "--address", address], env=env, capture_output=True).returncode:
+            time.sleep(1)
+        os.environ.update(BENCH_RAY_ADDRESS=address, RAY_AUTH_MODE="disabled")
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(temp in part for part in proc.info["cmdline"] or []):
+                    proc.kill()
+        head.kill()
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def run_row(mode: str, corpus: Path, work: Path, workers: int) -> dict[str, float]:
@@ -146,8 +189,11 @@ def main() -> None:
         rows = {}
         for mode, label in (("sequential", "sequential loop"), ("pool", "multiprocessing Pool.map"),
                             ("hf", "HF datasets.map"), ("voxmill", "voxmill prepare"),
-                            ("voxmill-serial", "voxmill prepare, serial")):  # fmt: skip
-            runs = [run_row(mode, corpus, work, cores) for _ in range(3)]
+                            ("voxmill-serial", "voxmill prepare, serial"),
+                            ("voxmill-ray", "voxmill prepare, ray"),
+                            ("voxmill-ray-local", "  ray, starting its Ray")):  # fmt: skip
+            with ray_head(work, cores) if mode == "voxmill-ray" else contextlib.nullcontext():
+                runs = [run_row(mode, corpus, work, cores) for _ in range(3)]
             wall = statistics.median(r["wall"] for r in runs)
             rows[mode] = wall
             r = runs[0]
@@ -163,6 +209,9 @@ def main() -> None:
         print(f"  voxmill's own scaling: {cores} workers {own / rows['voxmill']:.2f}x its serial run; its serial "
               f"run is {rows['sequential'] / own:.2f}x the loop (per-clip work: it encodes in memory, skipping "
               f"libsndfile's per-file fsync, and takes mono files as they are)")  # fmt: skip
+        print(f"  ray backend on one machine, joining a running Ray (`ray start --head`, as on a cluster): "
+              f"{rows['voxmill-ray'] / rows['voxmill']:.2f}x the process backend's wall time (goal < 1.5x); "
+              f"starting a local Ray in the run: {rows['voxmill-ray-local'] / rows['voxmill']:.2f}x")  # fmt: skip
         if big > 0:
             small = run_row("voxmill", corpus, work, cores)
             large = run_row("voxmill", make_corpus(work, big), work, cores)

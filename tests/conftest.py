@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +16,22 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from make_demo_audio import SENTENCES, synthesize_speech
+from make_demo_corpus import write_corpus
 
 from voxmill.audio import Audio
+
+
+@pytest.fixture(scope="session")
+def corpus(request: pytest.FixtureRequest) -> Path:
+    """12 clips, two speakers, LJSpeech layout; cached between runs (the speech is deterministic)."""
+    cache = Path(request.config.cache.mkdir("voxmill-corpus")) / "v1"
+    if not (cache / "metadata.csv").exists():
+        tmp = cache.with_name("v1.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_corpus(tmp, 12)
+        shutil.rmtree(cache, ignore_errors=True)
+        tmp.rename(cache)
+    return cache
 
 
 @pytest.fixture(scope="session", autouse=True)

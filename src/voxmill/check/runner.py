@@ -35,6 +35,7 @@ class CheckOptions:
     strict: bool = False
     workers: int | str = "auto"
     backend: str = "process"
+    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
     batch_size: int = 32
     source_format: str | None = None
     progress: bool | None = None
@@ -77,7 +78,7 @@ def _gather(opts: CheckOptions) -> CheckData:
 def _analyse(data: CheckData, opts: CheckOptions) -> None:
     todo = [r for r in data.rows if r.error is None and (r.audio_path or r.audio_bytes)]
     pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="checking",
-                window=64)  # fmt: skip
+                window=64, address=opts.ray_address)  # fmt: skip
     for outcome in pool.imap(AnalyseClip(data.espeak_voice), todo):
         result = outcome.result
         if isinstance(result, Ok):
@@ -89,7 +90,8 @@ def _analyse(data: CheckData, opts: CheckOptions) -> None:
 
 
 def _transcripts(data: CheckData, opts: CheckOptions) -> dict[str, str]:
-    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="transcribing")
+    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="transcribing",
+                address=opts.ray_address)  # fmt: skip
     heard: dict[str, str] = {}
     for outcome in pool.imap(asr.Transcribe(), [c for c in data.good if c.path], ordered=False):
         if isinstance(outcome.result, Ok):

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from voxmill.check import CheckOptions, Report, Severity, run
-from voxmill.cli.common import console, state, workers_value
+from voxmill.cli.common import BACKEND_HELP, RAY_ADDRESS_HELP, backend_value, console, state, workers_value
 from voxmill.corpus.sources import FORMATS
 
 _STYLE = {
@@ -69,6 +69,8 @@ def check(
     batch_size: Annotated[int, typer.Option(help="Training batch size, for steps per epoch.")] = 32,
     source_format: Annotated[str | None, typer.Option(help=f"Force the source format: {', '.join(FORMATS)}.")] = None,
     workers: Annotated[str, typer.Option(help="Worker processes, or 'auto'.")] = "auto",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "process",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
 ) -> None:
     """Is this dataset ready to train a Piper voice? Every problem listed, each with a fix.
 
@@ -87,6 +89,8 @@ def check(
         report_dir=report,
         strict=strict,
         workers=workers_value(ctx, workers),
+        backend=backend_value(backend, ray_address),
+        ray_address=ray_address,
         batch_size=batch_size,
         source_format=source_format,
         progress=False if settings.quiet or json_out else None,

@@ -30,6 +30,19 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+BACKEND_HELP = "Where items run: process (default), thread, or ray (a local Ray, or the cluster at --ray-address)."
+RAY_ADDRESS_HELP = (
+    "With --backend ray: the cluster to join, 'auto' (the one `ray start` made on this machine) or HOST:PORT; "
+    "without it a local Ray starts with this machine's cores. Every input and output path must be visible "
+    "on every node (a shared filesystem), and each node needs voxmill installed."
+)
+
+
+def backend_value(backend: str, ray_address: str | None) -> str:
+    """``--backend``, where ``--ray-address`` implies ray: a cluster address means nothing elsewhere."""
+    return "ray" if ray_address else backend
+
+
 def workers_value(ctx: typer.Context, value: str) -> int | str:
     """``--workers``: a number, or 'auto' (then the settings' value: voxmill.yaml, VOXMILL_WORKERS)."""
     if value.isdigit():

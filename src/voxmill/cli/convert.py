@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from voxmill.audio.slicing import SliceOptions
-from voxmill.cli.common import console, err_console, state, workers_value
+from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, err_console, state, workers_value
 from voxmill.convert import ConvertOptions, convert_file, make_processor
 from voxmill.convert.run import output_path
 from voxmill.errors import AudioDecodeError, ConfigError
@@ -71,8 +71,9 @@ def convert(
         bool, typer.Option("--no-parallel", help="One chunk after another, in this process.")
     ] = False,
     backend: Annotated[
-        str, typer.Option(help="auto (threads if the processor frees the GIL), process or thread.")
+        str, typer.Option(help="auto (threads if the processor frees the GIL), process, thread or ray.")
     ] = "auto",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="A chunk that fails twice is an error (exit 1, no output).")
     ] = False,
@@ -107,7 +108,8 @@ def convert(
         sample_rate=sample_rate,
         workers=workers_value(ctx, workers),
         parallel=not no_parallel,
-        backend=backend,
+        backend=backend_value(backend, ray_address),
+        ray_address=ray_address,
         strict=strict,
         progress=False if quiet else None,
     )

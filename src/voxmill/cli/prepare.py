@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from voxmill.cli.common import console, err_console, state, workers_value
+from voxmill.cli.common import (
+    BACKEND_HELP,
+    RAY_ADDRESS_HELP,
+    backend_value,
+    console,
+    err_console,
+    state,
+    workers_value,
+)
 from voxmill.corpus.sources import FORMATS
 from voxmill.errors import ConfigError
 from voxmill.prepare import PrepareOptions, parse_source, run
@@ -59,6 +67,8 @@ def prepare(
         str | None, typer.Option(help="Phonemize every text with this espeak-ng voice (e.g. en-us).")
     ] = None,
     workers: Annotated[str, typer.Option(help="Worker processes, or 'auto'.")] = "auto",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "process",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run in OUT (finished clips are kept).")
     ] = False,
@@ -91,6 +101,8 @@ def prepare(
         val_size=val_size,
         espeak_voice=espeak_voice,
         workers=workers_value(ctx, workers),
+        backend=backend_value(backend, ray_address),
+        ray_address=ray_address,
         resume=resume,
         fail_fast=fail_fast,
         progress=False if settings.quiet else None,

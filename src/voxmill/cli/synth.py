@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from voxmill.cli.common import console, state, workers_value
+from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, state, workers_value
 from voxmill.errors import ConfigError
 from voxmill.synth import SynthOptions, synthesize_file
 
@@ -73,8 +73,9 @@ def synth(
     fmt: Annotated[str, typer.Option("--format", help="Chapter file format with --chapters.")] = "wav",
     workers: Annotated[str, typer.Option(help="Workers, or 'auto' (one per core).")] = "auto",
     backend: Annotated[
-        str, typer.Option(help="thread (one process, a voice session per worker) or process.")
+        str, typer.Option(help="thread (one process, one voice shared by the workers), process or ray.")
     ] = SynthOptions.backend,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
 ) -> None:
     """Speak a long text (a book, an article) with a Piper voice, in parallel and in order.
 
@@ -101,7 +102,8 @@ def synth(
         srt=srt,
         resume=resume,
         workers=workers_value(ctx, workers),
-        backend=backend,
+        backend=backend_value(backend, ray_address),
+        ray_address=ray_address,
         progress=False if state(ctx).settings.quiet else None,
     )
     result = synthesize_file(body, output, voice, opts)

@@ -25,7 +25,7 @@ from voxmill.engine import Ok, Pool, SharedArray, share
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert", "convert_file", "output_path"]
 
-BACKENDS = ("auto", "process", "thread")
+BACKENDS = ("auto", "process", "thread", "ray")
 WRITABLE = (".wav", ".flac", ".ogg", ".mp3")
 BLOCK_SECONDS = 30.0
 
@@ -42,6 +42,7 @@ class ConvertOptions:
     workers: int | str = "auto"
     parallel: bool = True
     backend: str = "auto"
+    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
     """auto: threads when the processor runs without the GIL, else processes."""
     window: int | None = None
     strict: bool = False
@@ -136,11 +137,11 @@ def convert_file(
     workers: int | str = 1 if backend == "serial" else opts.workers
     # Items are streamed, so the count is unknown; the engine sizes "auto" from the file's length.
     estimate = max(1, int(info.duration // opts.slicing.max_seconds) + 1)
-    plan = Pool(workers=workers, backend=backend).plan_for(estimate)
+    plan = Pool(workers=workers, backend=backend, address=opts.ray_address).plan_for(estimate)
     # Chunks take seconds each: prefetch 1, so no chunk waits in a busy worker's pipe; a window of
     # 4 per worker, so one slow chunk at the head of the order does not idle the others.
     pool = Pool(workers=workers, backend=backend, window=opts.window or 4 * plan.workers, progress=opts.progress,
-                prefetch=1, description=f"converting {input_path.name}")  # fmt: skip
+                prefetch=1, description=f"converting {input_path.name}", address=opts.ray_address)  # fmt: skip
     started = time.perf_counter()
     live: dict[int, SharedArray] = {}
     counts = {"chunks": 0, "silent": 0}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxmill.engine.backends import Backend, Job, JobResult, create_backend
 from voxmill.engine.outcome import Outcome
+from voxmill.engine.sharing import keep_inline
 from voxmill.engine.task import Task
 from voxmill.engine.threads import ThreadPlan, plan
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Pool"]
 
-BACKENDS = ("serial", "thread", "process")
+BACKENDS = ("serial", "thread", "process", "ray")
 
 
 @dataclass
@@ -31,7 +32,10 @@ class Pool:
     ``model_budget``: bytes of models all workers together may hold (each worker's ``ctx.models``
     gets an equal share); ``device``: where those models run (auto, cpu, cuda). ``prefetch``: items
     sent ahead to each worker process: 2 keeps short items flowing between round trips; 1 for long
-    items, so none waits behind another while a worker sits idle.
+    items, so none waits behind another while a worker sits idle. ``address``: the Ray cluster for
+    ``backend="ray"`` (``auto``, ``HOST:PORT``; None starts a local Ray with this machine's cores, kept
+    for the rest of the process). With Ray, ``workers="auto"`` is the cluster's CPUs / threads per worker,
+    and every path an item names must be visible on every node.
     """
 
     workers: int | str = "auto"
@@ -43,6 +47,7 @@ class Pool:
     model_budget: int | None = None
     device: str = "auto"
     prefetch: int = 2
+    address: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -52,6 +57,13 @@ class Pool:
         plan(self.workers, self.threads_per_worker)  # validates both now, not at the first item
 
     def plan_for(self, total: int | None) -> ThreadPlan:
+        if self.backend == "ray" and self.workers == "auto":
+            from voxmill.engine.backends.ray import cluster_cpus, connect
+            from voxmill.engine.threads import usable_cores
+
+            connect(self.address, usable_cores())
+            threads = self.threads_per_worker if isinstance(self.threads_per_worker, int) else 1
+            return plan(max(1, cluster_cpus() // threads), threads, items=total)
         return plan(self.workers, self.threads_per_worker, items=total)
 
     def imap(
@@ -113,7 +125,13 @@ class _Run:
         # Started on first need: a fully resumed run never spawns a worker.
         if self.backend is None:
             self.backend = create_backend(
-                self.pool.backend, self.plan, self.timeout, self.pool.model_budget, self.pool.device, self.pool.prefetch
+                self.pool.backend,
+                self.plan,
+                self.timeout,
+                self.pool.model_budget,
+                self.pool.device,
+                self.pool.prefetch,
+                self.pool.address,
             )
             self.backend.start(self.task)
         return self.backend
@@ -161,6 +179,8 @@ class _Run:
 
         clean = False
         progress = RunProgress(self.pool.description, self.total, self.pool.progress)
+        # Ray's workers may be on other machines: arrays shared for this run go by value (object store).
+        inline = keep_inline(True) if self.pool.backend == "ray" else None
         try:
             with progress:
                 while True:
@@ -178,6 +198,8 @@ class _Run:
                             self._accept(result)
             clean = True
         finally:
+            if inline is not None:
+                keep_inline(inline)
             if self.backend is not None:
                 # Any exit but a clean finish (Ctrl-C, an error, the caller stopping early) cancels.
                 self.backend.close(cancel=not clean or sys.exc_info()[0] is not None)

@@ -4,6 +4,9 @@ Pickling a 10-minute 48 kHz array costs a copy into the pipe and another out of 
 direction. ``share(array)`` writes it once to ``/dev/shm`` (RAM-backed; falls back to the temp dir)
 and returns a tiny picklable :class:`SharedArray`; the receiver maps it without copying and
 ``release()`` deletes it. numpy's .npy format keeps dtype and shape, so no hand-written header.
+
+A file in ``/dev/shm`` is only visible on its own machine: runs on the Ray backend call
+``keep_inline(True)`` and arrays then travel inside the reference, through Ray's object store.
 """
 
 from __future__ import annotations
@@ -11,12 +14,22 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SharedArray", "share"]
+__all__ = ["SharedArray", "keep_inline", "share"]
+
+_inline = False
+
+
+def keep_inline(on: bool) -> bool:
+    """Make :func:`share` keep arrays in the reference (for transports that carry arrays themselves,
+    Ray's object store) instead of in a file; returns the previous setting."""
+    global _inline
+    previous, _inline = _inline, on
+    return previous
 
 
 def _spool_dir() -> Path:
@@ -28,13 +41,15 @@ def _spool_dir() -> Path:
 
 @dataclass(frozen=True)
 class SharedArray:
-    """A reference to an array in shared memory; pickles as a path, a few dozen bytes."""
+    """A reference to an array in shared memory; pickles as a path, a few dozen bytes (or, kept inline,
+    as the array itself)."""
 
     path: str
+    data: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def get(self, copy: bool = False) -> np.ndarray:
         """The array, memory-mapped read-only (``copy=True`` for a private, writable copy)."""
-        array = np.load(self.path, mmap_mode="r")
+        array = self.data if self.data is not None else np.load(self.path, mmap_mode="r")
         return np.array(array) if copy else array
 
     def take(self) -> np.ndarray:
@@ -45,11 +60,14 @@ class SharedArray:
             self.release()
 
     def release(self) -> None:
-        Path(self.path).unlink(missing_ok=True)
+        if self.data is None:
+            Path(self.path).unlink(missing_ok=True)
 
 
 def share(array: np.ndarray) -> SharedArray:
     """Put ``array`` in shared memory; whoever ends up with the reference must ``take()`` or ``release()``."""
+    if _inline:
+        return SharedArray("", np.ascontiguousarray(array))
     path = _spool_dir() / f"voxmill-{os.getpid()}-{uuid.uuid4().hex}.npy"
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:

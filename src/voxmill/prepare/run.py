@@ -44,6 +44,7 @@ class PrepareOptions:
     espeak_voice: str | None = None
     workers: int | str = "auto"
     backend: str = "process"
+    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
     resume: bool = False
     fail_fast: bool = False
     progress: bool | None = None
@@ -100,7 +101,8 @@ def run(opts: PrepareOptions) -> PrepareResult:
     layouts: list[str] = []
     report: list[dict[str, Any]] = []
     clips: list[Clip] = []
-    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="preparing", window=64)
+    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="preparing", window=64,
+                address=opts.ray_address)  # fmt: skip
     with Journal(state / "journal.db") as journal:
         outcomes = pool.imap(
             PrepareTask(clip_options), _rows(opts.sources, layouts), journal=journal, key=lambda r: r.id

@@ -41,7 +41,7 @@ from voxmill.text.split import Chapter, Piece, parse_document, pieces
 __all__ = ["AudioChunk", "SynthOptions", "SynthResult", "synthesize", "synthesize_file"]
 
 WRITABLE = (".wav", ".flac", ".ogg", ".mp3")
-BACKENDS = ("process", "thread")
+BACKENDS = ("process", "thread", "ray")
 
 
 @dataclass
@@ -76,6 +76,7 @@ class SynthOptions:
     """Chapters whose text, voice and parameters are unchanged are not synthesized again."""
     workers: int | str = "auto"
     backend: str = "thread"
+    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
     """thread: one process, the voice loaded once and shared by the workers (onnxruntime runs without
     the GIL); process: a voice per worker process."""
     progress: bool | None = None
@@ -179,7 +180,7 @@ def _speak(
     # workers x 1 thread 38x realtime vs 1 x 2 threads 33x), and the same float summation order, so
     # the audio does not depend on --workers.
     pool = Pool(workers=opts.workers, backend=opts.backend, threads_per_worker=1, progress=opts.progress,
-                description="speaking")  # fmt: skip
+                description="speaking", address=opts.ray_address)  # fmt: skip
     for outcome in pool.imap(_task(voice, opts), items):
         item: SpeakItem = outcome.item
         piece = plan[item.chapter][item.index]

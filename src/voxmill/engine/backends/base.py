@@ -10,14 +10,17 @@ from __future__ import annotations
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from voxmill.engine.outcome import Drop, Dropped, Failed, Ok, Result
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import ThreadPlan
 
-__all__ = ["Backend", "Job", "JobResult", "create_backend", "run_job"]
+__all__ = ["Backend", "Job", "JobResult", "create_backend", "overdue", "run_job"]
+
+H = TypeVar("H", bound="Holder")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,56 @@ def run_job(task: Task, job: Job) -> JobResult:
     except Exception:
         audio = None
     return JobResult(job.seq, Ok(value), seconds, audio)
+
+
+class Holder(Protocol):
+    """A worker as the process and Ray backends track it: the jobs it holds and since when its head runs."""
+
+    @property
+    def held(self) -> Sized: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def head_since(self) -> float: ...
+
+
+def overdue(holders: list[H], timeout: float | None) -> tuple[list[H], float | None]:
+    """Holders whose head item has run past ``timeout``, and the seconds until the next deadline."""
+    if timeout is None:
+        return [], None
+    now = time.monotonic()
+    late: list[H] = []
+    next_deadline: float | None = None
+    for holder in holders:
+        if not holder.held or not holder.ready:
+            continue
+        remaining = holder.head_since + timeout - now
+        if remaining <= 0:
+            late.append(holder)
+        else:
+            next_deadline = remaining if next_deadline is None else min(next_deadline, remaining)
+    return late, next_deadline
+
+
+def after_death(
+    held: list[Job], retried: set[int], reason: str, culprit: Failed | None, timeout: float | None
+) -> tuple[JobResult | None, list[Job]]:
+    """The jobs a dead worker held, in the order sent: its head was running and is the suspect. It is
+    failed with ``culprit`` (a timeout) or, when it was already retried once, with ``reason``; else it is
+    retried (added to ``retried``). Returns (the head's result or None, the jobs to queue again)."""
+    if not held:
+        return None, []
+    head, rest = held[0], held[1:]
+    if culprit is not None:
+        return JobResult(head.seq, culprit, timeout or 0.0), rest
+    if head.seq in retried:
+        return JobResult(head.seq, Failed("WorkerDied", f"{reason} (after 1 retry)"), 0.0), rest
+    retried.add(head.seq)
+    return None, held
+
+
+def timeout_failure(timeout: float | None) -> Failed:
+    return Failed("Timeout", f"timeout: item took longer than {timeout:g}s")
 
 
 def setup_failed(job: Job, error: BaseException, tb: str) -> JobResult:
@@ -104,8 +157,14 @@ def create_backend(
     model_budget: int | None = None,
     device: str = "auto",
     prefetch: int = 2,
+    address: str | None = None,
 ) -> Backend:
+    """``address``: the Ray cluster to join (``ray`` only; None starts a local Ray)."""
     backend: type[Backend]
+    if name == "ray":
+        from voxmill.engine.backends.ray import RayBackend
+
+        return RayBackend(plan, timeout, model_budget, device, prefetch, address=address)
     if name == "serial":
         from voxmill.engine.backends.serial import SerialBackend as backend
     elif name == "thread":
@@ -113,5 +172,5 @@ def create_backend(
     elif name == "process":
         from voxmill.engine.backends.process import ProcessBackend as backend
     else:
-        raise ValueError(f"unknown backend {name!r}; use serial, thread or process")
+        raise ValueError(f"unknown backend {name!r}; use serial, thread, process or ray")
     return backend(plan, timeout, model_budget, device, prefetch)

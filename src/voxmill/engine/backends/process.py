@@ -26,7 +26,16 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from voxmill.engine.backends.base import Backend, Job, JobResult, run_job, setup_failed
+from voxmill.engine.backends.base import (
+    Backend,
+    Job,
+    JobResult,
+    after_death,
+    overdue,
+    run_job,
+    setup_failed,
+    timeout_failure,
+)
 from voxmill.engine.outcome import Failed
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import thread_env
@@ -212,16 +221,10 @@ class ProcessBackend(Backend):
             # It died starting up, before running anything: its items are innocent, re-queue them all.
             self._queue.extendleft(reversed(held))
             held = []
-        if held:
-            head, rest = held[0], held[1:]
-            if culprit_failed is not None:
-                self._results.append(JobResult(head.seq, culprit_failed, self.timeout or 0.0))
-            elif head.seq in self._retried:
-                self._results.append(JobResult(head.seq, Failed("WorkerDied", f"{reason} (after 1 retry)"), 0.0))
-            else:
-                self._retried.add(head.seq)
-                rest = [head, *rest]
-            self._queue.extendleft(reversed(rest))
+        result, again = after_death(held, self._retried, reason, culprit_failed, self.timeout)
+        if result is not None:
+            self._results.append(result)
+        self._queue.extendleft(reversed(again))
         position = self._workers.index(worker)
         if not worker.ready:
             self._start_failures += 1
@@ -241,19 +244,9 @@ class ProcessBackend(Backend):
 
     def _check_timeouts(self) -> float | None:
         """Kill workers whose head item overran; return seconds until the next deadline."""
-        if self.timeout is None:
-            return None
-        now = time.monotonic()
-        next_deadline: float | None = None
-        for worker in list(self._workers):
-            if not worker.held or not worker.ready:
-                continue
-            remaining = worker.head_since + self.timeout - now
-            if remaining <= 0:
-                failed = Failed("Timeout", f"timeout: item took longer than {self.timeout:g}s")
-                self._replace(worker, "timeout", culprit_failed=failed)
-            else:
-                next_deadline = remaining if next_deadline is None else min(next_deadline, remaining)
+        late, next_deadline = overdue(self._workers, self.timeout)
+        for worker in late:
+            self._replace(worker, "timeout", culprit_failed=timeout_failure(self.timeout))
         return next_deadline
 
     def poll(self, timeout: float | None) -> list[JobResult]:

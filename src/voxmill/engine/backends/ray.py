@@ -1,0 +1,305 @@
+"""Ray actors as workers: the same runs on one machine or a cluster (``ray start`` on each node).
+
+One actor per worker, each reserving ``num_cpus`` = its thread budget, runs ``Task.setup`` once and
+then items in the order sent (at most ``prefetch`` held per actor). Arrays travel through Ray's
+object store: while a run is on this backend :func:`~voxmill.engine.sharing.share` keeps arrays
+inline (a ``/dev/shm`` file on one node is not visible on another), and Ray ships numpy buffers out
+of band. An actor that dies (node lost, ``ray.kill``, a crash in native code) takes the item it was
+running with it: that item is retried once on a fresh actor, then Failed; the items queued behind it
+are sent again untouched, as the process backend does.
+
+``ray`` is imported only here, when this backend starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import sys
+import time
+import traceback
+import uuid
+from collections import deque
+from typing import Any
+
+from voxmill.engine import sharing
+from voxmill.engine.backends.base import (
+    Backend,
+    Job,
+    JobResult,
+    after_death,
+    overdue,
+    run_job,
+    setup_failed,
+    timeout_failure,
+)
+from voxmill.engine.outcome import Failed
+from voxmill.engine.task import Task, WorkerContext
+from voxmill.engine.threads import ThreadPlan, thread_env
+from voxmill.errors import ConfigError
+
+__all__ = ["RayBackend", "cluster_cpus", "connect"]
+
+# Actors that die before they are ready (setup crashes the process) are not replaced forever: after
+# this many in a row every remaining item fails with the reason, as on the process backend.
+MAX_START_FAILURES = 3
+
+# Ray's own start-up lines (token files, dashboard) are noise in a CLI run; errors still show.
+_INIT_LOGGING = "ERROR"
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("the ray backend needs Ray: pip install 'voxmill[ray]'") from exc
+    return ray
+
+
+def connect(address: str | None, cpus: int | None = None) -> None:
+    """Join the cluster at ``address`` (``auto``: the one ``ray start`` made here), or start a local
+    Ray with ``cpus`` cores when None. Once per process: Ray stays up for later runs (starting it takes
+    seconds) and stops when the process exits."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, logging_level=_INIT_LOGGING, log_to_driver=False)
+        else:
+            # Local workers see what this process sees (task modules found through sys.path, tests
+            # included); a cluster's nodes need voxmill and the task's module installed.
+            path = os.pathsep.join(entry for entry in sys.path if entry)
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                logging_level=_INIT_LOGGING,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+            )
+    except ConnectionError as exc:
+        raise ConfigError(f"cannot reach a Ray cluster at {address}: {exc}") from exc
+
+
+def cluster_cpus() -> int:
+    """CPUs in the connected cluster (every node)."""
+    return int(_ray().cluster_resources().get("CPU", 1))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+class _Actor:
+    """Body of a worker actor (wrapped with ``ray.remote`` at start: no ray import at module load)."""
+
+    def __init__(self, task_blob: bytes, ctx: WorkerContext) -> None:
+        os.environ.update(thread_env(ctx.threads))
+        sharing.keep_inline(True)
+        self.task: Task | None = None
+        self.error: tuple[BaseException, str] | None = None
+        try:
+            self.task = pickle.loads(task_blob)
+            self.task.setup(ctx)
+        except Exception as exc:
+            self.error = (exc, traceback.format_exc())
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, job: Job) -> JobResult:
+        if self.error is not None or self.task is None:
+            return setup_failed(job, *(self.error or (RuntimeError("task missing"), "")))
+        return run_job(self.task, job)
+
+    def teardown(self) -> None:
+        if self.task is not None and self.error is None:
+            self.task.teardown()
+
+
+class _Slot:
+    def __init__(self, index: int, handle: Any) -> None:
+        self.index = index
+        self.handle = handle
+        self.ready = False  # setup done: timeouts count from then (model loads take their time)
+        self.ready_ref = handle.ready.remote()
+        self.held: deque[tuple[Any, Job]] = deque()  # (object ref, job), in the order sent
+        self.head_since = time.monotonic()
+
+
+class RayBackend(Backend):
+    name = "ray"
+
+    def __init__(self, plan: ThreadPlan, timeout: float | None = None, model_budget: int | None = None,
+                 device: str = "auto", prefetch: int = 2, address: str | None = None) -> None:  # fmt: skip
+        super().__init__(plan, timeout, model_budget, device, prefetch)
+        self.address = address
+
+    def start(self, task: Task) -> None:
+        from voxmill.engine.threads import usable_cores
+
+        ray = _ray()
+        connect(self.address, usable_cores())
+        self._remote = ray.remote(_Actor)
+        self._blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        self._queue: deque[Job] = deque()
+        self._results: list[JobResult] = []
+        self._retried: set[int] = set()
+        self._owner: dict[Any, _Slot] = {}  # object ref -> the actor that runs it
+        self._starting: dict[Any, _Slot] = {}  # ready ref -> an actor still in setup
+        self._start_failures = 0
+        self._broken: str | None = None
+        self._run_id = uuid.uuid4().hex[:8]
+        self._slots = [self._spawn(i) for i in range(self.plan.workers)]
+
+    def _spawn(self, index: int) -> _Slot:
+        # Named so an operator (or a test) can find a run's workers: ray.util.list_named_actors().
+        name = f"voxmill-worker-{self._run_id}-{index}-{uuid.uuid4().hex[:4]}"
+        handle = self._remote.options(num_cpus=self.plan.threads_per_worker, name=name).remote(
+            self._blob, self.context(index)
+        )
+        slot = _Slot(index, handle)
+        self._starting[slot.ready_ref] = slot
+        return slot
+
+    def submit(self, job: Job) -> None:
+        if self._broken is not None:
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", self._broken), 0.0))
+            return
+        self._queue.append(job)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for level in range(1, self.prefetch + 1):
+            for slot in self._slots:
+                while self._queue and len(slot.held) < level:
+                    job = self._queue.popleft()
+                    ref = slot.handle.run.remote(job)
+                    if not slot.held:
+                        slot.head_since = time.monotonic()
+                    slot.held.append((ref, job))
+                    self._owner[ref] = slot
+
+    def _replace(self, slot: _Slot, reason: str, culprit: Failed | None = None) -> None:
+        """A fresh actor for a dead (or killed) one; its head item is retried once, the rest re-sent."""
+        ray = _ray()
+        self._settle(slot)
+        with contextlib.suppress(Exception):
+            ray.kill(slot.handle, no_restart=True)
+        held = [job for ref, job in slot.held]
+        for ref, _ in slot.held:
+            self._owner.pop(ref, None)
+        slot.held.clear()
+        self._starting.pop(slot.ready_ref, None)
+        if not slot.ready:
+            # It died in setup, before running anything: its items are innocent.
+            self._queue.extendleft(reversed(held))
+            held = []
+            self._start_failures += 1
+        if self._start_failures >= MAX_START_FAILURES:
+            self._give_up(f"workers die before they start ({reason})")
+            self._slots.remove(slot)
+            return
+        result, again = after_death(held, self._retried, reason, culprit, self.timeout)
+        if result is not None:
+            self._results.append(result)
+        self._queue.extendleft(reversed(again))
+        self._slots[self._slots.index(slot)] = self._spawn(slot.index)
+
+    def _give_up(self, reason: str) -> None:
+        self._broken = reason
+        for job in [*self._queue, *(job for slot in self._slots for _, job in slot.held)]:
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", reason), 0.0))
+        self._queue.clear()
+        for slot in self._slots:
+            for ref, _ in slot.held:
+                self._owner.pop(ref, None)
+            slot.held.clear()
+
+    def _settle(self, slot: _Slot) -> None:
+        """Mark ``slot`` ready if its setup finished: ``ray.wait`` hands back one ref at a time, so an
+        actor's first result (or its death while running an item) can be seen before its ready ref."""
+        if slot.ready or slot.ready_ref not in self._starting:
+            return
+        ray = _ray()
+        done, _ = ray.wait([slot.ready_ref], timeout=0)
+        if done:
+            with contextlib.suppress(Exception):
+                ray.get(slot.ready_ref)
+                slot.ready = True
+                self._start_failures = 0
+                del self._starting[slot.ready_ref]
+
+    def _started(self, ref: Any) -> None:
+        slot = self._starting.pop(ref)
+        try:
+            _ray().get(ref)
+        except Exception as exc:  # the actor died in setup (or could not be placed)
+            self._replace(slot, f"worker died: {_first_line(exc)}")
+            return
+        slot.ready = True
+        self._start_failures = 0
+        slot.head_since = time.monotonic()
+
+    def _collect(self, ref: Any) -> None:
+        ray = _ray()
+        slot = self._owner.get(ref)
+        if slot is None:
+            return  # from an actor already replaced; its items were re-sent
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            self._replace(slot, f"worker died: {_first_line(exc)}")
+            return
+        except Exception as exc:  # the result could not be stored, fetched or unpickled
+            job = next(job for r, job in slot.held if r == ref)
+            result = JobResult(job.seq, Failed(type(exc).__name__, f"result lost: {_first_line(exc)}"), 0.0)
+        del self._owner[ref]
+        self._settle(slot)
+        slot.held = deque(entry for entry in slot.held if entry[0] != ref)
+        slot.head_since = time.monotonic()
+        self._results.append(result)
+
+    def _check_timeouts(self) -> float | None:
+        late, next_deadline = overdue(self._slots, self.timeout)
+        for slot in late:
+            self._replace(slot, "timeout", culprit=timeout_failure(self.timeout))
+        return next_deadline
+
+    def poll(self, timeout: float | None) -> list[JobResult]:
+        ray = _ray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._dispatch()
+            if self._results:
+                results, self._results = self._results, []
+                return results
+            limit = self._check_timeouts()
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                limit = left if limit is None else min(limit, left)
+            refs = [*self._starting, *self._owner]
+            if refs:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=limit)
+                for ref in ready:
+                    if ref in self._starting:
+                        self._started(ref)
+                    else:
+                        self._collect(ref)
+            elif limit is not None:
+                time.sleep(limit)
+            if not self._results and deadline is not None and time.monotonic() >= deadline:
+                return []
+
+    def close(self, cancel: bool = False) -> None:
+        if not hasattr(self, "_slots"):
+            return
+        ray = _ray()
+        if not cancel:
+            with contextlib.suppress(Exception):
+                ray.get([slot.handle.teardown.remote() for slot in self._slots], timeout=30)
+        for slot in self._slots:
+            with contextlib.suppress(Exception):
+                ray.kill(slot.handle, no_restart=True)
