@@ -11,7 +11,7 @@ from voxmill.engine.backends import Backend, Job, JobResult, create_backend
 from voxmill.engine.outcome import Outcome
 from voxmill.engine.sharing import keep_inline
 from voxmill.engine.task import Task
-from voxmill.engine.threads import ThreadPlan, plan
+from voxmill.engine.threads import ThreadPlan, plan, usable_cores
 
 if TYPE_CHECKING:
     from voxmill.engine.journal import Journal
@@ -59,7 +59,6 @@ class Pool:
     def plan_for(self, total: int | None) -> ThreadPlan:
         if self.backend == "ray" and self.workers == "auto":
             from voxmill.engine.backends.ray import cluster_cpus, connect
-            from voxmill.engine.threads import usable_cores
 
             connect(self.address, usable_cores())
             threads = self.threads_per_worker if isinstance(self.threads_per_worker, int) else 1

@@ -7,6 +7,7 @@ new backend (Ray, a cluster) only has to move jobs to workers and results back.
 
 from __future__ import annotations
 
+import pickle
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -107,6 +108,29 @@ def timeout_failure(timeout: float | None) -> Failed:
 
 def setup_failed(job: Job, error: BaseException, tb: str) -> JobResult:
     return JobResult(job.seq, Failed(type(error).__name__, f"task setup failed: {error}", tb), 0.0)
+
+
+class TaskHost:
+    """The task inside a worker process or actor: unpickled and set up once; when setup fails, every
+    job fails with its reason instead of the worker dying (and being respawned) over and over."""
+
+    def __init__(self, task_blob: bytes, ctx: WorkerContext) -> None:
+        self.task: Task | None = None
+        self.error: tuple[BaseException, str] | None = None
+        try:
+            self.task = pickle.loads(task_blob)
+            self.task.setup(ctx)
+        except Exception as exc:
+            self.error = (exc, traceback.format_exc())
+
+    def run(self, job: Job) -> JobResult:
+        if self.error is not None or self.task is None:
+            return setup_failed(job, *(self.error or (RuntimeError("task missing"), "")))
+        return run_job(self.task, job)
+
+    def teardown(self) -> None:
+        if self.task is not None and self.error is None:
+            self.task.teardown()
 
 
 class Backend(ABC):

@@ -21,7 +21,6 @@ import selectors
 import signal
 import threading
 import time
-import traceback
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,10 +29,9 @@ from voxmill.engine.backends.base import (
     Backend,
     Job,
     JobResult,
+    TaskHost,
     after_death,
     overdue,
-    run_job,
-    setup_failed,
     timeout_failure,
 )
 from voxmill.engine.outcome import Failed
@@ -48,13 +46,7 @@ _ENV_LOCK = threading.Lock()
 
 def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    setup_error: tuple[BaseException, str] | None = None
-    task: Task | None = None
-    try:
-        task = pickle.loads(task_blob)
-        task.setup(ctx)
-    except Exception as exc:
-        setup_error = (exc, traceback.format_exc())
+    host = TaskHost(task_blob, ctx)
     conn.send("ready")
     parent = os.getppid()
     while True:
@@ -65,19 +57,14 @@ def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None
         # A killed parent leaves prefetched jobs readable in the pipe; nobody wants their results.
         if job is None or os.getppid() != parent:
             break
-        if setup_error is not None or task is None:
-            error = setup_error or (RuntimeError("task missing"), "")
-            result = setup_failed(job, *error)
-        else:
-            result = run_job(task, job)
+        result = host.run(job)
         try:
             conn.send(result)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             conn.send(JobResult(job.seq, Failed(type(exc).__name__, f"result cannot be sent back: {exc}"), 0.0))
         except (BrokenPipeError, OSError):
             break
-    if task is not None and setup_error is None:
-        task.teardown()
+    host.teardown()
 
 
 def _death_reason(exitcode: int | None) -> str:

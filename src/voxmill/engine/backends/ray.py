@@ -18,7 +18,6 @@ import os
 import pickle
 import sys
 import time
-import traceback
 import uuid
 from collections import deque
 from typing import Any
@@ -28,15 +27,14 @@ from voxmill.engine.backends.base import (
     Backend,
     Job,
     JobResult,
+    TaskHost,
     after_death,
     overdue,
-    run_job,
-    setup_failed,
     timeout_failure,
 )
 from voxmill.engine.outcome import Failed
 from voxmill.engine.task import Task, WorkerContext
-from voxmill.engine.threads import ThreadPlan, thread_env
+from voxmill.engine.threads import ThreadPlan, thread_env, usable_cores
 from voxmill.errors import ConfigError
 
 __all__ = ["RayBackend", "cluster_cpus", "connect"]
@@ -92,31 +90,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-class _Actor:
+class _Actor(TaskHost):
     """Body of a worker actor (wrapped with ``ray.remote`` at start: no ray import at module load)."""
 
     def __init__(self, task_blob: bytes, ctx: WorkerContext) -> None:
         os.environ.update(thread_env(ctx.threads))
         sharing.keep_inline(True)
-        self.task: Task | None = None
-        self.error: tuple[BaseException, str] | None = None
-        try:
-            self.task = pickle.loads(task_blob)
-            self.task.setup(ctx)
-        except Exception as exc:
-            self.error = (exc, traceback.format_exc())
+        super().__init__(task_blob, ctx)
 
     def ready(self) -> bool:
         return True
-
-    def run(self, job: Job) -> JobResult:
-        if self.error is not None or self.task is None:
-            return setup_failed(job, *(self.error or (RuntimeError("task missing"), "")))
-        return run_job(self.task, job)
-
-    def teardown(self) -> None:
-        if self.task is not None and self.error is None:
-            self.task.teardown()
 
 
 class _Slot:
@@ -138,8 +121,6 @@ class RayBackend(Backend):
         self.address = address
 
     def start(self, task: Task) -> None:
-        from voxmill.engine.threads import usable_cores
-
         ray = _ray()
         connect(self.address, usable_cores())
         self._remote = ray.remote(_Actor)
