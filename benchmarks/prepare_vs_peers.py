@@ -200,7 +200,8 @@ def main() -> None:
             base = rows["sequential"]
             print(
                 f"  {label:<26}{wall:>8.2f}{r['seconds'] / wall:>11.0f}x{base / wall:>8.2f}x"
-                f"{r['main_peak'] / 2**20:>17.0f} + {r['child_peak'] / 2**20:.0f}"
+                f"{r['main_peak'] / 2**20:>17.0f} + "
+                + ("(actors: Ray's processes)" if mode.startswith("voxmill-ray") else f"{r['child_peak'] / 2**20:.0f}")
             )
         print(f"\nverdicts: voxmill {rows['sequential'] / rows['voxmill']:.2f}x sequential (target >= 1.8x); "
               f"faster than Pool.map: {rows['voxmill'] < rows['pool']}; faster than HF datasets.map: "

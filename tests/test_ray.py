@@ -111,6 +111,30 @@ def test_item_that_always_kills_its_actor_fails_after_one_retry(tmp_path: Path) 
     assert _runs(log)["3"] == 2
 
 
+def test_short_items_go_in_batches_and_a_dead_batch_retries_each_item_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voxmill.engine.backends.ray import RayBackend
+
+    sizes: list[int] = []
+    next_batch = RayBackend._next_batch
+
+    def spy(self: RayBackend, size: int) -> list:  # type: ignore[type-arg]
+        batch = next_batch(self, size)
+        sizes.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(RayBackend, "_next_batch", spy)
+    log = tmp_path / "runs.log"
+    pool = Pool(workers=2, backend="ray", window=64, progress=False)
+    outcomes = pool.map(tasks.KillOnce(victim=150, log=str(log)), range(200))  # 20 ms items: 2 per call
+    assert max(sizes) > 1
+    failed = outcomes[150].result
+    assert isinstance(failed, Failed) and failed.error == "WorkerDied"
+    assert [o.value for i, o in enumerate(outcomes) if i != 150] == [i + 1000 for i in range(200) if i != 150]
+    assert _runs(log)["150"] == 2  # in its batch, then alone
+
+
 def test_setup_failure_fails_every_item_with_the_reason() -> None:
     outcomes = Pool(workers=2, backend="ray", progress=False).map(tasks.BrokenSetup(), range(3))
     assert all(isinstance(o.result, Failed) and "model file missing" in o.result.message for o in outcomes)
