@@ -155,10 +155,18 @@ def ray_head(work: Path, cores: int) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        # The head's descendants (its agents retitle themselves, losing the temp dir from their
+        # command line) and whatever names the temp dir.
+        doomed: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            doomed += psutil.Process(head.pid).children(recursive=True)
         for proc in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):
                 if any(temp in part for part in proc.info["cmdline"] or []):
-                    proc.kill()
+                    doomed.append(proc)
+        for proc in doomed:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         head.kill()
         head.wait()
         shutil.rmtree(temp, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -204,14 +205,21 @@ def _free_port() -> int:
 
 
 def _stop_cluster(starters: list[subprocess.Popen[bytes]], temp: str) -> None:
-    # `ray stop` would stop every Ray on the machine; kill only this cluster's processes (its temp
-    # dirs are on their command lines). SIGKILL: `ray start --block` ignores SIGTERM for long seconds.
+    # `ray stop` would stop every Ray on the machine; kill only this cluster's processes: the starters'
+    # descendants (the agents retitle themselves "ray::DashboardAgent", losing their command line)
+    # and anything with its temp dirs on the command line. SIGKILL: `ray start --block` ignores
+    # SIGTERM for long seconds.
+    doomed: list[psutil.Process] = []
+    for starter in starters:
+        with contextlib.suppress(psutil.Error):
+            doomed += psutil.Process(starter.pid).children(recursive=True)
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
+        with contextlib.suppress(psutil.Error):
             if any(temp in part for part in proc.info["cmdline"] or []):
-                proc.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
+                doomed.append(proc)
+    for proc in doomed:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
     for starter in starters:
         starter.kill()
         starter.wait(10)

@@ -4,14 +4,18 @@ One actor per worker, each reserving ``num_cpus`` = its thread budget, runs ``Ta
 then items in the order sent (at most ``prefetch`` calls held per actor). Arrays travel through Ray's
 object store: while a run is on this backend :func:`~voxmill.engine.sharing.share` keeps arrays
 inline (a ``/dev/shm`` file on one node is not visible on another), and Ray ships numpy buffers out
-of band. An actor that dies (node lost, ``ray.kill``, a crash in native code) takes the item it was
-running with it: that item is retried once on a fresh actor, then Failed; the items queued behind it
-are sent again untouched, as the process backend does.
+of band.
 
 Short items go in batches: one actor call costs about a millisecond of driver, raylet and actor time
 (on two cores that is a third of a 3-ms clip), so once item times are known each call carries enough
-items for ~50 ms of work. A batch that dies cannot say which item killed it: its items are sent again
-one per call, counting as their retry.
+items for ~50 ms of work.
+
+An actor that dies (node lost, ``ray.kill``, a crash in native code) cannot say which item killed
+it: a batch holds several, and the reply of the call that finished just before the death may never
+leave the process (news of a SIGKILL can overtake it). So every item it held runs again alone, on an
+actor holding nothing else, which counts as its retry: an item whose lone run kills its actor too is
+Failed. Items go to an actor only once its setup has replied, so a death before that is a death in
+setup, whose items are innocent.
 
 ``ray`` is imported only here, when this backend starts.
 """
@@ -122,10 +126,11 @@ class _Slot:
     def __init__(self, index: int, handle: Any) -> None:
         self.index = index
         self.handle = handle
-        self.ready = False  # setup done: timeouts count from then (model loads take their time)
+        self.ready = False  # setup replied: items go to it from then; so do timeouts
         self.ready_ref = handle.ready.remote()
         self.held: deque[tuple[Any, list[Job]]] = deque()  # (object ref, its batch), in the order sent
         self.head_since = time.monotonic()
+        self.isolated = False  # it runs a suspect of an earlier death, alone
 
 
 class RayBackend(Backend):
@@ -143,7 +148,7 @@ class RayBackend(Backend):
         self._blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
         self._queue: deque[Job] = deque()
         self._results: list[JobResult] = []
-        self._retried: set[int] = set()  # suspects of a death: each goes alone from now on
+        self._retried: set[int] = set()  # suspects of a death: each runs alone from now on
         self._timed = (0.0, 0)  # seconds and count of items run, for the batch size
         self._owner: dict[Any, _Slot] = {}  # object ref -> the actor that runs it
         self._starting: dict[Any, _Slot] = {}  # ready ref -> an actor still in setup
@@ -177,8 +182,6 @@ class RayBackend(Backend):
 
     def _next_batch(self, size: int) -> list[Job]:
         batch = [self._queue.popleft()]
-        if batch[0].seq in self._retried:
-            return batch
         while self._queue and len(batch) < size and self._queue[0].seq not in self._retried:
             batch.append(self._queue.popleft())
         return batch
@@ -187,8 +190,14 @@ class RayBackend(Backend):
         size = self._batch_size()
         for level in range(1, self.prefetch + 1):
             for slot in self._slots:
-                while self._queue and len(slot.held) < level:
-                    batch = self._next_batch(size)
+                while self._queue and slot.ready and not slot.isolated and len(slot.held) < level:
+                    if self._queue[0].seq in self._retried:
+                        if slot.held:
+                            break  # a suspect waits for an idle actor (items behind it wait too)
+                        batch = [self._queue.popleft()]
+                        slot.isolated = True
+                    else:
+                        batch = self._next_batch(size)
                     ref = slot.handle.run_many.remote(batch)
                     if not slot.held:
                         slot.head_since = time.monotonic()
@@ -196,35 +205,30 @@ class RayBackend(Backend):
                     self._owner[ref] = slot
 
     def _replace(self, slot: _Slot, reason: str, culprit: Failed | None = None) -> None:
-        """A fresh actor for a dead (or killed) one; its head item is retried once, the rest re-sent."""
+        """A fresh actor for a dead (or killed) one; what it held is blamed or sent again (see top)."""
         ray = _ray()
-        self._settle(slot)
         with contextlib.suppress(Exception):
             ray.kill(slot.handle, no_restart=True)
-        batches = [batch for _, batch in slot.held]
-        held = [job for batch in batches for job in batch]
+        held = [job for _, batch in slot.held for job in batch]
         for ref, _ in slot.held:
             self._owner.pop(ref, None)
         slot.held.clear()
         self._starting.pop(slot.ready_ref, None)
+        result: JobResult | None = None
         if not slot.ready:
-            # It died in setup, before running anything: its items are innocent.
-            self._queue.extendleft(reversed(held))
-            held = []
-            self._start_failures += 1
-        elif len(batches[0]) > 1:
-            # Any item of the running batch may be the killer: each goes again alone, as its retry.
-            self._retried.update(job.seq for job in batches[0])
-            self._queue.extendleft(reversed(held))
-            held = []
-        if self._start_failures >= MAX_START_FAILURES:
-            self._give_up(f"workers die before they start ({reason})")
-            self._slots.remove(slot)
-            return
-        result, again = after_death(held, self._retried, reason, culprit, self.timeout)
+            self._start_failures += 1  # died in setup: it was sent nothing
+            if self._start_failures >= MAX_START_FAILURES:
+                self._give_up(f"workers die before they start ({reason})")
+                self._slots.remove(slot)
+                return
+        elif culprit is not None or slot.isolated:
+            # A timeout (the actor was alive: its head call is the one running) or a suspect's lone run.
+            result, held = after_death(held, self._retried, reason, culprit, self.timeout)
+        else:
+            self._retried.update(job.seq for job in held)
         if result is not None:
             self._results.append(result)
-        self._queue.extendleft(reversed(again))
+        self._queue.extendleft(reversed(held))
         self._slots[self._slots.index(slot)] = self._spawn(slot.index)
 
     def _give_up(self, reason: str) -> None:
@@ -236,20 +240,6 @@ class RayBackend(Backend):
             for ref, _ in slot.held:
                 self._owner.pop(ref, None)
             slot.held.clear()
-
-    def _settle(self, slot: _Slot) -> None:
-        """Mark ``slot`` ready if its setup finished: ``ray.wait`` hands back one ref at a time, so an
-        actor's first result (or its death while running an item) can be seen before its ready ref."""
-        if slot.ready or slot.ready_ref not in self._starting:
-            return
-        ray = _ray()
-        done, _ = ray.wait([slot.ready_ref], timeout=0)
-        if done:
-            with contextlib.suppress(Exception):
-                ray.get(slot.ready_ref)
-                slot.ready = True
-                self._start_failures = 0
-                del self._starting[slot.ready_ref]
 
     def _started(self, ref: Any) -> None:
         slot = self._starting.pop(ref)
@@ -277,9 +267,9 @@ class RayBackend(Backend):
             lost = Failed(type(exc).__name__, f"result lost: {_first_line(exc)}")
             results = [JobResult(job.seq, lost, 0.0) for job in batch]
         del self._owner[ref]
-        self._settle(slot)
         slot.held = deque(entry for entry in slot.held if entry[0] != ref)
         slot.head_since = time.monotonic()
+        slot.isolated = slot.isolated and bool(slot.held)
         seconds, count = self._timed
         self._timed = (seconds + sum(r.seconds for r in results), count + len(results))
         self._results.extend(results)
