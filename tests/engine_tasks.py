@@ -114,6 +114,17 @@ class Louder(Task):
 
 
 @dataclass
+class SlowShare(Task):
+    """Shares a fresh array after ``delay`` seconds: results a cancelled run leaves in /dev/shm."""
+
+    delay: float = 0.3
+
+    def __call__(self, item: int) -> SharedArray:
+        time.sleep(self.delay)
+        return share(np.full(1000, item, np.float32))
+
+
+@dataclass
 class Audio(Task):
     """Returns an object carrying audio seconds, for the throughput figure."""
 

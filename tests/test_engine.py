@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import engine_tasks as tasks
-from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, plan, share, usable_cores
+from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, plan, share, sharing, usable_cores
 
 BACKENDS = ["serial", "thread", "process"]
 TASKS_SCRIPT = Path(tasks.__file__)
@@ -199,6 +199,44 @@ def test_ctrl_c_ends_within_5s_and_loses_nothing(tmp_path: Path) -> None:
     for pid in worker_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_shared_files_of_a_cancelled_or_killed_run_are_removed(tmp_path: Path) -> None:
+    spool = sharing._spool_dir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = spool / f"voxmill-{dead.pid}-{'ab' * 16}.npy"  # an owner SIGKILLed before it could clean up
+    live = spool / f"voxmill-{os.getpid()}-{'cd' * 16}.npy"  # a running owner's: not touched
+    stale.write_bytes(b"x")
+    live.write_bytes(b"x")
+    script = tmp_path / "run.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(TASKS_SCRIPT.parent)!r})\nimport engine_tasks as tasks\n"
+        "from voxmill.engine import Pool\nif __name__ == '__main__':\n"
+        "    for o in Pool(workers=2, backend='process', progress=False).imap(tasks.SlowShare(0.3), range(100)):\n"
+        "        print(o.index, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stdout is not None
+        [proc.stdout.readline() for _ in range(3)]  # results shared, handed over and never taken
+        assert list(spool.glob(f"voxmill-{proc.pid}-*"))
+        assert not stale.exists()  # swept when the run started sharing
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=10)
+        assert live.exists()
+        assert not list(spool.glob(f"voxmill-{proc.pid}-*"))  # the owner's leftovers went with it
+    finally:
+        live.unlink(missing_ok=True)
+        stale.unlink(missing_ok=True)
+        proc.kill()
 
 
 def test_thread_budget_reaches_the_workers() -> None:

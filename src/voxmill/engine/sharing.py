@@ -7,11 +7,18 @@ and returns a tiny picklable :class:`SharedArray`; the receiver maps it without 
 
 A file in ``/dev/shm`` is only visible on its own machine: runs on the Ray backend call
 ``keep_inline(True)`` and arrays then travel inside the reference, through Ray's object store.
+
+Files are named for the process that runs the pool (a worker's parent), which removes what is left of
+its own when it exits (results a cancelled run never took, a worker's half-written file), and those of
+owners that died without doing so (SIGKILL, a power cut) when it starts sharing: RAM-backed files
+otherwise outlive the run until the next reboot.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -19,9 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SharedArray", "keep_inline", "share"]
+__all__ = ["SharedArray", "keep_inline", "own_spool", "share", "spool_owner"]
 
 _inline = False
+_owner: int | None = None  # whose run this process's shared files belong to; None: its own
+_owned = False
+_NAME = re.compile(r"voxmill-(\d+)-[0-9a-f]+\.(npy|tmp)$")
 
 
 def keep_inline(on: bool) -> bool:
@@ -37,6 +47,37 @@ def _spool_dir() -> Path:
     if shm.is_dir() and os.access(shm, os.W_OK):
         return shm
     return Path(tempfile.gettempdir())
+
+
+def spool_owner(pid: int) -> None:
+    """In a worker process: the arrays it shares belong to ``pid``'s run (its parent), which cleans up."""
+    global _owner
+    _owner = pid
+
+
+def _remove_files(alive: bool) -> None:
+    """This process's files (``alive`` False: at exit), or those whose owner is gone (``alive`` True)."""
+    import psutil
+
+    me = os.getpid()
+    for path in _spool_dir().glob("voxmill-*"):
+        match = _NAME.match(path.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if (pid != me and not psutil.pid_exists(pid)) if alive else pid == me:
+            path.unlink(missing_ok=True)
+
+
+def own_spool() -> None:
+    """In the process that runs pools (once): remove its shared files at exit, and now those of owners
+    that died without doing so. Nothing in a worker: its parent owns what it shares."""
+    global _owned
+    if _owned or _owner is not None:
+        return
+    _owned = True
+    atexit.register(_remove_files, False)
+    _remove_files(True)
 
 
 @dataclass(frozen=True)
@@ -68,7 +109,8 @@ def share(array: np.ndarray) -> SharedArray:
     """Put ``array`` in shared memory; whoever ends up with the reference must ``take()`` or ``release()``."""
     if _inline:
         return SharedArray("", np.ascontiguousarray(array))
-    path = _spool_dir() / f"voxmill-{os.getpid()}-{uuid.uuid4().hex}.npy"
+    own_spool()
+    path = _spool_dir() / f"voxmill-{_owner or os.getpid()}-{uuid.uuid4().hex}.npy"
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)

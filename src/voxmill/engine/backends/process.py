@@ -25,6 +25,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
+from voxmill.engine import sharing
 from voxmill.engine.backends.base import (
     Backend,
     Job,
@@ -46,9 +47,10 @@ _ENV_LOCK = threading.Lock()
 
 def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    sharing.spool_owner(parent)
     host = TaskHost(task_blob, ctx)
     conn.send("ready")
-    parent = os.getppid()
     while True:
         try:
             job = conn.recv()
@@ -92,6 +94,7 @@ class ProcessBackend(Backend):
     name = "process"
 
     def start(self, task: Task) -> None:
+        sharing.own_spool()  # the workers' shared arrays are this process's to clean up
         self._mp = mp.get_context("spawn")
         self._blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
         self._queue: deque[Job] = deque()
