@@ -55,9 +55,9 @@ def spool_owner(pid: int) -> None:
     _owner = pid
 
 
-def _remove_files(alive: bool) -> None:
-    """This process's files (``alive`` False: at exit), or those whose owner is gone (``alive`` True)."""
-    import psutil
+def _remove_files(orphans: bool) -> None:
+    """This process's files (at exit), or with ``orphans`` those whose owner is no longer running."""
+    import psutil  # here, not at import: workers import this module and never clean up
 
     me = os.getpid()
     for path in _spool_dir().glob("voxmill-*"):
@@ -65,7 +65,8 @@ def _remove_files(alive: bool) -> None:
         if match is None:
             continue
         pid = int(match.group(1))
-        if (pid != me and not psutil.pid_exists(pid)) if alive else pid == me:
+        doomed = pid != me and not psutil.pid_exists(pid) if orphans else pid == me
+        if doomed:
             path.unlink(missing_ok=True)
 
 
@@ -76,8 +77,8 @@ def own_spool() -> None:
     if _owned or _owner is not None:
         return
     _owned = True
-    atexit.register(_remove_files, False)
-    _remove_files(True)
+    atexit.register(_remove_files, orphans=False)
+    _remove_files(orphans=True)
 
 
 @dataclass(frozen=True)
