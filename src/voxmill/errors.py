@@ -13,6 +13,7 @@ can catch one type and print its one-line message::
     │   ├── ModelTooLarge         a model does not fit the memory budget
     │   └── ModelLoadError        a model's files exist but cannot be loaded
     ├── ConfigError               a bad setting: names the key and the reason
+    │   └── OutputError           the output overlaps an input, another run holds it, or an earlier run's files are there
     └── MissingExtraError         an optional dependency is not installed: names the extra
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFound",
     "ModelTooLarge",
+    "OutputError",
     "ProcessingError",
     "VoxmillError",
 ]
@@ -85,6 +87,12 @@ class ModelLoadError(ModelError):
 
 class ConfigError(VoxmillError):
     """A setting is unknown or has a bad value; the message names the key and the reason."""
+
+
+class OutputError(ConfigError):
+    """The output cannot be used as given (a usage error, exit 2): it is an input or overlaps one,
+    another voxmill run is writing it, or an earlier run's files are there and neither ``--resume``
+    nor ``--overwrite`` was given."""
 
 
 class MissingExtraError(VoxmillError):

@@ -1,0 +1,359 @@
+"""Where a run writes: never onto or inside its inputs, one run per output at a time, and only what
+voxmill wrote there is ever removed.
+
+Every application that writes goes through one of two guards:
+
+- :class:`OutputFolder` (``prepare -o OUT``, ``synth -o DIR``): refuses an output that is an input,
+  lies inside one, or holds one; takes the folder's lock; and decides what an existing folder is. An
+  empty or new folder is a fresh run. A folder an earlier voxmill run wrote is continued with
+  ``resume``, replaced with ``overwrite`` (which removes exactly the files that run recorded as its
+  own, never anything else), and otherwise refused. A non-empty folder voxmill did not write is
+  refused unless ``overwrite`` is given; then voxmill writes beside what is there and removes none of it.
+  What a run writes is recorded in ``OUT/.voxmill/owned.json`` *before* it is written, so a run
+  killed mid-write still knows its files.
+- :class:`OutputFile` (``convert IN OUT.wav``, ``synth -o OUT.wav``): the overlap check, the lock,
+  and the removal of temp files a killed run left beside the output.
+
+A second run on a locked output exits 2 with an :class:`~voxmill.errors.OutputError` naming the first
+(pid, host, command, start time). Locks are ``flock`` locks, so a run killed with SIGKILL holds none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from voxmill import errors
+
+__all__ = ["STATE_DIR", "OutputFile", "OutputFolder", "OutputLock", "check_overlap", "sweep_temp_files"]
+
+STATE_DIR = ".voxmill"
+_OWNED = "owned.json"
+_LOCK = "lock"
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.abspath(path)).resolve()
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_overlap(inputs: Iterable[Path], output: Path, output_is_folder: bool) -> None:
+    """Raise OutputError when ``output`` is an input, lies inside an input folder, or (for a folder
+    output) holds an input: writing would overwrite the input or be read back in as input next time."""
+    out = _resolved(output)
+    for given in inputs:
+        src = _resolved(given)
+        same = out == src
+        if not same and output.exists() and given.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(output, given)  # hard links, bind mounts
+        if same:
+            raise errors.OutputError(f"{output}: the output is the input {given}; choose another output")
+        if given.is_dir() and _inside(out, src):
+            raise errors.OutputError(
+                f"{output}: the output lies inside the input folder {given}; a later run would read it back "
+                "as input. Choose an output outside it"
+            )
+        if output_is_folder and _inside(src, out):
+            raise errors.OutputError(
+                f"{output}: the output folder holds the input {given}; writing there could overwrite it. "
+                "Choose another output folder"
+            )
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started"])))
+        return f"pid {int(info['pid'])} on {info['host']}, `{info['command']}`, since {started}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on ``path``; the holder's identity is written into the file."""
+
+    def __init__(self, path: Path, output: Path) -> None:
+        self.path = path
+        self.output = output
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise errors.OutputError(
+                    f"{self.output}: another voxmill run is writing here ({_holder(self.path)}); "
+                    "wait for it to finish or choose another output"
+                ) from None
+            # The holder unlinks the file when it lets go: if we locked a file that was unlinked
+            # meanwhile, a third run could lock the new one too. Lock what the path names now.
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(["voxmill", *sys.argv[1:]])[:300],
+            "started": time.time(),
+        }
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+_TEMP = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<suffix>\.[^.]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temp_files(folder: Path, path: Path | None = None) -> list[Path]:
+    """Remove temp files of ``audio.io.atomic_path`` that a dead process left in ``folder`` (only those
+    for ``path`` when given). Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        if path is not None and (match["stem"] != path.stem or (match["suffix"] or "") != path.suffix):
+            continue
+        if int(match["pid"]) != os.getpid() and not _pid_alive(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+class OutputFile:
+    """Guard for a run writing one file: overlap with ``inputs`` refused, a lock held, leftovers of a
+    killed run (temp files beside it) removed. Use as a context manager around the writing."""
+
+    def __init__(self, path: Path, inputs: Sequence[Path] = ()) -> None:
+        self.path = Path(path)
+        self.inputs = list(inputs)
+        self._lock = OutputLock(self.path.with_name(f".{self.path.name}.voxmill-lock"), self.path)
+
+    def __enter__(self) -> OutputFile:
+        check_overlap(self.inputs, self.path, output_is_folder=False)
+        if self.path.is_dir():
+            raise errors.OutputError(f"{self.path}: is a folder; give a file name (or a folder for several inputs)")
+        _make_folder(self.path.parent, self.path)
+        self._lock.acquire()
+        sweep_temp_files(self.path.parent, self.path)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._lock.release()
+
+
+def _make_folder(folder: Path, output: Path) -> None:
+    """``folder`` made (with parents); an unusable place is an OutputError naming the reason."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise errors.OutputError(f"{output}: {folder} exists and is not a folder") from None
+    except NotADirectoryError:
+        raise errors.OutputError(f"{output}: a part of the path is a file, not a folder") from None
+    except OSError as exc:
+        raise errors.OutputError(f"{output}: cannot create {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise errors.OutputError(f"{output}: {folder} is not writable")
+
+
+class OutputFolder:
+    """Guard for a run writing into a folder; see the module docstring. Use as a context manager.
+
+    ``state`` (``OUT/.voxmill``) is the run's own folder (journal, staging); :meth:`clear_state`
+    empties it (the lock stays). :meth:`own` records files before they are written; :meth:`prune`
+    removes files an earlier run wrote that this run did not write again.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        command: str,
+        inputs: Sequence[Path] = (),
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.folder = Path(folder)
+        self.command = command
+        self.inputs = list(inputs)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.state = self.folder / STATE_DIR
+        self.resumed = False  # True when an earlier run's state is kept (resume of a voxmill folder)
+        self._owned: set[str] = set()
+        self._lock = OutputLock(self.state / _LOCK, self.folder)
+
+    # -- entering -------------------------------------------------------------------------------
+
+    def __enter__(self) -> OutputFolder:
+        check_overlap(self.inputs, self.folder, output_is_folder=True)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise errors.OutputError(f"{self.folder}: exists and is not a folder")
+        _make_folder(self.folder, self.folder)
+        earlier = self.state.is_dir()
+        foreign = [e for e in os.listdir(self.folder) if e != STATE_DIR]
+        self._lock.acquire()
+        try:
+            self._claim(earlier, bool(foreign))
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def _claim(self, earlier: bool, occupied: bool) -> None:
+        previous = self._read_owned() if earlier else None
+        if earlier and previous is not None and previous.get("command") not in (None, self.command):
+            if not self.overwrite:
+                raise errors.OutputError(
+                    f"{self.folder}: holds the output of `voxmill {previous.get('command')}`; "
+                    "choose another folder, or --overwrite to replace it"
+                )
+        if earlier and self.resume:
+            self._owned = set(previous.get("files", [])) if previous else set()
+            self.resumed = True
+        elif earlier and (occupied or previous is not None):
+            if not self.overwrite:
+                raise errors.OutputError(
+                    f"{self.folder}: holds an earlier voxmill {self.command} run; --resume continues it, "
+                    "--overwrite replaces it (removing only the files that run wrote)"
+                )
+            self._remove_owned(set(previous.get("files", [])) if previous else set())
+            self.clear_state()
+        elif occupied and not self.overwrite and not self.resume:
+            raise errors.OutputError(
+                f"{self.folder}: is not empty and was not written by voxmill; choose a new or empty folder "
+                "(--overwrite writes beside what is there and removes none of it)"
+            )
+        else:
+            self.clear_state()
+        self._write_owned()
+
+    # -- the owned-files manifest -----------------------------------------------------------------
+
+    def _read_owned(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.state / _OWNED).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
+            return None
+        data["files"] = [f for f in data.get("files", []) if isinstance(f, str)]
+        return data
+
+    def _write_owned(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        data = {"command": self.command, "files": sorted(self._owned)}
+        tmp = self.state / f".{_OWNED}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.state / _OWNED)
+
+    def _target(self, relative: str) -> Path | None:
+        """``relative`` inside the folder, or None when it would leave it (a tampered manifest)."""
+        if not relative or os.path.isabs(relative) or ".." in Path(relative).parts:
+            return None
+        target = self.folder / relative
+        parent = _resolved(target.parent)
+        if not _inside(parent, _resolved(self.folder)) or _inside(parent, _resolved(self.state)):
+            return None
+        return target
+
+    def _remove_owned(self, files: set[str]) -> None:
+        folders: set[Path] = set()
+        for relative in files:
+            target = self._target(relative)
+            if target is None:
+                continue
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                os.unlink(target)  # never follows a symlink: the link itself goes
+            folders.add(target.parent)
+        # Folders that held only our files go too (deepest first); a folder with anything else stays.
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            while folder != self.folder and _inside(folder, self.folder):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                folder = folder.parent
+
+    def own(self, relatives: Iterable[str]) -> None:
+        """Record files (relative to the folder) as this run's before writing them."""
+        new = set(relatives) - self._owned
+        if new:
+            self._owned |= new
+            self._write_owned()
+
+    def prune(self, keep: Iterable[str]) -> list[str]:
+        """Remove files earlier runs (or this one) recorded that are not in ``keep``; ``keep`` becomes
+        the record. Returns what was removed."""
+        keep_set = set(keep)
+        stale = self._owned - keep_set
+        self._remove_owned(stale)
+        self._owned = keep_set
+        self._write_owned()
+        return sorted(stale)
+
+    @property
+    def owned(self) -> set[str]:
+        return set(self._owned)
+
+    def clear_state(self) -> None:
+        """Empty the run's state folder (journal, staging); the lock and the manifest stay."""
+        if not self.state.is_dir():
+            return
+        for entry in os.scandir(self.state):
+            if entry.name in (_LOCK, _OWNED):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+    # -- leaving --------------------------------------------------------------------------------
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._lock.release()

@@ -1,0 +1,3 @@
+"""Audio paths from metadata stay inside the dataset root unless --allow-outside."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Output names: injective, letters of every script kept, a collision refused, never silently merged."""
+
+from __future__ import annotations
