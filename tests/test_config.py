@@ -58,13 +58,17 @@ def test_explicit_config_file(tmp_path: Path) -> None:
     assert settings.quiet and settings.profiles == {"tts": ["piper:en_US-joe-medium"]}
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "missing.yaml", env={})
+    with pytest.raises(ConfigError, match="is a folder; give the settings file"):
+        load_settings(tmp_path, env={})  # a folder is not "not found": say what it is
 
 
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
         ("wokers: 2\n", "unknown key 'wokers'"),
-        ("workers: 0\n", "workers: expected a positive integer"),
+        ("workers: 0\n", "workers: expected a positive whole number"),
+        ("workers: 1.5\n", "workers: expected a positive whole number"),
+        ("workers: true\n", "workers: expected a positive whole number"),
         ("backend: gpu\n", "backend: expected one of serial, thread, process, ray"),
         ("budget: lots\n", "budget: expected a size"),
         ("keep_alive: -5\n", "keep_alive: a duration cannot be negative"),

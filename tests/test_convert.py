@@ -149,9 +149,11 @@ def test_voice_changer_api_and_folder_output(recording: Path, tmp_path: Path) ->
     result = changer.process_file(recording, tmp_path / "changed.flac", method="gender", formant=1.2)
     assert result.output.exists() and result.chunks >= 4
     changer.cleanup()
-    done = voxmill("convert", str(recording), str(recording), str(tmp_path / "folder"), "-p", "loudness")
+    second = tmp_path / "second.flac"
+    second.write_bytes(recording.read_bytes())
+    done = voxmill("convert", str(recording), str(second), str(tmp_path / "folder"), "-p", "loudness")
     assert done.returncode == 0, done.stderr
-    assert [p.name for p in (tmp_path / "folder").iterdir()] == [recording.name]
+    assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == sorted([recording.name, second.name])
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 
 import engine_tasks as tasks
 from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, plan, share, sharing, usable_cores
+from voxmill.errors import ConfigError
 
 BACKENDS = ["serial", "thread", "process"]
 TASKS_SCRIPT = Path(tasks.__file__)
@@ -246,9 +247,10 @@ def test_thread_budget_reaches_the_workers() -> None:
     assert plan(4, "auto").threads_per_worker == max(1, cores // 4)
     outcomes = Pool(workers=1, backend="process", progress=False).map(tasks.Env(), [0])
     assert outcomes[0].value == (str(cores), cores, 0)
-    with pytest.raises(ValueError, match="workers"):
+    # Bad run options are a ConfigError naming the option (exit 2 in the CLI), not a ValueError.
+    with pytest.raises(ConfigError, match="--workers 0"):
         Pool(workers=0)
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ConfigError, match="--backend 'gpu'"):
         Pool(backend="gpu")
 
 

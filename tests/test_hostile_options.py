@@ -1,3 +1,130 @@
 """Bad option values: one line naming the option and the reason, exit 2, never a traceback."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hostile import ljspeech, no_traceback, voxmill
+from voxmill.audio import Audio, save
+
+# Each value once failed with a ValueError traceback (exit 1) deep in the engine, after the command
+# had already created its output folder.
+BAD_WORKERS = ["0", "-1", "abc", "1.5", ""]
+
+
+def _inputs(folder: Path, speech: Audio) -> Path:
+    """A 2-clip LJSpeech corpus, a wav and nothing else: what the four commands below read."""
+    if not (folder / "corpus" / "metadata.csv").exists():
+        ljspeech(folder / "corpus", [("one", "The first clip."), ("two", "The second clip.")], speech)
+        save(folder / "in.wav", speech)
+    return folder
+
+
+COMMANDS: dict[str, Callable[[Path], list[str]]] = {
+    "prepare": lambda d: ["prepare", str(d / "corpus"), "-o", str(d / "out")],
+    "check": lambda d: ["check", str(d / "corpus"), "--report", str(d / "out")],
+    "convert": lambda d: ["convert", str(d / "in.wav"), str(d / "out" / "x.wav"), "-p", "pitch"],
+    "synth": lambda d: ["synth", "Hello there.", "-o", str(d / "out" / "x.wav")],
+}
+
+
+def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """The CLI's own entry point (``voxmill.cli.main.main``) in this process: exit code and stderr."""
+    from voxmill.cli.main import main
+
+    code = main(["--quiet", *argv])
+    return code, capsys.readouterr().err
+
+
+def _one_line_usage_error(code: int, err: str, option: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert option in err, err
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, short_speech: Audio, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # no voxmill.yaml of the machine applies
+    for name in [n for n in os.environ if n.startswith("VOXMILL_")]:
+        monkeypatch.delenv(name)
+    return _inputs(tmp_path, short_speech)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("value", BAD_WORKERS)
+def test_options_bad_workers_are_one_line_exit_2_before_any_work(
+    inputs: Path, capsys: pytest.CaptureFixture[str], command: str, value: str
+) -> None:
+    code, err = _main(capsys, *COMMANDS[command](inputs), "--workers", value)
+    _one_line_usage_error(code, err, f"--workers {value!r}")
+    assert not (inputs / "out").exists()  # validated before the output was created
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_options_unknown_backend_is_one_line_exit_2(
+    inputs: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    code, err = _main(capsys, *COMMANDS[command](inputs), "--backend", "foo")
+    _one_line_usage_error(code, err, "--backend 'foo'")
+    assert not (inputs / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_options_check_batch_size_must_be_positive(
+    inputs: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code, err = _main(capsys, "check", str(inputs / "corpus"), "--batch-size", value)
+    _one_line_usage_error(code, err, f"--batch-size {value}")
+
+
+def test_options_check_report_under_a_file_or_unwritable(inputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (inputs / "a-file").write_text("not a folder")
+    for report in (inputs / "a-file" / "report", inputs / "a-file"):
+        code, err = _main(capsys, "check", str(inputs / "corpus"), "--workers", "1", "--report", str(report))
+        _one_line_usage_error(code, err, f"--report {report}")
+        assert "voxmill: error:" in err  # an unusable output, not a bad setting
+    # /proc takes no new folders, for root too (mkdir: ENOENT there), so the report cannot be written.
+    code, err = _main(capsys, "check", str(inputs / "corpus"), "--workers", "1", "--backend", "serial",
+                      "--report", "/proc/voxmill-report")  # fmt: skip
+    _one_line_usage_error(code, err, "--report /proc/voxmill-report")
+
+
+def test_options_config_folder_is_named_a_folder(inputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _main(capsys, "--config", str(inputs), "check", str(inputs / "corpus"))
+    _one_line_usage_error(code, err, "is a folder")
+    assert "not found" not in err
+    code, err = _main(capsys, "check", str(inputs / "corpus"), "--config", str(inputs / "corpus"))
+    _one_line_usage_error(code, err, "is a folder")
+
+
+def test_options_engine_validates_in_one_place() -> None:
+    from voxmill.engine import Pool, RunOptions, parse_workers
+    from voxmill.errors import ConfigError
+
+    assert parse_workers(" 3 ") == 3 and parse_workers("AUTO") == "auto" and parse_workers(2) == 2
+    for bad in ("abc", "1.5", "", "0", "-1", 0, -1, 1.5, True, None):
+        with pytest.raises(ConfigError, match="--workers"):
+            parse_workers(bad)
+    with pytest.raises(ConfigError, match="--workers 'abc': expected a positive whole number or 'auto'"):
+        RunOptions(workers="abc").validate()
+    with pytest.raises(ConfigError, match="--backend"):
+        RunOptions(backend="gpu").validate()
+    with pytest.raises(ConfigError, match="--timeout"):
+        RunOptions(timeout=0).validate()
+    with pytest.raises(ConfigError, match="--threads-per-worker"):
+        Pool(threads_per_worker=0)
+    with pytest.raises(ConfigError, match="--timeout"):
+        Pool(workers=1, backend="serial").imap(lambda x: x, [1], timeout=-1)
+
+
+def test_options_real_cli_process_exits_2_without_traceback(inputs: Path) -> None:
+    proc = voxmill(*COMMANDS["prepare"](inputs), "--workers", "abc")
+    no_traceback(proc)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "voxmill: config error: --workers 'abc': expected a positive whole number or 'auto'"
+    )
+    assert not (inputs / "out").exists()

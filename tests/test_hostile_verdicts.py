@@ -1,3 +1,79 @@
 """Verdicts that mean something: empty, silent or tiny datasets are not READY; empty runs are not success."""
 
 from __future__ import annotations
+
+
+def _check_report(dataset, **options):  # type: ignore[no-untyped-def]
+    """``voxmill.check.run`` in this process (serial backend: no worker start-up per test)."""
+    from voxmill.check import CheckOptions, run
+
+    return run(CheckOptions(dataset, workers=1, backend="serial", progress=False, **options))
+
+
+def _severity(report, check_id):  # type: ignore[no-untyped-def]
+    return {f.severity.value for f in report.by_id(check_id)}
+
+
+def test_check_empty_folder_is_not_ready(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hostile import no_traceback, voxmill
+
+    (tmp_path / "empty").mkdir()
+    report = _check_report(tmp_path / "empty")
+    assert not report.ready and _severity(report, "dataset.size") == {"FAIL"}
+    proc = voxmill("check", str(tmp_path / "empty"))
+    no_traceback(proc)
+    assert proc.returncode == 1 and "NOT READY" in proc.stdout and "0 clips" in proc.stdout, proc.stdout
+
+
+def test_check_silent_dataset_is_not_ready_and_silence_is_counted_once(tmp_path, short_speech) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from hostile import ljspeech
+    from voxmill.audio import Audio, save
+
+    # One long clip of digital silence (the issue's was 2 hours; 40 s behaves the same) with a transcript.
+    silent = Audio(np.zeros(40 * short_speech.sample_rate, np.float32), short_speech.sample_rate)
+    ljspeech(tmp_path / "silent", [("quiet", "A sentence nobody said.")], silent)
+    report = _check_report(tmp_path / "silent")
+    assert not report.ready
+    assert _severity(report, "dataset.silence") == {"FAIL"} and _severity(report, "audio.no_speech") == {"FAIL"}
+    # All of it is silence, at one end: not "40.0s + 40.0s" of edge silence in a 40 s clip.
+    for f in report.findings:
+        assert not any("40.0s + 40.0s" in item for item in f.items), f
+    from voxmill.check.stats import AnalyseClip
+    from voxmill.corpus import Row
+    from voxmill.engine import WorkerContext
+
+    measure = AnalyseClip()
+    measure.setup(WorkerContext(0, 1, 1, "serial"))
+    stats = measure(Row("quiet", "test", audio_path=str(tmp_path / "silent" / "wavs" / "quiet.wav"), text="x"))
+    assert stats.leading_silence + stats.trailing_silence <= stats.duration + 1e-6 and stats.speech_seconds == 0
+    # Mostly silence: one short spoken clip beside it does not make the dataset speech.
+    save(tmp_path / "silent" / "wavs" / "spoken.wav", short_speech)
+    with open(tmp_path / "silent" / "metadata.csv", "a", encoding="utf-8") as meta:
+        meta.write("spoken|The first clip.\n")
+    report = _check_report(tmp_path / "silent")
+    assert not report.ready and _severity(report, "dataset.silence") == {"FAIL"}
+
+
+def test_check_warns_when_there_is_too_little_speech(tmp_path, short_speech) -> None:  # type: ignore[no-untyped-def]
+    from hostile import ljspeech
+
+    ljspeech(tmp_path / "tiny", [(f"c{i}", f"Sentence number {i}.") for i in range(4)], short_speech)
+    report = _check_report(tmp_path / "tiny")
+    [size] = report.by_id("dataset.size")
+    assert size.severity.value == "WARN" and "min of speech" in size.message and "30 min" in size.message
+    assert not _check_report(tmp_path / "tiny", strict=True).ready
+
+
+def test_check_prints_ids_and_texts_verbatim_no_markup_no_emoji(tmp_path, short_speech, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from hostile import ljspeech
+    from voxmill.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    ljspeech(tmp_path / "ds", [("a", "Hello there.")], short_speech)
+    with open(tmp_path / "ds" / "metadata.csv", "a", encoding="utf-8") as meta:
+        meta.write("x:thumbs_up:y|[red]ghost[/red] row.\n")  # no audio: listed by metadata.missing_audio
+    main(["--quiet", "check", str(tmp_path / "ds"), "--workers", "1", "--backend", "serial"])
+    out = capsys.readouterr().out
+    assert "x:thumbs_up:y" in out and "\N{THUMBS UP SIGN}" not in out, out

@@ -276,9 +276,10 @@ def test_sigkill_then_resume_processes_nothing_twice(tmp_path: Path, corpus: Pat
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     with Journal(out / ".voxmill" / "journal.db") as journal:
-        finished = {line.split("|")[0] for line in lines if journal.finished(line.split("|")[0])}
+        finished = {key.split(" ", 1)[1] for key in journal.ids()}  # journal ids are "FINGERPRINT ID"
     assert 0 < len(finished) < 48, "the kill should land mid-run"
-    staged = {wav.stem: wav for wav in stage.glob("w*/*.wav")}  # each worker stages in its own folder
+    # Each worker stages in its own folder, as ID.FINGERPRINT.wav.
+    staged = {wav.name.split(".")[0]: wav for wav in stage.glob("w*/*.wav")}
     before = {name: staged[name].stat().st_mtime_ns for name in finished}
 
     resumed = subprocess.run([*args, "--workers", "2", "--resume"], capture_output=True, text=True, timeout=300)

@@ -89,15 +89,17 @@ def _parse_bool(value: Any) -> bool:
 
 
 def _parse_workers(value: Any) -> int | str:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a positive integer or 'auto', got {value!r}") from None
-    if count < 1:
-        raise ValueError(f"expected a positive integer or 'auto', got {value!r}")
-    return count
+    # The same rule as the engine's RunOptions (voxmill.engine.options.parse_count), which this leaf
+    # cannot import: a positive whole number (YAML int or digits) or 'auto'; not 1.5, not true.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "auto":
+            return "auto"
+        if re.fullmatch(r"[0-9]+", text, re.ASCII) and int(text) >= 1:
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"expected a positive whole number or 'auto', got {value!r}")
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
@@ -228,8 +230,12 @@ def load_settings(
     """
     settings = Settings()
     paths = config_search_path(config)
+    if config is not None and paths[0].is_dir():
+        raise ConfigError(
+            f"--config {paths[0]}: is a folder; give the settings file (e.g. {paths[0] / 'voxmill.yaml'})"
+        )
     if config is not None and not paths[0].is_file():
-        raise ConfigError(f"{paths[0]}: config file not found")
+        raise ConfigError(f"--config {paths[0]}: config file not found")
     for path in paths:
         if path.is_file():
             settings = _apply(settings, _read_yaml(path), str(path))

@@ -10,7 +10,7 @@ import numpy as np
 # errors is the one exception tree every layer raises from; imported via the package root.
 from voxmill import errors
 from voxmill.audio.resample import resample
-from voxmill.audio.types import Audio, SourceInfo
+from voxmill.audio.types import Audio, SourceInfo, rate_problem
 
 AudioDecodeError = errors.AudioDecodeError
 AudioEncodeError = errors.AudioEncodeError
@@ -52,6 +52,9 @@ def av_info(path: Path) -> SourceInfo:
         raise AudioDecodeError(path, av_reason(exc)) from None
     if rate <= 0 or channels <= 0:
         raise AudioDecodeError(path, "audio stream has no valid sample rate or channel count")
+    problem = rate_problem(rate)
+    if problem:
+        raise AudioDecodeError(path, problem)
     return SourceInfo(str(path), fmt, codec, rate, channels, round(seconds * rate))
 
 

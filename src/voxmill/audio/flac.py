@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxmill.audio.types import SourceInfo
+from voxmill.audio.types import SourceInfo, rate_problem
 
 __all__ = ["read_flac"]
 
@@ -47,8 +47,8 @@ def read_flac(path: Path) -> tuple[np.ndarray, SourceInfo] | None:
             data = np.frombuffer(pcm.samples, dtype=np.float32)
     except (miniaudio.MiniaudioError, OSError, ValueError):
         return None
-    if pcm.nchannels <= 0 or pcm.sample_rate <= 0:
-        return None
+    if pcm.nchannels <= 0 or rate_problem(pcm.sample_rate):
+        return None  # libsndfile reads the header again and names the reason
     info = SourceInfo(
         name, "FLAC", _SUBTYPES.get(head.sample_format.name, "PCM_16"), pcm.sample_rate, pcm.nchannels, head.num_frames
     )

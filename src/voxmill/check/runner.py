@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from voxmill import errors
-from voxmill.check.checks import asr, audio, checkpoint, metadata, setup, text, voices
+from voxmill.check.checks import amount, asr, audio, checkpoint, metadata, setup, text, voices
 from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding
-from voxmill.check.html import plot_data, write_report
+from voxmill.check.html import plot_data, report_folder_usable, write_report
 from voxmill.check.report import Report
 from voxmill.check.stats import AnalyseClip, ClipStats
 from voxmill.corpus import Source, read_rows
-from voxmill.engine import Failed, Ok, Pool
+from voxmill.engine import Failed, Ok, Pool, RunOptions
 
 __all__ = ["CheckOptions", "run"]
 
@@ -38,7 +38,18 @@ class CheckOptions:
     ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
     batch_size: int = 32
     source_format: str | None = None
+    allow_outside: bool = False  # read audio that metadata names outside its dataset folder
     progress: bool | None = None
+
+    def validate(self) -> None:
+        """Every option checked before any work: a bad one is a ConfigError (exit 2) naming it."""
+        RunOptions(self.workers, self.backend, self.ray_address, progress=self.progress).validate()
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise errors.ConfigError(f"--batch-size {self.batch_size!r}: expected a whole number >= 1")
+        if self.config is not None and self.config.is_dir():
+            raise errors.ConfigError(f"--config {self.config}: is a folder; give the Piper config.json file")
+        if self.report_dir is not None:
+            report_folder_usable(self.report_dir)
 
 
 def _load_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -55,7 +66,7 @@ def _gather(opts: CheckOptions) -> CheckData:
     dataset = opts.dataset
     if not dataset.exists():
         raise errors.DatasetError(f"{dataset}: no such file or folder")
-    rows_iter, layout = read_rows(Source(dataset, format=opts.source_format))
+    rows_iter, layout = read_rows(Source(dataset, format=opts.source_format), opts.allow_outside)
     rows = list(rows_iter)
     folder = dataset if dataset.is_dir() else dataset.parent
     config_path = opts.config or (folder / "config.json" if (folder / "config.json").is_file() else None)
@@ -101,10 +112,12 @@ def _transcripts(data: CheckData, opts: CheckOptions) -> dict[str, str]:
 
 
 def run(opts: CheckOptions) -> Report:
+    opts.validate()
     data = _gather(opts)
     _analyse(data, opts)
     findings: list[Finding] = []
     findings += metadata.run(data)
+    findings += amount.run(data)
     findings += audio.run(data)
     findings += text.run(data)
     findings += setup.run(data)
@@ -132,7 +145,7 @@ def run(opts: CheckOptions) -> Report:
         "hours": round(sum(c.duration for c in good) / 3600, 4),
         "speakers": max(1, len(data.speakers)) if good else 0,
         "batch_size": opts.batch_size,
-        "steps_per_epoch": math.ceil(train_clips / opts.batch_size) if opts.batch_size > 0 else None,
+        "steps_per_epoch": math.ceil(train_clips / opts.batch_size),
     }
     report = Report(findings, summary, opts.strict, plot_data(data.clips))
     if opts.report_dir is not None:

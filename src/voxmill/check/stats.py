@@ -82,6 +82,10 @@ class AnalyseClip(Task):
             )
         stats = analyze(audio.samples, audio.sample_rate)
         info = audio.source
+        # A clip silent throughout is all leading silence: counted at one end, not both (it is not
+        # 7200 s + 7200 s of edge silence in a 7200 s clip), so speech = duration - edges holds.
+        leading = min(stats.leading_silence, stats.duration)
+        trailing = min(stats.trailing_silence, stats.duration - leading)
         return ClipStats(
             row.id,
             row.speaker,
@@ -91,12 +95,12 @@ class AnalyseClip(Task):
             channels=info.channels if info else 1,
             subtype=info.codec if info else "",
             duration=stats.duration,
-            speech_seconds=max(0.0, stats.duration - stats.leading_silence - stats.trailing_silence),
+            speech_seconds=max(0.0, stats.duration - leading - trailing),
             peak_dbfs=stats.peak_dbfs,
             clipping=stats.clipping_ratio,
             silence_ratio=stats.silence_ratio,
-            leading_silence=stats.leading_silence,
-            trailing_silence=stats.trailing_silence,
+            leading_silence=leading,
+            trailing_silence=trailing,
             lufs=integrated_lufs(audio.samples, audio.sample_rate),
             snr_db=stats.snr_db,
             phonemes=phonemes,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from voxmill.check import CheckOptions, Report, Severity, run
 from voxmill.cli.common import BACKEND_HELP, RAY_ADDRESS_HELP, backend_value, console, state, workers_value
@@ -23,6 +24,8 @@ _STYLE = {
 
 
 def _render(report: Report, verbose: bool) -> None:
+    # Findings quote ids, texts and paths from the dataset: plain Text, so no markup or emoji code in
+    # them is interpreted; only the severity and the verdict are styled, as Text styles.
     table = Table(box=None, header_style="bold", show_lines=False)
     table.add_column("check")
     table.add_column("")
@@ -35,17 +38,19 @@ def _render(report: Report, verbose: bool) -> None:
         if f.items:
             shown = ", ".join(f.items[:3])
             message += f"\n  e.g. {shown}" + (f" (+{f.count - 3} more)" if f.count > 3 else "")
-        table.add_row(f.id, f"[{_STYLE[f.severity]}]{f.severity.value}[/]", message, f.hint)
-    console.print(table, markup=True, highlight=False)
+        table.add_row(Text(f.id), Text(f.severity.value, style=_STYLE[f.severity]), Text(message), Text(f.hint))
+    console.print(table, highlight=False)
     s = report.summary
     counts = report.counts()
     colour = "green" if report.ready else "red"
-    console.print(
-        f"[bold {colour}]{report.verdict}[/]  {s['clips']} clips, {s['hours']:.2f} h, {s['speakers']} speaker(s), "
-        f"{s['steps_per_epoch']} steps/epoch at batch {s['batch_size']}  "
-        f"({counts['FAIL']} FAIL, {counts['WARN']} WARN, {counts['SKIP']} SKIP, {counts['PASS']} passed)",
-        highlight=False,
+    steps = "-" if s["steps_per_epoch"] is None else s["steps_per_epoch"]
+    line = Text(report.verdict, style=f"bold {colour}")
+    line.append(
+        f"  {s['clips']} clips, {s['hours']:.2f} h, {s['speakers']} speaker(s), "
+        f"{steps} steps/epoch at batch {s['batch_size']}  "
+        f"({counts['FAIL']} FAIL, {counts['WARN']} WARN, {counts['SKIP']} SKIP, {counts['PASS']} passed)"
     )
+    console.print(line, highlight=False)
 
 
 def check(
@@ -68,6 +73,12 @@ def check(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List passed checks too.")] = False,
     batch_size: Annotated[int, typer.Option(help="Training batch size, for steps per epoch.")] = 32,
     source_format: Annotated[str | None, typer.Option(help=f"Force the source format: {', '.join(FORMATS)}.")] = None,
+    allow_outside: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside", help="Read audio that metadata names outside its dataset folder (symlinks, ../, /abs)."
+        ),
+    ] = False,
     workers: Annotated[str, typer.Option(help="Worker processes, or 'auto'.")] = "auto",
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "process",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
@@ -93,6 +104,7 @@ def check(
         ray_address=ray_address,
         batch_size=batch_size,
         source_format=source_format,
+        allow_outside=allow_outside,
         progress=False if settings.quiet or json_out else None,
     )
     result = run(opts)

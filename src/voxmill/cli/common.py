@@ -9,11 +9,15 @@ import typer
 from rich.console import Console
 
 from voxmill.config import Settings
+from voxmill.engine import parse_workers
 
 # Piped output is not cut to 80 columns: a table that lands in a file should keep whole paths.
-console = Console(width=None if sys.stdout.isatty() else 240)
+# Markup and emoji codes are off by default: ids, texts, paths and messages are user data, and a
+# `[red]` or `:smile:` in them must print as written. A command that styles its own words asks for
+# markup (or builds rich Text) and escapes what it interpolates.
+console = Console(width=None if sys.stdout.isatty() else 240, markup=False, emoji=False)
 # Errors go to stderr, never wrapped: one line per failed file is the contract.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 
 @dataclass
@@ -44,7 +48,7 @@ def backend_value(backend: str, ray_address: str | None) -> str:
 
 
 def workers_value(ctx: typer.Context, value: str) -> int | str:
-    """``--workers``: a number, or 'auto' (then the settings' value: voxmill.yaml, VOXMILL_WORKERS)."""
-    if value.isdigit():
-        return int(value)
-    return state(ctx).settings.workers if value == "auto" else value
+    """``--workers``: a positive whole number, or 'auto' (then the settings' value: voxmill.yaml,
+    VOXMILL_WORKERS). Anything else is a ConfigError naming the option (exit 2), before any work."""
+    workers = parse_workers(value)
+    return state(ctx).settings.workers if workers == "auto" else workers

@@ -9,8 +9,8 @@ import typer
 
 from voxmill.audio.slicing import SliceOptions
 from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, err_console, state, workers_value
-from voxmill.convert import ConvertOptions, convert_file, make_processor
-from voxmill.convert.run import output_path
+from voxmill.convert import ConvertOptions, ConvertResult, convert_file, make_processor
+from voxmill.convert.run import plan_outputs
 from voxmill.errors import AudioDecodeError, ConfigError
 
 
@@ -77,12 +77,23 @@ def convert(
     strict: Annotated[
         bool, typer.Option("--strict", help="A chunk that fails twice is an error (exit 1, no output).")
     ] = False,
+    peak_ceiling_db: Annotated[
+        float,
+        typer.Option(
+            help="No output sample above this (dBFS): a look-ahead limiter catches the processor's overshoot."
+        ),
+    ] = -1.0,
 ) -> None:
     """Process long recordings in parallel chunks cut at pauses, and stitch them back without clicks.
 
     IN: wav/flac/mp3/ogg/m4a/...; OUT: a file (wav/flac/ogg/mp3 by suffix) or, for several inputs,
     a folder. A chunk the processor fails on is retried once, then keeps its original audio and is
     listed at the end (--strict: exit 1 instead). Exit 2 for unreadable input or bad options.
+
+    The output keeps the input's channels (revoice makes one: it says so) and never clips: peaks the
+    processor pushes past --peak-ceiling-db are limited. Every output is checked before any work: an
+    output that is an input, or two inputs that would be written to one file, exit 2. A second run
+    writing the same file exits 2 naming the first.
     """
     if len(paths) < 2:
         raise ConfigError("give at least one input and the output (IN... OUT)")
@@ -112,25 +123,36 @@ def convert(
         ray_address=ray_address,
         strict=strict,
         progress=False if quiet else None,
+        peak_ceiling_db=peak_ceiling_db,
     )
-    several = len(inputs) > 1
-    if several and output.exists() and not output.is_dir():
-        raise ConfigError(f"{output}: several inputs need an output folder")
+    opts.validate()
+    pairs = plan_outputs(inputs, output)  # every output checked before the first is written
     unreadable = 0
-    for path in inputs:
+    for path, target in pairs:
         try:
-            result = convert_file(path, output_path(path, output, several), proc, opts)
+            result = convert_file(path, target, proc, opts)
         except AudioDecodeError as exc:
             err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
             unreadable += 1
             continue
-        d = result.to_dict()
-        console.print(
-            f"{result.output}: {d['seconds']:.1f}s in {d['wall_seconds']:.1f}s ({d['x_realtime']}x realtime), "
-            f"{result.chunks} chunks ({result.silent_chunks} silent), {result.backend} x{result.workers}",
-            markup=False, highlight=False,
-        )  # fmt: skip
-        for index, at, reason in result.kept_original:
-            err_console.print(f"warning: {path}: chunk {index} at {at:.1f}s kept its original audio: {reason}",
-                              markup=False, highlight=False)  # fmt: skip
+        _report(path, result)
     raise typer.Exit(2 if unreadable else 0)
+
+
+def _report(path: Path, result: ConvertResult) -> None:
+    d = result.to_dict()
+    limited = f", peaks limited by up to {d['peak_reduction_db']:.1f} dB" if d["peak_reduction_db"] >= 0.05 else ""
+    console.print(
+        f"{result.output}: {d['seconds']:.1f}s in {d['wall_seconds']:.1f}s ({d['x_realtime']}x realtime), "
+        f"{result.chunks} chunks ({result.silent_chunks} silent), {result.backend} x{result.workers}{limited}",
+        markup=False, highlight=False,
+    )  # fmt: skip
+    if result.mixed_to_mono:
+        message = (
+            f"warning: {path}: this processor makes one channel: the {result.input_channels} input channels "
+            f"were mixed to mono in {result.output}"
+        )
+        err_console.print(message, markup=False, highlight=False)
+    for index, at, reason in result.kept_original:
+        err_console.print(f"warning: {path}: chunk {index} at {at:.1f}s kept its original audio: {reason}",
+                          markup=False, highlight=False)  # fmt: skip

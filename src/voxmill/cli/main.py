@@ -16,7 +16,7 @@ from voxmill import __version__
 from voxmill.cli import check, convert, info, models, prepare, synth
 from voxmill.cli.common import State, err_console
 from voxmill.config import load_settings
-from voxmill.errors import ConfigError, DatasetError, VoxmillError
+from voxmill.errors import ConfigError, DatasetError, OutputError, VoxmillError
 
 app = typer.Typer(
     name="voxmill",
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         # Bad settings and unreadable inputs are usage errors: nothing was processed.
         if debug:
             raise
-        kind = "config error" if isinstance(exc, ConfigError) else "error"
+        # An unusable output (OutputError) is a usage error too, but no setting is wrong.
+        kind = "config error" if isinstance(exc, ConfigError) and not isinstance(exc, OutputError) else "error"
         err_console.print(f"voxmill: {kind}: {exc}", markup=False, highlight=False)
         return 2
     except VoxmillError as exc:

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from voxmill.cli.common import console, state
@@ -111,29 +112,42 @@ def doctor(
         print(json.dumps(report))
         return
     gib = 2**30
-    console.print(f"[bold]python[/] {report['python']} on {report['platform']}")
-    console.print(
+    say = _styled
+    say(f"[bold]python[/] {_e(report['python'])} on {_e(report['platform'])}")
+    say(
         f"[bold]cpu[/] {report['usable_cores']} usable cores ({report['logical_cpus']} logical); "
         f"[bold]ram[/] {report['ram_available_bytes'] / gib:.1f} of {report['ram_total_bytes'] / gib:.1f} GiB available"
     )
     if report["gpus"]:
         for g in report["gpus"]:
             free, total = g["free_bytes"] / gib, g["total_bytes"] / gib
-            console.print(f"[bold]gpu {g['index']}[/] {g['name']}: {free:.1f} of {total:.1f} GiB free")
+            say(f"[bold]gpu {g['index']}[/] {_e(g['name'])}: {free:.1f} of {total:.1f} GiB free")
     else:
-        console.print(f"[bold]gpu[/] none ({report['gpu_note']})")
-    console.print(f"[bold]onnxruntime providers[/] {', '.join(report['onnxruntime_providers'])}")
+        say(f"[bold]gpu[/] none ({_e(report['gpu_note'])})")
+    say(f"[bold]onnxruntime providers[/] {_e(', '.join(report['onnxruntime_providers']))}")
     for label, key in (("voices", "voices"), ("asr models", "asr_models"), ("vad", "vad_models")):
         names = ", ".join(m["name"] for m in report[key]) or "none"
-        console.print(f"[bold]{label}[/] {names}")
-    console.print(f"[bold]voices folder[/] {report['voices_dir']}")
+        say(f"[bold]{label}[/] {_e(names)}")
+    say(f"[bold]voices folder[/] {_e(report['voices_dir'])}")
     audio = report["audio"]
-    console.print(
-        f"[bold]audio[/] libsndfile {audio['libsndfile']} ({', '.join(audio['soundfile_formats'])}); "
-        f"FFmpeg libavformat {audio['ffmpeg_libavformat'] or 'missing'}"
+    say(
+        f"[bold]audio[/] libsndfile {_e(audio['libsndfile'])} ({_e(', '.join(audio['soundfile_formats']))}); "
+        f"FFmpeg libavformat {_e(audio['ffmpeg_libavformat'] or 'missing')}"
     )
     for extra, info in report["extras"].items():
         if info["installed"]:
-            console.print(f"[bold]extra {extra}[/] [green]installed[/]")
+            say(f"[bold]extra {_e(extra)}[/] [green]installed[/]")
         else:
-            console.print(f"[bold]extra {extra}[/] [yellow]missing {', '.join(info['missing'])}[/]: {info['install']}")
+            say(
+                f"[bold]extra {_e(extra)}[/] [yellow]missing {_e(', '.join(info['missing']))}[/]: {_e(info['install'])}"
+            )
+
+
+def _e(value: object) -> str:
+    """A value (a path, a device name) inside our markup: escaped, so it prints as it is."""
+    return escape(str(value))
+
+
+def _styled(line: str) -> None:
+    # The console prints plain text by default (cli/common.py); these lines are our own markup.
+    console.print(line, markup=True, highlight=False)

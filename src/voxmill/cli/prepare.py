@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from voxmill.cli.common import (
@@ -17,7 +18,7 @@ from voxmill.cli.common import (
     state,
     workers_value,
 )
-from voxmill.corpus.sources import FORMATS
+from voxmill.corpus import FORMATS, check_label
 from voxmill.errors import ConfigError
 from voxmill.prepare import PrepareOptions, parse_source, run
 
@@ -28,8 +29,15 @@ def _labels(values: list[str]) -> dict[str, str]:
         key, sep, val = value.partition("=")
         if not sep or not key:
             raise ConfigError(f"--label {value!r}: expected key=value")
+        check_label(key, f"--label {value}")  # a column voxmill writes (text, audio, ...) is not a label
         labels[key] = val
     return labels
+
+
+def _reason_line(reason: str, count: int, examples: list[str]) -> str:
+    """``audio cannot be decoded (5: a, b, c, ...)``: one kind of reason, with a few of its rows."""
+    more = ", ..." if count > len(examples) else ""
+    return f"{reason} ({count}: {', '.join(examples)}{more})" if examples else f"{reason} ({count})"
 
 
 def prepare(
@@ -72,7 +80,16 @@ def prepare(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run in OUT (finished clips are kept).")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier run's output in OUT (only files voxmill wrote).")
+    ] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed row.")] = False,
+    allow_outside: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside", help="Read audio that metadata names outside its dataset folder (symlinks, ../, /abs)."
+        ),
+    ] = False,
 ) -> None:
     """Prepare speech corpora for training: decode, resample, trim, normalize, filter, split, write.
 
@@ -82,10 +99,8 @@ def prepare(
     """
     settings = state(ctx).settings
     labels = _labels(label)
-    if speaker_from_dir:
-        labels["speaker_from_dir"] = "1"
     opts = PrepareOptions(
-        sources=[parse_source(s, labels, source_format) for s in sources],
+        sources=[parse_source(s, labels, source_format, speaker_from_dir) for s in sources],
         out=out,
         formats=formats,
         sample_rate=sample_rate,
@@ -104,6 +119,8 @@ def prepare(
         backend=backend_value(backend, ray_address),
         ray_address=ray_address,
         resume=resume,
+        overwrite=overwrite,
+        allow_outside=allow_outside,
         fail_fast=fail_fast,
         progress=False if settings.quiet else None,
     )
@@ -116,8 +133,9 @@ def prepare(
     table.add_column("top reasons")
     for status in ("ok", "dropped", "failed"):
         reasons = result.stats["reasons"].get(status, {})
-        top = ", ".join(f"{r} ({n})" for r, n in list(reasons.items())[:4])
-        table.add_row(status, str(result.counts.get(status, 0)), top)
+        examples = result.stats["reason_examples"].get(status, {})
+        top = "; ".join(_reason_line(r, n, examples.get(r, [])) for r, n in list(reasons.items())[:4])
+        table.add_row(status, str(result.counts.get(status, 0)), escape(top))
     console.print(table)
     s = result.stats
     console.print(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, state, workers_value
+from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, err_console, state, workers_value
 from voxmill.errors import ConfigError
 from voxmill.synth import SynthOptions, synthesize_file
 
@@ -60,6 +60,9 @@ def synth(
     target_lufs: Annotated[
         float, typer.Option(help="Loudness of the whole output in LUFS (one gain; the peak stays under -1 dBFS).")
     ] = SynthOptions.target_lufs or -23.0,
+    peak_ceiling: Annotated[
+        float, typer.Option("--peak-ceiling", help="The highest peak (dBFS) the loudness gain may reach.")
+    ] = SynthOptions.peak_ceiling_db,
     keep_level: Annotated[
         bool, typer.Option("--keep-level", help="No loudness target: keep the voice's own level.")
     ] = False,
@@ -69,6 +72,10 @@ def synth(
     srt: Annotated[bool, typer.Option("--srt", help="Subtitles (one cue per sentence) beside each file.")] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip chapters already spoken with the same text, voice and options.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an output folder an earlier run left (only its files are removed)."),
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="Chapter file format with --chapters.")] = "wav",
     workers: Annotated[str, typer.Option(help="Workers, or 'auto' (one per core).")] = "auto",
@@ -81,7 +88,9 @@ def synth(
 
     Chapters start at headings ("Chapter 3", markdown "#"); paragraphs at blank lines. The
     loudness is even across the output; with --resume, finished chapters are not spoken again.
-    Exit 2 for empty text, an unknown voice or an unwritable output.
+    SSML/HTML tags are not read aloud (<break time="1s"/> is a pause). Exit 2 for empty text, an
+    unknown voice, a text in a script the voice cannot read, an unwritable output, the input file as
+    output, or an output another run is writing.
     """
     body, markdown = _read_text(text, input_file)
     if fmt.lower().lstrip(".") not in ("wav", "flac", "ogg", "mp3"):
@@ -97,20 +106,27 @@ def synth(
         max_chars=max_chars,
         markdown=markdown,
         target_lufs=None if keep_level else target_lufs,
+        peak_ceiling_db=peak_ceiling,
         chapters=chapters,
         chapter_format="." + fmt.lower().lstrip("."),
         srt=srt,
         resume=resume,
+        overwrite=overwrite,
         workers=workers_value(ctx, workers),
         backend=backend_value(backend, ray_address),
         ray_address=ray_address,
         progress=False if state(ctx).settings.quiet else None,
     )
-    result = synthesize_file(body, output, voice, opts)
+    source = None if input_file in (None, "-") else Path(input_file)
+    result = synthesize_file(body, output, voice, opts, source=source)
     d = result.to_dict()
     resumed = sum(1 for c in result.chapters if c.resumed)
+    level = result.loudness
+    lufs = f", {level.lufs:.1f} LUFS" if level is not None and level.lufs is not None else ""
     console.print(
         f"{result.output}: {d['seconds']:.1f}s of speech in {d['wall_seconds']:.1f}s ({d['x_realtime']}x realtime), "
-        f"{len(result.chapters)} chapter(s)" + (f", {resumed} resumed" if resumed else "") + f", {result.voice}",
+        f"{len(result.chapters)} chapter(s)" + (f", {resumed} resumed" if resumed else "") + f"{lufs}, {result.voice}",
         markup=False, highlight=False,
     )  # fmt: skip
+    for note in result.notes:  # never hidden by --quiet: each says the audio is not what was asked for
+        err_console.print(f"warning: {note.message}", markup=False, highlight=False)

@@ -19,14 +19,16 @@ from voxmill import errors
 from voxmill.audio import blocks, probe
 from voxmill.audio.slicing import SliceOptions, slice_blocks
 from voxmill.audio.stitch import Stitcher
+from voxmill.audio.types import SourceInfo, rate_problem
+from voxmill.convert.outputs import check_channels, output_path, plan_outputs
 from voxmill.convert.processors.base import Processor, make_processor
 from voxmill.convert.task import ChunkItem, ChunkResult, ChunkTask, fit
-from voxmill.engine import Ok, Pool, SharedArray, share
+from voxmill.engine import Ok, Pool, RunOptions, SharedArray, share
+from voxmill.engine.outputs import OutputFile
 
-__all__ = ["ConvertOptions", "ConvertResult", "convert", "convert_file", "output_path"]
+__all__ = ["ConvertOptions", "ConvertResult", "convert", "convert_file", "output_path", "plan_outputs"]
 
 BACKENDS = ("auto", "process", "thread", "ray")
-WRITABLE = (".wav", ".flac", ".ogg", ".mp3")
 BLOCK_SECONDS = 30.0
 
 
@@ -48,11 +50,36 @@ class ConvertOptions:
     strict: bool = False
     """A chunk that failed twice ends the run with an error (no output) instead of keeping its original audio."""
     progress: bool | None = None
+    peak_ceiling_db: float | None = -1.0
+    """No output sample goes above this (dBFS): a look-ahead limiter catches a processor's overshoot,
+    which a file would otherwise clip. None writes what the processor made (clipped at full scale)."""
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad option, before any work."""
+        RunOptions(self.workers, self.backend, self.ray_address, progress=self.progress).validate(BACKENDS)
+        self.slicing.validate()
+        if not (isinstance(self.crossfade_ms, (int, float)) and 0 <= self.crossfade_ms <= 1000):
+            raise errors.ConfigError(f"crossfade_ms {self.crossfade_ms}: must be between 0 and 1000")
+        if self.sample_rate is not None:
+            problem = rate_problem(self.sample_rate) if isinstance(self.sample_rate, int) else "not a whole number"
+            if problem:
+                raise errors.ConfigError(f"--sample-rate {self.sample_rate}: {problem}")
+        if self.window is not None and not (isinstance(self.window, int) and 1 <= self.window <= 100_000):
+            raise errors.ConfigError(f"window {self.window}: must be a whole number between 1 and 100000")
+        ceiling = self.peak_ceiling_db
+        # Up to -0.1: at 0 dBFS a 16-bit file would still clip what rounds to full scale.
+        if ceiling is not None and not (isinstance(ceiling, (int, float)) and -40 <= ceiling <= -0.1):
+            raise errors.ConfigError(f"--peak-ceiling-db {ceiling}: must be between -40 and -0.1 dBFS")
 
 
 @dataclass
 class ConvertResult:
-    """What one conversion did. ``kept_original``: chunks the processor failed on twice (index, second, reason)."""
+    """What one conversion did. ``kept_original``: chunks the processor failed on twice (index, second, reason).
+
+    ``channels`` is the output's; fewer than ``input_channels`` only for a processor that makes one
+    channel (``mixed_to_mono``). ``limited_frames``/``peak_reduction_db``: what the output limiter
+    did to keep the processor's overshoot under the ceiling.
+    """
 
     input: Path
     output: Path
@@ -65,6 +92,14 @@ class ConvertResult:
     wall_seconds: float
     joins: list[int] = field(default_factory=list)
     kept_original: list[tuple[int, float, str]] = field(default_factory=list)
+    channels: int = 1
+    input_channels: int = 1
+    limited_frames: int = 0
+    peak_reduction_db: float = 0.0
+
+    @property
+    def mixed_to_mono(self) -> bool:
+        return self.channels < self.input_channels
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,12 +107,16 @@ class ConvertResult:
             "output": str(self.output),
             "seconds": round(self.seconds, 3),
             "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "input_channels": self.input_channels,
             "chunks": self.chunks,
             "silent_chunks": self.silent_chunks,
             "backend": self.backend,
             "workers": self.workers,
             "wall_seconds": round(self.wall_seconds, 3),
             "x_realtime": round(self.seconds / self.wall_seconds, 2) if self.wall_seconds else None,
+            "limited_frames": self.limited_frames,
+            "peak_reduction_db": round(self.peak_reduction_db, 2),
             "kept_original": [{"chunk": i, "at_seconds": round(t, 2), "reason": r} for i, t, r in self.kept_original],
         }
 
@@ -92,20 +131,15 @@ def _backend(opts: ConvertOptions, processor: Processor) -> str:
     return opts.backend
 
 
-def output_path(input_path: Path, output: Path, several: bool) -> Path:
-    """The file for ``input_path``: ``output`` itself, or inside it when it is a folder (or inputs are several)."""
-    if several or output.is_dir() or not output.suffix:
-        suffix = input_path.suffix.lower() if input_path.suffix.lower() in WRITABLE else ".wav"
-        return output / f"{input_path.stem}{suffix}"
-    if output.suffix.lower() not in WRITABLE:
-        raise errors.ConfigError(f"{output}: output format {output.suffix} not supported; use {', '.join(WRITABLE)}")
-    return output
+def output_channels(info: SourceInfo, processor: Processor) -> int:
+    """The input's channel count, or 1 for a processor that can only make one channel."""
+    return 1 if processor.channels == "mono" else info.channels
 
 
 def _items(
-    path: Path, opts: ConvertOptions, live: dict[int, SharedArray], counts: dict[str, int], total: int
+    path: Path, opts: ConvertOptions, mono: bool, live: dict[int, SharedArray], counts: dict[str, int], total: int
 ) -> Iterator[ChunkItem]:
-    for chunk in slice_blocks(blocks(path, seconds=BLOCK_SECONDS, mono=True), opts.slicing, total):
+    for chunk in slice_blocks(blocks(path, seconds=BLOCK_SECONDS, mono=mono), opts.slicing, total):
         shared = share(chunk.samples)
         live[chunk.index] = shared
         counts["chunks"] += 1
@@ -121,19 +155,30 @@ def convert_file(
 ) -> ConvertResult:
     """Run ``processor`` (an instance or a name) over ``input_path`` and write ``output`` (atomically).
 
-    Raises AudioDecodeError for unreadable input, ConfigError for bad options, and ProcessingError
-    with ``strict`` when a chunk failed twice (otherwise that chunk keeps its original audio).
+    The output keeps the input's channels (a processor that makes one channel mixes them, and the
+    result says so) and never clips (``peak_ceiling_db``). The output is guarded: never the input,
+    one run at a time, temp files of a killed run removed. Raises AudioDecodeError for unreadable
+    input, ConfigError (OutputError) for bad options or an unusable output, and ProcessingError with
+    ``strict`` when a chunk failed twice (otherwise that chunk keeps its original audio).
     """
     opts = opts or ConvertOptions()
+    opts.validate()
     input_path, output = Path(input_path), Path(output)
     proc = make_processor(processor, {}) if isinstance(processor, str) else processor
-    opts.slicing.validate()
     backend = _backend(opts, proc)
     info = probe(input_path)
+    channels = output_channels(info, proc)
+    check_channels(output, channels)
+    with OutputFile(output, inputs=[input_path]):
+        result = _convert(input_path, output, proc, opts, backend, info, channels)
+    return result
+
+
+def _convert(
+    input_path: Path, output: Path, proc: Processor, opts: ConvertOptions, backend: str, info: SourceInfo, channels: int
+) -> ConvertResult:
     in_rate = info.sample_rate
     out_rate = opts.sample_rate or in_rate
-    if out_rate <= 0:
-        raise errors.ConfigError(f"--sample-rate {out_rate}: must be > 0")
     workers: int | str = 1 if backend == "serial" else opts.workers
     # Items are streamed, so the count is unknown; the engine sizes "auto" from the file's length.
     estimate = max(1, int(info.duration // opts.slicing.max_seconds) + 1)
@@ -146,11 +191,12 @@ def convert_file(
     live: dict[int, SharedArray] = {}
     counts = {"chunks": 0, "silent": 0}
     kept: list[tuple[int, float, str]] = []
+    stitcher = Stitcher(output, out_rate, in_rate, opts.crossfade_ms, channels=channels,
+                        ceiling_db=opts.peak_ceiling_db)  # fmt: skip
     try:
-        with Stitcher(output, out_rate, in_rate, opts.crossfade_ms) as stitcher:
-            items = _items(input_path, opts, live, counts, info.frames)
-            outcomes = pool.imap(ChunkTask(proc, out_rate), items, total=None)
-            for outcome in outcomes:
+        with stitcher:
+            items = _items(input_path, opts, channels == 1, live, counts, info.frames)
+            for outcome in pool.imap(ChunkTask(proc, out_rate), items, total=None):
                 item: ChunkItem = outcome.item
                 result = outcome.result
                 if isinstance(result, Ok) and isinstance(result.value, ChunkResult):
@@ -169,6 +215,7 @@ def convert_file(
     finally:
         for shared in live.values():
             shared.release()
+    limiter = stitcher.limiter
     return ConvertResult(
         input_path,
         output,
@@ -181,15 +228,22 @@ def convert_file(
         time.perf_counter() - started,
         stitcher.joins,
         kept,
+        channels=channels,
+        input_channels=info.channels,
+        limited_frames=limiter.limited_frames if limiter else 0,
+        peak_reduction_db=limiter.max_reduction_db if limiter else 0.0,
     )
 
 
 def convert(
     inputs: list[Path], output: Path, processor: Processor | str, opts: ConvertOptions | None = None
 ) -> list[ConvertResult]:
-    """Each input to its own output (``output`` a file for one input, a folder for several)."""
-    several = len(inputs) > 1
-    if several and output.exists() and not output.is_dir():
-        raise errors.ConfigError(f"{output}: several inputs need an output folder")
+    """Each input to its own output (``output`` a file for one input, a folder for several).
+
+    Every output is decided and checked before the first conversion (see :func:`plan_outputs`).
+    """
+    opts = opts or ConvertOptions()
+    opts.validate()
+    pairs = plan_outputs([Path(p) for p in inputs], Path(output))
     proc = make_processor(processor, {}) if isinstance(processor, str) else processor
-    return [convert_file(path, output_path(path, output, several), proc, opts) for path in inputs]
+    return [convert_file(source, target, proc, opts) for source, target in pairs]

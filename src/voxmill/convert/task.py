@@ -1,4 +1,8 @@
-"""The per-chunk work of ``convert``, run in engine workers: shared samples in, shared samples out."""
+"""The per-chunk work of ``convert``, run in engine workers: shared samples in, shared samples out.
+
+A chunk is ``(frames,)`` for a mono output or ``(frames, channels)``; a processor that works on one
+channel (``channels = "each"``) runs on each, and channels that are the same (dual mono) run once.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def fit(samples: np.ndarray, rate: int, item: ChunkItem, out_rate: int) -> tuple
         samples = resample(samples, rate, out_rate)
     padded = item.pad_left + (item.end - item.start) + item.pad_right
     length = to_rate(padded, item.sample_rate, out_rate)
-    out = np.zeros(length, dtype=np.float32)
+    out = np.zeros((length, *samples.shape[1:]), dtype=np.float32)
     n = min(length, samples.shape[0])
     out[:n] = np.nan_to_num(samples[:n], nan=0.0, posinf=0.0, neginf=0.0)
     return out, to_rate(item.pad_left, item.sample_rate, out_rate)
@@ -68,18 +72,46 @@ class ChunkTask(Task):
     def audio_seconds(self, item: ChunkItem, value: ChunkResult) -> float:
         return item.seconds
 
+    def _run(self, item: ChunkItem, samples: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """The processor on one chunk, retried once: (audio fitted to the padded span at ``out_rate``,
+        pad_left, attempts)."""
+        chunk = ChunkAudio(samples, item.sample_rate, item.pad_left, item.pad_right, item.index)
+        attempts = 1
+        try:
+            out, rate = self.processor.process(chunk)
+        except Exception:
+            attempts = 2
+            out, rate = self.processor.process(chunk)
+        data = np.asarray(out, dtype=np.float32)
+        if samples.ndim == 1:
+            data = data.reshape(-1)
+        elif data.ndim != 2 or data.shape[1] != samples.shape[1]:
+            shape = f"{data.shape} for a {samples.shape[1]}-channel chunk"
+            raise ValueError(f"{self.processor.name} returned samples of shape {shape}")
+        fitted, pad_left = fit(data, rate, item, self.out_rate)
+        return fitted, pad_left, attempts
+
+    def _each_channel(self, item: ChunkItem, samples: np.ndarray) -> tuple[np.ndarray, int, int]:
+        done: list[tuple[np.ndarray, np.ndarray]] = []  # (input channel, its fitted output)
+        columns = []
+        attempts = pad_left = 0
+        for channel in range(samples.shape[1]):
+            column = np.ascontiguousarray(samples[:, channel])
+            same = next((out for seen, out in done if np.array_equal(seen, column)), None)
+            if same is None:
+                same, pad_left, tries = self._run(item, column)
+                attempts = max(attempts, tries)
+                done.append((column, same))
+            columns.append(same)
+        return np.stack(columns, axis=1), pad_left, attempts
+
     def __call__(self, item: ChunkItem) -> ChunkResult:
         samples = item.audio.get()
-        attempts = 0
         if item.silent:  # nothing to change in a pause: the processor is skipped
-            out, rate = np.asarray(samples, dtype=np.float32), item.sample_rate
+            fitted, pad_left = fit(np.asarray(samples, dtype=np.float32), item.sample_rate, item, self.out_rate)
+            attempts = 0
+        elif samples.ndim == 2 and self.processor.channels == "each":
+            fitted, pad_left, attempts = self._each_channel(item, samples)
         else:
-            chunk = ChunkAudio(samples, item.sample_rate, item.pad_left, item.pad_right, item.index)
-            try:
-                attempts = 1
-                out, rate = self.processor.process(chunk)
-            except Exception:
-                attempts = 2
-                out, rate = self.processor.process(chunk)
-        fitted, pad_left = fit(np.asarray(out, dtype=np.float32).reshape(-1), rate, item, self.out_rate)
+            fitted, pad_left, attempts = self._run(item, samples)
         return ChunkResult(share(fitted), pad_left, attempts)

@@ -4,16 +4,26 @@ A leaf, like ``audio`` and ``text``: it imports only ``errors``. Both applicatio
 layouts, and applications may not import each other, so the readers live below them.
 """
 
+from voxmill.corpus.names import collision_key, file_name
 from voxmill.corpus.piper import PIPER_SEGMENT_SAMPLES, piper_min_seconds
-from voxmill.corpus.sources import AUDIO_SUFFIXES, FORMATS, Row, Source, parse_source, read_rows
+from voxmill.corpus.rows import RESERVED_LABELS, Problem, Row, Source, check_label, parse_source
+from voxmill.corpus.sources import AUDIO_SUFFIXES, FORMATS, read_rows
+from voxmill.corpus.tables import join_fields, split_fields
 
 __all__ = [
     "AUDIO_SUFFIXES",
     "FORMATS",
     "PIPER_SEGMENT_SAMPLES",
+    "RESERVED_LABELS",
+    "Problem",
     "Row",
     "Source",
+    "check_label",
+    "collision_key",
+    "file_name",
+    "join_fields",
     "parse_source",
     "piper_min_seconds",
     "read_rows",
+    "split_fields",
 ]

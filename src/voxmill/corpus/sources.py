@@ -3,77 +3,105 @@
 Formats (auto-detected, or named with ``--source-format``):
   ljspeech   ``metadata.csv``: ``id|text``, ``id|text|normalized`` or ``id|speaker|text`` (told apart
              from the data), audio in ``wavs/`` by id (any audio suffix) or by relative path
-  coqui      ``*.csv`` with header ``audio_file|text|...|speaker_name``
+  coqui      ``*.csv`` with a header naming ``audio_file`` and ``text`` (``speaker_name``, more, any order)
   commonvoice ``*.tsv`` with ``client_id``, ``path`` (under ``clips/``), ``sentence``, ``accents``, ``variant``
   folder     audio files with sidecar ``.txt``/``.lab`` transcripts, recursive
   parquet    files or folders of parquet with an audio struct<bytes, path> column and a text column
+
+Audio named by metadata must resolve (symlinks followed) inside the dataset root, the folder holding
+the metadata: a dataset someone else made could otherwise name ``../../home/you/private.wav`` or
+``/etc/shadow`` and have it packed into the output. Such a row fails (``Problem.OUTSIDE_ROOT``) unless
+the reader is told ``allow_outside``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
-import re
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from voxmill import errors
+from voxmill.corpus.rows import AUDIO_SUFFIXES, Problem, Row, Source, parse_source
+from voxmill.corpus.tables import encoding_problem, file_encoding_problem, lines, split_fields
 
-__all__ = ["AUDIO_SUFFIXES", "FORMATS", "Row", "Source", "parse_source", "read_rows"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "FORMATS",
+    "MISSING_AUDIO",
+    "Problem",
+    "Row",
+    "Source",
+    "detect_format",
+    "parse_source",
+    "read_rows",
+]
 
 FORMATS = ("ljspeech", "coqui", "commonvoice", "folder", "parquet")
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif")
 MISSING_AUDIO = "audio file not found"  # how a row whose audio is missing starts its error
-LAYOUT_SAMPLE = 2000  # metadata lines read to tell id|speaker|text from id|text|normalized
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+LAYOUT_SAMPLE = 2000  # metadata lines read to tell the layout of a metadata.csv
 
 
 @dataclass(frozen=True)
-class Source:
-    """One ``SRC`` argument: a path, optional labels (``SRC::dialect=central``), optional format."""
+class _Root:
+    """The folder a source's files must resolve into; ``real`` is None when reading outside is allowed."""
 
-    path: Path
-    labels: dict[str, str] = field(default_factory=dict)
-    format: str | None = None
+    folder: Path
+    real: Path | None
 
+    @classmethod
+    def of(cls, folder: Path, allow_outside: bool) -> _Root:
+        return cls(folder, None if allow_outside else folder.resolve())
 
-@dataclass(frozen=True)
-class Row:
-    """One input row. ``error`` set means the row itself is unusable (reported as failed)."""
-
-    id: str
-    source: str
-    audio_path: str | None = None
-    audio_bytes: bytes | None = None
-    text: str = ""
-    speaker: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def file_id(self) -> str:
-        """The id made safe as a file name (folders and odd characters become ``_``)."""
-        return _UNSAFE.sub("_", self.id).strip("._") or "clip"
+    def outside(self, path: Path, what: str = "audio") -> str | None:
+        """The reason ``path`` may not be read, or None."""
+        if self.real is None:
+            return None
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            return f"{what} outside the dataset root: {path} cannot be resolved ({exc})"
+        if real.is_relative_to(self.real):
+            return None
+        return f"{what} outside the dataset root: {path} is {real}, not under {self.folder} (--allow-outside reads it)"
 
 
-def parse_source(spec: str, labels: dict[str, str] | None = None, fmt: str | None = None) -> Source:
-    """``path::key=value::key2=value2`` -> Source. Global ``labels`` apply to every source."""
-    path, *parts = spec.split("::")
-    own = dict(labels or {})
-    for part in parts:
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise errors.DatasetError(f"{spec}: label {part!r} is not key=value")
-        own[key.strip()] = value.strip()
-    return Source(Path(path).expanduser(), own, fmt)
+def _bad(row_id: str, where: str, problem: Problem, error: str, text: str = "", speaker: str | None = None,
+         labels: dict[str, str] | None = None) -> Row:  # fmt: skip
+    return Row(row_id, where, text=text, speaker=speaker, labels=labels or {}, error=error, problem=problem)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system names no file
+        return False
+
+
+def _coqui_header(path: Path) -> bool:
+    """Whether the first line of ``path`` is a Coqui header (``audio_file`` and a text column, any order)."""
+    with path.open("rb") as fh:
+        head = fh.readline().decode("utf-8-sig", "replace")
+    names = {name.strip().lower() for name in head.split("|")}
+    return "audio_file" in names and bool(names & {"text", "transcription"})
+
+
+def _coqui_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    found = sorted(p for p in path.glob("*.csv") if p.is_file() and _coqui_header(p))
+    if not found:
+        raise errors.DatasetError(f"{path}: no Coqui csv in the folder (a *.csv whose header names audio_file|text)")
+    return found
 
 
 def detect_format(path: Path) -> str:
     if path.is_dir():
         if (path / "metadata.csv").is_file():
-            return "ljspeech"
+            return "coqui" if _coqui_header(path / "metadata.csv") else "ljspeech"
+        if any(p.is_file() and _coqui_header(p) for p in path.glob("*.csv")):
+            return "coqui"
         if any(path.glob("*.parquet")) or any(path.glob("*/*.parquet")):
             return "parquet"
         if any(path.glob("*.tsv")) and (path / "clips").is_dir():
@@ -84,204 +112,247 @@ def detect_format(path: Path) -> str:
     if path.suffix == ".tsv":
         return "commonvoice"
     if path.suffix in (".csv", ".txt"):
-        with path.open("rb") as fh:
-            head = fh.readline().decode("utf-8", "replace").strip().lower()
-        return "coqui" if head.startswith("audio_file|") else "ljspeech"
+        return "coqui" if _coqui_header(path) else "ljspeech"
     raise errors.DatasetError(f"{path}: cannot tell the corpus format; pass --source-format ({', '.join(FORMATS)})")
 
 
-def read_rows(source: Source) -> tuple[Iterator[Row], str]:
-    """Rows of a source and a one-line description of how it was read. Raises DatasetError if unreadable."""
+def read_rows(source: Source, allow_outside: bool = False) -> tuple[Iterator[Row], str]:
+    """Rows of a source and a one-line description of how it was read. Raises DatasetError if unreadable.
+
+    ``allow_outside`` lets metadata name audio outside the folder that holds it (see the module docstring).
+    """
     if not source.path.exists():
         raise errors.DatasetError(f"{source.path}: no such file or folder")
     fmt = source.format or detect_format(source.path)
+    if fmt not in FORMATS:
+        raise errors.DatasetError(f"{source.path}: unknown source format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if source.columns and fmt != "parquet":
+        options = ", ".join(f"{key}_column" for key in sorted(source.columns))
+        raise errors.ConfigError(f"{source.path}: {options} is for parquet sources; this one is read as {fmt}")
     if fmt == "ljspeech":
-        return _ljspeech(source)
+        return _ljspeech(source, allow_outside)
     if fmt == "coqui":
-        return _coqui(source), "coqui csv"
+        return _coqui(source, allow_outside), "coqui csv"
     if fmt == "commonvoice":
-        return _commonvoice(source), "common voice tsv"
+        return _commonvoice(source, allow_outside), "common voice tsv"
     if fmt == "folder":
-        return _folder(source), "folder with sidecar transcripts"
-    if fmt == "parquet":
-        return _parquet(source), "parquet"
-    raise errors.DatasetError(f"{source.path}: unknown source format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return _folder(source, allow_outside), "folder with sidecar transcripts"
+    return _parquet(source), "parquet"
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
-    """(line number, text or None if not UTF-8, reason) per non-empty line; one bad line spoils nothing else."""
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                yield number, None, f"line {number}: invalid UTF-8 ({exc.reason} at byte {exc.start})"
-                continue
-            if line.strip():
-                yield number, line, ""
+def _require_utf8(path: Path) -> None:
+    """A UTF-16/32 metadata file is one problem, said once, not one bogus failure per line."""
+    problem = file_encoding_problem(path)
+    if problem:
+        raise errors.DatasetError(f"{path}: {problem}")
 
 
 def _find_audio(folder: Path, ref: str) -> Path | None:
     """Audio for ``ref``: a relative path as given, else ``wavs/<ref>.<any audio suffix>``."""
     direct = folder / ref
-    if direct.suffix.lower() in AUDIO_SUFFIXES and direct.is_file():
+    if direct.suffix.lower() in AUDIO_SUFFIXES and _is_file(direct):
         return direct
     for base in (folder / "wavs", folder):
         for suffix in AUDIO_SUFFIXES:
             candidate = base / f"{ref}{suffix}"
-            if candidate.is_file():
+            if _is_file(candidate):
                 return candidate
     return None
 
 
-def _ljspeech(source: Source) -> tuple[Iterator[Row], str]:
-    meta = source.path / "metadata.csv" if source.path.is_dir() else source.path
-    folder = meta.parent
-    # The layout is told from the first lines, so a corpus of millions of rows is streamed, not held.
-    sample = itertools.islice(_lines(meta), LAYOUT_SAMPLE)
-    three = [line.split("|") for _, line, _ in sample if line is not None and line.count("|") == 2]
-    layout = "id|text"
-    if three:
-        # id|speaker|text has few distinct, space-free second columns; id|text|normalized repeats the text.
-        second = [cols[1].strip() for cols in three]
-        speakerish = sum(1 for value in second if value and " " not in value) / len(second)
-        layout = (
-            "id|speaker|text"
-            if speakerish > 0.9 and len(set(second)) <= max(1, len(second) // 2)
-            else "id|text|normalized"
+def _ljspeech_layout(meta: Path) -> str:
+    """The layout most of the first lines have: one row with a ``|`` in its text must not decide it."""
+    # Told from the first lines, so a corpus of millions of rows is streamed, not held.
+    sample = [split_fields(line) for _, line, _ in itertools.islice(lines(meta), LAYOUT_SAMPLE) if line is not None]
+    widths = Counter(len(fields) for fields in sample if len(fields) >= 2)
+    if not widths:
+        return "id|text"
+    # A tie goes to fewer columns: read as id|text, a row with an extra '|' keeps all its text.
+    width = max(widths, key=lambda n: (widths[n], -n))
+    if width == 2:
+        return "id|text"
+    # id|speaker|text has few distinct, space-free second columns; id|text|normalized repeats the text.
+    second = [fields[1].strip() for fields in sample if len(fields) == width]
+    speakerish = sum(1 for value in second if value and " " not in value) / len(second)
+    if speakerish > 0.9 and len(set(second)) <= max(1, len(second) // 2):
+        return "id|speaker|text"
+    return "id|text|normalized"
+
+
+def _ljspeech_fields(fields: list[str], layout: str) -> tuple[str | None, str] | str:
+    """(speaker, text) of a line's fields, or why they do not fit ``layout``. A text is never cut."""
+    if layout == "id|text":
+        return None, "|".join(fields[1:])  # more fields: a '|' inside the transcript
+    if layout == "id|speaker|text":
+        if len(fields) < 3:
+            return f"{len(fields)} fields where the file is id|speaker|text"
+        return fields[1].strip(), "|".join(fields[2:])
+    if len(fields) > 3:
+        return (
+            f"{len(fields)} fields where the file is id|text|normalized: a '|' inside a text, and which one "
+            'cannot be told; quote that field ("...")'
         )
-    description = f"ljspeech metadata.csv read as {layout}"
+    return None, fields[2] if len(fields) == 3 and fields[2].strip() else fields[1]  # normalized text when present
+
+
+def _ljspeech(source: Source, allow_outside: bool) -> tuple[Iterator[Row], str]:
+    meta = source.path / "metadata.csv" if source.path.is_dir() else source.path
+    if not meta.is_file():
+        raise errors.DatasetError(f"{source.path}: no metadata.csv (the LJSpeech layout is metadata.csv + wavs/)")
+    _require_utf8(meta)
+    root = _Root.of(meta.parent, allow_outside)
+    layout = _ljspeech_layout(meta)
 
     def rows() -> Iterator[Row]:
-        for number, line, reason in _lines(meta):
-            where = f"{meta}:{number}"
+        for number, line, reason in lines(meta):
+            where, line_id = f"{meta}:{number}", f"{meta.name}:{number}"
             if line is None:
-                yield Row(f"{meta.name}:{number}", where, error=reason)
+                yield _bad(line_id, where, Problem.ENCODING, reason)
                 continue
-            cols = line.split("|")
-            if len(cols) < 2:
-                yield Row(f"{meta.name}:{number}", where, error=f"line {number}: no '|' delimiter")
+            fields = split_fields(line)
+            if len(fields) < 2:
+                yield _bad(line_id, where, Problem.PARSE, f"line {number}: no '|' delimiter")
                 continue
-            clip_id = cols[0].strip()
-            speaker = None
-            if len(cols) >= 3 and layout == "id|speaker|text":
-                speaker, text = cols[1].strip(), "|".join(cols[2:])
-            elif len(cols) >= 3:
-                text = cols[2] if cols[2].strip() else cols[1]  # normalized text when present
-            else:
-                text = cols[1]
-            audio = _find_audio(folder, clip_id)
-            if audio is None:
-                yield _missing(
-                    clip_id, where, text, speaker, source.labels, f" for id {clip_id!r} (looked in {folder / 'wavs'})"
-                )
+            clip_id = fields[0].strip()
+            fitted = _ljspeech_fields(fields, layout)
+            if isinstance(fitted, str) or not clip_id:
+                error = fitted if isinstance(fitted, str) else "empty id"
+                yield _bad(clip_id or line_id, where, Problem.PARSE, f"line {number}: {error}")
                 continue
-            yield Row(clip_id, where, str(audio), text=text, speaker=speaker, labels=source.labels)
+            speaker, text = fitted
+            yield _located(clip_id, where, _find_audio(meta.parent, clip_id), root, text, speaker, source.labels)
 
-    return rows(), description
-
-
-def _missing(row_id: str, where: str, text: str, speaker: str | None, labels: dict[str, str], detail: str) -> Row:
-    """A row whose audio file is not there: kept (with its text) and failed with the reason."""
-    return Row(row_id, where, text=text, speaker=speaker, labels=labels, error=f"{MISSING_AUDIO}{detail}")
+    return rows(), f"ljspeech metadata.csv read as {layout}"
 
 
-def _coqui(source: Source) -> Iterator[Row]:
-    folder = source.path.parent
-    for row_id, where, record, error in _delimited(source.path, "|"):
-        if error:
-            yield Row(row_id, where, error=error)
-            continue
-        ref = (record.get("audio_file") or "").strip()
-        text = record.get("text") or record.get("transcription") or ""
-        speaker = (record.get("speaker_name") or "").strip() or None
-        audio = folder / ref if ref else None
-        if audio is None or not audio.is_file():
-            yield _missing(ref or row_id, where, text, speaker, source.labels, f": {audio}")
-            continue
-        yield Row(ref, where, str(audio), text=text, speaker=speaker, labels=source.labels)
+def _located(
+    row_id: str, where: str, audio: Path | None, root: _Root, text: str, speaker: str | None, labels: dict[str, str]
+) -> Row:
+    """A row whose audio was looked up: found and inside the root, missing, or outside it."""
+    if audio is None or not _is_file(audio):
+        detail = f" for id {row_id!r} (looked in {root.folder / 'wavs'})" if audio is None else f": {audio}"
+        return _bad(row_id, where, Problem.MISSING_AUDIO, f"{MISSING_AUDIO}{detail}", text=text, speaker=speaker,
+                    labels=labels)  # fmt: skip
+    outside = root.outside(audio)
+    if outside:
+        return _bad(row_id, where, Problem.OUTSIDE_ROOT, outside, text=text, speaker=speaker, labels=labels)
+    return Row(row_id, where, str(audio), text=text, speaker=speaker, labels=labels)
 
 
-def _commonvoice(source: Source) -> Iterator[Row]:
+def _coqui(source: Source, allow_outside: bool) -> Iterator[Row]:
+    # The files and headers are read now, so a folder without a Coqui csv stops the run before any work.
+    tables = [(csv, _header(csv, "|")) for csv in _coqui_files(source.path)]
+
+    def rows() -> Iterator[Row]:
+        for csv, header in tables:
+            root = _Root.of(csv.parent, allow_outside)
+            for row_id, where, record, problem, error in _records(csv, header, "|", ("text", "transcription"), True):
+                ref = (record.get("audio_file") or "").strip()
+                if problem or not ref:
+                    yield _bad(row_id, where, problem or Problem.PARSE, error or "empty audio_file")
+                    continue
+                text = record.get("text") or record.get("transcription") or ""
+                speaker = (record.get("speaker_name") or "").strip() or None
+                yield _located(ref, where, csv.parent / ref, root, text, speaker, source.labels)
+
+    return rows()
+
+
+def _commonvoice(source: Source, allow_outside: bool) -> Iterator[Row]:
     tsvs = sorted(source.path.glob("*.tsv")) if source.path.is_dir() else [source.path]
-    for tsv in tsvs:
-        clips = tsv.parent / "clips"
-        for row_id, where, record, error in _delimited(tsv, "\t"):
-            if error:
-                yield Row(row_id, where, error=error)
-                continue
-            ref = (record.get("path") or "").strip()
-            labels = dict(source.labels)
-            for key in ("accents", "variant", "locale", "gender", "age"):
-                if record.get(key):
-                    labels.setdefault(key, record[key])
-            audio = clips / ref
-            row = Row(
-                ref,
-                where,
-                str(audio),
-                text=record.get("sentence") or "",
-                speaker=(record.get("client_id") or "").strip() or None,
-                labels=labels,
-            )
-            if not ref or not audio.is_file():
-                row = _missing(ref or row_id, where, row.text, row.speaker, labels, f": {audio}")
-            yield row
+    if not tsvs:
+        raise errors.DatasetError(f"{source.path}: no *.tsv in the folder (Common Voice: *.tsv + clips/)")
+    tables = [(tsv, _header(tsv, "\t")) for tsv in tsvs]
+
+    def rows() -> Iterator[Row]:
+        for tsv, header in tables:
+            root = _Root.of(tsv.parent, allow_outside)
+            # Common Voice does not quote: a sentence may start with '"'.
+            for row_id, where, record, problem, error in _records(tsv, header, "\t", ("sentence",), False):
+                ref = (record.get("path") or "").strip()
+                if problem or not ref:
+                    yield _bad(row_id, where, problem or Problem.PARSE, error or "empty path")
+                    continue
+                labels = dict(source.labels)
+                for key in ("accents", "variant", "locale", "gender", "age"):
+                    if record.get(key):
+                        labels.setdefault(key, record[key])
+                speaker = (record.get("client_id") or "").strip() or None
+                text = record.get("sentence") or ""
+                yield _located(ref, where, tsv.parent / "clips" / ref, root, text, speaker, labels)
+
+    return rows()
 
 
-def _delimited(path: Path, delimiter: str) -> Iterator[tuple[str, str, dict[str, str], str | None]]:
-    """Header-keyed records of a delimited file; bad lines come back with an error instead."""
-    lines = _lines(path)
-    try:
-        _, header_line, reason = next(lines)
-    except StopIteration:
-        return
-    if header_line is None:
+def _header(path: Path, delimiter: str) -> list[str]:
+    """The header of a delimited file, read before any row so an unreadable file stops the run at once."""
+    _require_utf8(path)
+    first = next(lines(path), None)
+    if first is None:
+        return []
+    if first[1] is None:
         raise errors.DatasetError(f"{path}: header line is not UTF-8")
-    header = [h.strip() for h in header_line.split(delimiter)]
-    for number, line, reason in lines:
-        where = f"{path}:{number}"
-        row_id = f"{path.name}:{number}"
+    return [name.strip() for name in split_fields(first[1], delimiter)]
+
+
+Record = tuple[str, str, dict[str, str], Problem | None, str]
+
+
+def _records(
+    path: Path, header: list[str], delimiter: str, text_keys: tuple[str, ...], quoted: bool
+) -> Iterator[Record]:
+    """(id, where, record, problem, error) per data line. A line with more fields than the header has
+    the delimiter inside its text (the one free-text column): those fields are joined back into it."""
+    text_at = next((header.index(key) for key in text_keys if key in header), None)
+    for number, line, reason in itertools.islice(lines(path), 1, None):
+        where, row_id = f"{path}:{number}", f"{path.name}:{number}"
         if line is None:
-            yield row_id, where, {}, reason
+            yield row_id, where, {}, Problem.ENCODING, reason
             continue
-        values = next(csv.reader(io.StringIO(line), delimiter=delimiter, quoting=csv.QUOTE_NONE))
-        if len(values) < 2:
-            yield row_id, where, {}, f"line {number}: no {delimiter!r} delimiter"
+        values = split_fields(line, delimiter, quoted)
+        extra = len(values) - len(header)
+        if extra > 0 and text_at is not None:
+            values[text_at : text_at + extra + 1] = [delimiter.join(values[text_at : text_at + extra + 1])]
+        elif extra != 0:
+            error = f"line {number}: {len(values)} fields where the header has {len(header)}"
+            yield row_id, where, {}, Problem.PARSE, error
             continue
-        yield row_id, where, dict(zip(header, values, strict=False)), None
+        yield row_id, where, dict(zip(header, values, strict=True)), None, ""
 
 
-def _folder(source: Source) -> Iterator[Row]:
-    root = source.path
-    for audio in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
-        rel = audio.relative_to(root).with_suffix("")
+def _folder(source: Source, allow_outside: bool) -> Iterator[Row]:
+    root = _Root.of(source.path, allow_outside)
+    for audio in sorted(p for p in source.path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
+        rel = audio.relative_to(source.path).with_suffix("")
+        speaker = rel.parts[0] if source.speaker_from_dir and len(rel.parts) > 1 else None
         transcript = next((t for t in (audio.with_suffix(".txt"), audio.with_suffix(".lab")) if t.is_file()), None)
-        speaker = rel.parts[0] if source.labels.get("speaker_from_dir") and len(rel.parts) > 1 else None
-        labels = {k: v for k, v in source.labels.items() if k != "speaker_from_dir"}
-        if transcript is None:
-            yield Row(
-                str(rel),
-                str(audio),
-                str(audio),
-                speaker=speaker,
-                labels=labels,
-                error="no transcript (.txt or .lab) beside the audio",
-            )
+        outside = root.outside(audio)
+        if outside:
+            yield _bad(str(rel), str(audio), Problem.OUTSIDE_ROOT, outside, speaker=speaker, labels=source.labels)
             continue
-        try:
-            text = transcript.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            yield Row(
-                str(rel),
-                str(audio),
-                str(audio),
-                speaker=speaker,
-                labels=labels,
-                error=f"{transcript.name}: invalid UTF-8",
-            )
-            continue
-        yield Row(str(rel), str(audio), str(audio), text=text, speaker=speaker, labels=labels)
+        text, problem, error = _transcript(transcript, root)
+        yield Row(str(rel), str(audio), str(audio), text=text, speaker=speaker, labels=source.labels, error=error,
+                  problem=problem)  # fmt: skip
+
+
+def _transcript(path: Path | None, root: _Root) -> tuple[str, Problem | None, str | None]:
+    """(text, problem, error) of a sidecar transcript."""
+    if path is None:
+        return "", Problem.NO_TRANSCRIPT, "no transcript (.txt or .lab) beside the audio"
+    outside = root.outside(path, "transcript")
+    if outside:
+        return "", Problem.OUTSIDE_ROOT, outside
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return "", Problem.UNREADABLE, f"{path.name}: {exc.strerror or exc}"
+    problem = encoding_problem(raw[:4096])
+    if problem:
+        return "", Problem.ENCODING, f"{path.name}: {problem}"
+    try:
+        return raw.decode("utf-8-sig"), None, None
+    except UnicodeDecodeError as exc:
+        return "", Problem.ENCODING, f"{path.name}: invalid UTF-8 ({exc.reason} at byte {exc.start})"
 
 
 _TEXT_COLUMNS = ("text", "sentence", "transcription", "normalized_text")
@@ -289,19 +360,20 @@ _SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id")
 
 
 def _parquet(source: Source) -> Iterator[Row]:
+    # Audio comes from the embedded bytes only; the struct's path is a name, never opened.
     import pyarrow.parquet as pq
 
     files = sorted(source.path.rglob("*.parquet")) if source.path.is_dir() else [source.path]
-    audio_col = source.labels.get("audio_column", "audio")
-    labels = {k: v for k, v in source.labels.items() if not k.endswith("_column")}
+    audio_col = source.columns.get("audio", "audio")
+    labels = source.labels
     for file in files:
         try:
             parquet = pq.ParquetFile(file)
         except Exception as exc:
             raise errors.DatasetError(f"{file}: not a readable parquet file: {exc}") from None
         names = parquet.schema_arrow.names
-        text_col = source.labels.get("text_column") or next((c for c in _TEXT_COLUMNS if c in names), None)
-        speaker_col = source.labels.get("speaker_column") or next((c for c in _SPEAKER_COLUMNS if c in names), None)
+        text_col = source.columns.get("text") or next((c for c in _TEXT_COLUMNS if c in names), None)
+        speaker_col = source.columns.get("speaker") or next((c for c in _SPEAKER_COLUMNS if c in names), None)
         if audio_col not in names or text_col is None:
             raise errors.DatasetError(
                 f"{file}: needs an {audio_col!r} column and a text column (one of {_TEXT_COLUMNS})"
@@ -314,17 +386,9 @@ def _parquet(source: Source) -> Iterator[Row]:
                 ref = audio.get("path") or f"{file.stem}-{index:06d}"
                 clip_id = Path(ref).stem if audio.get("path") else ref
                 where = f"{file}:{index}"
+                text = record[text_col] or ""
                 if not audio.get("bytes"):
-                    yield Row(
-                        clip_id, where, text=record[text_col] or "", labels=labels, error="row has no audio bytes"
-                    )
+                    yield _bad(clip_id, where, Problem.NO_AUDIO, "row has no audio bytes", text=text, labels=labels)
                     continue
                 speaker = str(record[speaker_col]) if speaker_col and record.get(speaker_col) is not None else None
-                yield Row(
-                    clip_id,
-                    where,
-                    audio_bytes=audio["bytes"],
-                    text=record[text_col] or "",
-                    speaker=speaker,
-                    labels=labels,
-                )
+                yield Row(clip_id, where, audio_bytes=audio["bytes"], text=text, speaker=speaker, labels=labels)

@@ -4,6 +4,7 @@ Imports only leaves (and, by design, the model manager) — never an application
 """
 
 from voxmill.engine.journal import Journal
+from voxmill.engine.options import BACKENDS, RunOptions, parse_workers
 from voxmill.engine.outcome import Drop, Dropped, Failed, Ok, Outcome
 from voxmill.engine.pool import Pool
 from voxmill.engine.sharing import SharedArray, share
@@ -11,6 +12,7 @@ from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import ThreadPlan, plan, session_options, usable_cores
 
 __all__ = [
+    "BACKENDS",
     "Drop",
     "Dropped",
     "Failed",
@@ -18,10 +20,12 @@ __all__ = [
     "Ok",
     "Outcome",
     "Pool",
+    "RunOptions",
     "SharedArray",
     "Task",
     "ThreadPlan",
     "WorkerContext",
+    "parse_workers",
     "plan",
     "session_options",
     "share",

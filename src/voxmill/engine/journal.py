@@ -5,48 +5,73 @@ process is SIGKILLed right after. WAL with ``synchronous=NORMAL`` makes a commit
 microseconds: it survives a killed process (the OS has the pages), only an OS crash could lose the
 last few records, and those items are then simply run again.
 
-Values are stored pickled: a journal is a local file written by this same program; do not resume
-from a journal someone else gave you.
+The journal holds data, never code: values are stored as JSON (a journal lives in an output folder,
+and anyone who can write there must not be able to run anything by editing it). An application
+whose values are not plain JSON passes ``encode`` (value -> JSON-able data) and ``decode``
+((item id, data) -> value), and ``decode`` checks what it reads: a record that does not decode (bad
+JSON, wrong types, a value ``decode`` rejects with ValueError, TypeError or KeyError) counts as not
+finished, so the item simply runs again.
+
+The item id is everything that decides the item's output: an application whose items can change
+between runs (a corrected transcript, another sample rate) puts a fingerprint of them in the id, so
+a changed item has a new id and runs again.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from voxmill.engine.outcome import Dropped, Ok, Outcome, Result
 
 __all__ = ["Journal"]
 
+# "records", not the "items" table of earlier versions: those held pickles, which are never read.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
+CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
-    value BLOB,
+    value TEXT,
     reason TEXT,
+    code TEXT,
     seconds REAL,
     audio_seconds REAL,
     updated REAL
 )
 """
 _FINISHED = ("ok", "dropped")
+_NOT_DECODED = (ValueError, TypeError, KeyError)
+
+
+def _plain(item_id: str, data: Any) -> Any:
+    return data
 
 
 class Journal:
     """Item id -> status + small result record. Ok and Dropped items count as finished; Failed are retried."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        encode: Callable[[Any], Any] | None = None,
+        decode: Callable[[str, Any], Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._encode = encode or (lambda value: value)
+        self._decode = decode or _plain
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("DROP TABLE IF EXISTS items")
         self._db.execute(_SCHEMA)
         marks = ",".join("?" * len(_FINISHED))
-        rows = self._db.execute(f"SELECT id FROM items WHERE status IN ({marks})", _FINISHED)
-        self._finished = {row[0] for row in rows}
+        rows = self._db.execute(f"SELECT id FROM records WHERE status IN ({marks})", _FINISHED)
+        self._finished = {row[0] for row in rows if isinstance(row[0], str)}
 
     def __enter__(self) -> Journal:
         return self
@@ -60,33 +85,53 @@ class Journal:
     def finished(self, item_id: str) -> bool:
         return item_id in self._finished
 
+    def ids(self) -> list[str]:
+        """The ids of the finished items, sorted."""
+        return sorted(self._finished)
+
     def lookup(self, item_id: str) -> tuple[Result, float, float | None] | None:
-        """The recorded result of a finished item, or None."""
+        """The recorded result of a finished item, or None (also for a record that does not decode)."""
         if item_id not in self._finished:
             return None
         row = self._db.execute(
-            "SELECT status, value, reason, seconds, audio_seconds FROM items WHERE id = ?", (item_id,)
+            "SELECT status, value, reason, code, seconds, audio_seconds FROM records WHERE id = ?", (item_id,)
         ).fetchone()
-        if row is None:
+        try:
+            return None if row is None else self._result(item_id, *row)
+        except _NOT_DECODED:
+            self._finished.discard(item_id)  # tampered or from another version: run the item again
             return None
-        status, blob, reason, seconds, audio_seconds = row
-        result: Result = Ok(pickle.loads(blob)) if status == "ok" else Dropped(reason or "")
-        return result, float(seconds or 0.0), audio_seconds
+
+    def _result(
+        self, item_id: str, status: Any, value: Any, reason: Any, code: Any, seconds: Any, audio: Any
+    ) -> tuple[Result, float, float | None]:
+        result: Result
+        if status == "ok":
+            if not isinstance(value, str):
+                raise TypeError("value is not JSON text")
+            result = Ok(self._decode(item_id, json.loads(value)))
+        elif status == "dropped" and isinstance(reason, str) and isinstance(code, str | None):
+            result = Dropped(reason, code or "")
+        else:
+            raise ValueError(f"not a finished record: {status!r}")
+        return result, float(seconds or 0.0), None if audio is None else float(audio)
 
     def record(self, outcome: Outcome) -> None:
         """Write one outcome (one autocommitted statement, so it is durable when this returns)."""
         result = outcome.result
-        blob: bytes | None = None
+        value: str | None = None
         reason: str | None = None
+        code: str | None = None
         if isinstance(result, Ok):
-            status, blob = "ok", pickle.dumps(result.value, protocol=pickle.HIGHEST_PROTOCOL)
+            status = "ok"
+            value = json.dumps(self._encode(result.value), ensure_ascii=False, allow_nan=False)
         elif isinstance(result, Dropped):
-            status, reason = "dropped", result.reason
+            status, reason, code = "dropped", result.reason, result.code
         else:
-            status, reason = "failed", str(result)
+            status, reason, code = "failed", str(result), result.error
         self._db.execute(
-            "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (outcome.id, status, blob, reason, outcome.seconds, outcome.audio_seconds, time.time()),
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (outcome.id, status, value, reason, code, outcome.seconds, outcome.audio_seconds, time.time()),
         )
         if status in _FINISHED:
             self._finished.add(outcome.id)
@@ -95,7 +140,7 @@ class Journal:
 
     def failed(self) -> dict[str, str]:
         """Failed item ids and their reasons (they run again on resume)."""
-        return dict(self._db.execute("SELECT id, reason FROM items WHERE status = 'failed'").fetchall())
+        return dict(self._db.execute("SELECT id, reason FROM records WHERE status = 'failed'").fetchall())
 
     def close(self) -> None:
         self._db.close()

@@ -9,11 +9,19 @@ __all__ = ["Drop", "Dropped", "Failed", "Ok", "Outcome", "Result"]
 
 
 class Drop(Exception):
-    """Raise from ``Task.__call__`` to drop an item on purpose (filtered out, not failed)."""
+    """Raise from ``Task.__call__`` to drop an item on purpose (filtered out, not failed).
 
-    def __init__(self, reason: str) -> None:
+    ``reason`` is the line for the user ("too short: 0.31s < 0.37s"); ``code`` the kind of reason
+    ("too short"), by which reports group drops without parsing the text.
+    """
+
+    def __init__(self, reason: str, code: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[Drop], tuple[str, str]]:
+        return Drop, (self.reason, self.code)  # exceptions pickle only args by default
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class Ok:
 @dataclass(frozen=True)
 class Dropped:
     reason: str
+    code: str = ""
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,10 @@ class OutputLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # a place that lets no file be made (/proc, a read-only mount) is a usage error
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise errors.OutputError(f"{self.output}: cannot write there: {exc.strerror or exc}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -234,24 +237,33 @@ class OutputFolder:
         if self.folder.exists() and not self.folder.is_dir():
             raise errors.OutputError(f"{self.folder}: exists and is not a folder")
         _make_folder(self.folder, self.folder)
-        earlier = self.state.is_dir()
-        foreign = [e for e in os.listdir(self.folder) if e != STATE_DIR]
         self._lock.acquire()
         try:
-            self._claim(earlier, bool(foreign))
+            # Looked at only under the lock: a run that held it may have just written or cleaned up.
+            foreign = [e for e in os.listdir(self.folder) if e != STATE_DIR]
+            self._claim(self._earlier_run(), bool(foreign))
         except BaseException:
             self._lock.release()
             raise
         return self
 
+    def _earlier_run(self) -> bool:
+        """Whether an earlier run left something here: files it recorded, or state to resume. A run
+        that stopped before doing anything (a usage error found late) leaves neither."""
+        previous = self._read_owned()
+        if previous is not None and previous["files"]:
+            return True
+        with contextlib.suppress(OSError):
+            return any(entry.name not in (_LOCK, _OWNED) for entry in os.scandir(self.state))
+        return False
+
     def _claim(self, earlier: bool, occupied: bool) -> None:
         previous = self._read_owned() if earlier else None
-        if earlier and previous is not None and previous.get("command") not in (None, self.command):
-            if not self.overwrite:
-                raise errors.OutputError(
-                    f"{self.folder}: holds the output of `voxmill {previous.get('command')}`; "
-                    "choose another folder, or --overwrite to replace it"
-                )
+        if previous is not None and previous.get("command") not in (None, self.command) and not self.overwrite:
+            raise errors.OutputError(
+                f"{self.folder}: holds the output of `voxmill {previous.get('command')}`; "
+                "choose another folder, or --overwrite to replace it"
+            )
         if earlier and self.resume:
             self._owned = set(previous.get("files", [])) if previous else set()
             self.resumed = True
@@ -263,7 +275,7 @@ class OutputFolder:
                 )
             self._remove_owned(set(previous.get("files", [])) if previous else set())
             self.clear_state()
-        elif occupied and not self.overwrite and not self.resume:
+        elif occupied and not self.overwrite:  # --resume of nothing voxmill wrote licenses nothing
             raise errors.OutputError(
                 f"{self.folder}: is not empty and was not written by voxmill; choose a new or empty folder "
                 "(--overwrite writes beside what is there and removes none of it)"

@@ -8,24 +8,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voxmill.engine.backends import Backend, Job, JobResult, create_backend
+from voxmill.engine.options import BACKENDS, LOCAL_BACKENDS, RunOptions, parse_timeout
 from voxmill.engine.outcome import Outcome
 from voxmill.engine.sharing import keep_inline
 from voxmill.engine.task import Task
 from voxmill.engine.threads import ThreadPlan, plan, usable_cores
+from voxmill.errors import ConfigError
 
 if TYPE_CHECKING:
     from voxmill.engine.journal import Journal
 
-__all__ = ["Pool"]
-
-BACKENDS = ("serial", "thread", "process", "ray")
+__all__ = ["BACKENDS", "Pool"]
 
 
 @dataclass
 class Pool:
     """Runs a :class:`Task` over items on ``workers`` workers of ``backend``.
 
-    ``workers``: a count or ``"auto"`` (usable cores, never more than the items).
+    ``workers``: a count or ``"auto"`` (usable cores); on this machine never more than the items nor
+    than a few per usable core (:func:`~voxmill.engine.threads.plan`), and worker processes and threads
+    start only as items arrive. Bad values raise ConfigError (:class:`~voxmill.engine.RunOptions`).
     ``threads_per_worker``: native threads each worker may use, ``"auto"`` = max(1, cores // workers).
     ``window``: most items pulled from the input and not yet yielded (default 2 x workers); memory
     stays bounded however long the input. ``progress``: None shows a bar when stderr is a terminal.
@@ -50,20 +52,36 @@ class Pool:
     address: str | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
-        if self.window is not None and self.window < 1:
-            raise ValueError("window must be >= 1")
-        plan(self.workers, self.threads_per_worker)  # validates both now, not at the first item
+        # The one validation of run options (ConfigError naming the option), now, not at the first item.
+        self.options.validate()
+        if isinstance(self.window, bool) or not isinstance(self.window, int | None) or (self.window or 1) < 1:
+            raise ConfigError(f"window {self.window!r}: expected a whole number >= 1")
+
+    @classmethod
+    def from_options(cls, options: RunOptions, **settings: Any) -> Pool:
+        """A pool for an application's :class:`RunOptions`; ``settings``: the other fields (window, ...)."""
+        return cls(
+            workers=options.workers,
+            backend=options.backend,
+            threads_per_worker=options.threads_per_worker,
+            progress=options.progress,
+            address=options.address,
+            **settings,
+        )
+
+    @property
+    def options(self) -> RunOptions:
+        return RunOptions(self.workers, self.backend, self.address, self.threads_per_worker, None, self.progress)
 
     def plan_for(self, total: int | None) -> ThreadPlan:
+        local = self.backend in LOCAL_BACKENDS
         if self.backend == "ray" and self.workers == "auto":
             from voxmill.engine.backends.ray import cluster_cpus, connect
 
             connect(self.address, usable_cores())
             threads = self.threads_per_worker if isinstance(self.threads_per_worker, int) else 1
-            return plan(max(1, cluster_cpus() // threads), threads, items=total)
-        return plan(self.workers, self.threads_per_worker, items=total)
+            return plan(max(1, cluster_cpus() // threads), threads, items=total, local=False)
+        return plan(self.workers, self.threads_per_worker, items=total, local=local)
 
     def imap(
         self,
@@ -81,6 +99,7 @@ class Pool:
         again: their recorded outcome is yielded with ``resumed=True``. ``key(item)`` gives the
         journal id (default: the item's position). ``timeout`` fails an item that runs longer.
         """
+        timeout = parse_timeout(timeout)
         if total is None and isinstance(items, Sized):
             total = len(items)
         return _Run(self, task, items, ordered, journal, timeout, key, total).outcomes()

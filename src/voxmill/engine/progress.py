@@ -46,12 +46,13 @@ class RunProgress:
         self._progress: Progress | None = None
         if self.enabled:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
+                # The description names user files (converting NAME): plain text, never markup.
+                TextColumn("{task.description}", style="bold", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 _RatesColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=Console(stderr=True, emoji=False),
                 transient=False,
             )
             self._task_id = self._progress.add_task(description, total=total, audio=0.0, failed=0)

@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxmill.engine.options import parse_count, parse_workers
+
 # One helper for onnxruntime sessions, shared with the model loaders (engine may import models).
 from voxmill.models.devices import session_options
 
-__all__ = ["ThreadPlan", "plan", "session_options", "thread_env", "usable_cores"]
+__all__ = ["WORKERS_PER_CORE", "ThreadPlan", "plan", "session_options", "thread_env", "usable_cores"]
 
 # Variables the common native thread pools read at import/initialisation time.
 _THREAD_VARS = (
@@ -62,23 +64,32 @@ class ThreadPlan:
     threads_per_worker: int
 
 
-def plan(workers: int | str = "auto", threads_per_worker: int | str = "auto", items: int | None = None) -> ThreadPlan:
-    """Workers = usable cores (never more than ``items``); threads = max(1, cores // workers)."""
+# Workers on this machine past a few per usable core only queue for the CPU, and each worker process
+# costs memory (its interpreter, numpy, onnxruntime: ~100 MB before any model): `--workers 10000` once
+# meant 510 processes and 10 GB for 32 items. 4 per core still leaves room for tasks that wait on I/O.
+WORKERS_PER_CORE = 4
+
+
+def plan(
+    workers: int | str = "auto", threads_per_worker: int | str = "auto", items: int | None = None, local: bool = True
+) -> ThreadPlan:
+    """Workers = usable cores, never more than ``items`` nor, for workers on this machine (``local``),
+    ``WORKERS_PER_CORE`` per core; threads = max(1, cores // workers), at most the cores when local.
+
+    Bad values raise :class:`~voxmill.errors.ConfigError` (see :mod:`voxmill.engine.options`).
+    """
     cores = usable_cores()
-    if workers == "auto":
-        count = cores
-    elif isinstance(workers, int) and workers >= 1:
-        count = workers
-    else:
-        raise ValueError(f"workers must be a positive integer or 'auto', got {workers!r}")
+    asked = parse_workers(workers)
+    count = cores if asked == "auto" else int(asked)
+    if local:
+        count = min(count, WORKERS_PER_CORE * cores)
     if items is not None:
         count = max(1, min(count, items))
-    if threads_per_worker == "auto":
+    asked_threads = parse_count(threads_per_worker, "--threads-per-worker")
+    if asked_threads == "auto":
         threads = max(1, cores // count)
-    elif isinstance(threads_per_worker, int) and threads_per_worker >= 1:
-        threads = threads_per_worker
     else:
-        raise ValueError(f"threads_per_worker must be a positive integer or 'auto', got {threads_per_worker!r}")
+        threads = min(int(asked_threads), cores) if local else int(asked_threads)
     return ThreadPlan(count, threads)
 
 

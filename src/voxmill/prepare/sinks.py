@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from voxmill import errors
 from voxmill.audio.io import atomic_path
+from voxmill.corpus import RESERVED_LABELS, join_fields
 from voxmill.prepare.steps import Clip
 
-__all__ = ["OUTPUT_FORMATS", "write_hf", "write_nemo", "write_piper", "write_text"]
+__all__ = ["OUTPUT_FORMATS", "hf_files", "place_wavs", "write_hf", "write_nemo", "write_piper", "write_text"]
 
 OUTPUT_FORMATS = ("piper", "hf", "nemo")
 HF_SHARD_ROWS = 1000
@@ -22,13 +24,20 @@ def write_text(path: Path, text: str) -> None:
 
 
 def place_wavs(clips: list[Clip], stage: Path, out: Path) -> None:
-    """Move staged wavs into ``out/wavs`` (a rename: no copy, and never half a file)."""
+    """Move staged wavs into ``out/wavs`` (a rename: no copy, and never half a file).
+
+    Every kept clip has its staged wav (a resumed record counts only while it does), so a missing one
+    means something else removed it: an error, never a row pointing at an old or absent file.
+    """
     wavs = out / "wavs"
     wavs.mkdir(parents=True, exist_ok=True)
     for clip in clips:
-        staged = clip.staged(stage)
-        if staged.exists():
-            os.replace(staged, wavs / f"{clip.file_id}.wav")
+        try:
+            os.replace(clip.staged(stage), wavs / f"{clip.file_id}.wav")
+        except FileNotFoundError:
+            raise errors.ProcessingError(
+                f"{clip.staged(stage)}: staged clip of {clip.id!r} vanished during the run; run again with --resume"
+            ) from None
 
 
 def _multi_speaker(clips: list[Clip]) -> bool:
@@ -44,9 +53,11 @@ def write_piper(train: list[Clip], val: list[Clip], out: Path, sample_rate: int,
     speakers = sorted({c.speaker for c in every if c.speaker}) if multi else []
 
     def lines(clips: list[Clip]) -> str:
+        # The id column is the wav's name stem (piper reads <audio_dir>/<id>.wav); a '|' in a text or
+        # speaker is quoted the way piper's trainer (csv.reader) and voxmill's reader read it back.
         if multi:
-            return "".join(f"{c.file_id}|{c.speaker}|{c.text}\n" for c in clips)
-        return "".join(f"{c.file_id}|{c.text}\n" for c in clips)
+            return "".join(join_fields([c.file_id, str(c.speaker), c.text]) for c in clips)
+        return "".join(join_fields([c.file_id, c.text]) for c in clips)
 
     write_text(out / "metadata.csv", lines(train))
     if val:
@@ -77,8 +88,9 @@ def write_nemo(train: list[Clip], val: list[Clip], out: Path) -> None:
                 "duration": round(c.seconds_out, 4),
                 "text": c.text,
                 "speaker": c.speaker,
-                **c.labels,
             }
+            # Labels never replace a column (Source refuses such names; this keeps it so for any caller).
+            row.update((key, value) for key, value in c.labels.items() if key not in row)
             rows.append(json.dumps(row, ensure_ascii=False) + "\n")
         return "".join(rows)
 
@@ -99,6 +111,22 @@ def _hf_features(label_keys: list[str]) -> dict[str, Any]:
     return features
 
 
+def _hf_shards(train: list[Clip], val: list[Clip]) -> list[tuple[str, list[Clip]]]:
+    """(file name under ``hf/``, clips) per shard."""
+    shards_of = []
+    for split, clips in (("train", train), ("validation", val)):
+        shards = max(1, -(-len(clips) // HF_SHARD_ROWS)) if clips else 0
+        for shard in range(shards):
+            part = clips[shard * HF_SHARD_ROWS : (shard + 1) * HF_SHARD_ROWS]
+            shards_of.append((f"{split}-{shard:05d}-of-{shards:05d}.parquet", part))
+    return shards_of
+
+
+def hf_files(train: list[Clip], val: list[Clip]) -> list[str]:
+    """The files :func:`write_hf` writes, relative to the output folder."""
+    return [f"hf/{name}" for name, _ in _hf_shards(train, val)]
+
+
 def write_hf(train: list[Clip], val: list[Clip], out: Path, stage: Path) -> None:
     """``out/hf/{train,validation}-NNNNN-of-NNNNN.parquet``; audio is struct<bytes, path> with FLAC bytes.
 
@@ -108,7 +136,7 @@ def write_hf(train: list[Clip], val: list[Clip], out: Path, stage: Path) -> None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    label_keys = sorted({k for c in train + val for k in c.labels})
+    label_keys = sorted({k for c in train + val for k in c.labels} - RESERVED_LABELS)
     features = _hf_features(label_keys)
     schema = pa.schema(
         [
@@ -123,21 +151,16 @@ def write_hf(train: list[Clip], val: list[Clip], out: Path, stage: Path) -> None
     )
     folder = out / "hf"
     folder.mkdir(parents=True, exist_ok=True)
-    for split, clips in (("train", train), ("validation", val)):
-        if not clips:
-            continue
-        shards = max(1, -(-len(clips) // HF_SHARD_ROWS))
-        for shard in range(shards):
-            part = clips[shard * HF_SHARD_ROWS : (shard + 1) * HF_SHARD_ROWS]
-            columns: dict[str, list[Any]] = {
-                "id": [c.id for c in part],
-                "audio": [{"bytes": c.staged(stage, ".flac").read_bytes(), "path": f"{c.file_id}.flac"} for c in part],
-                "text": [c.text for c in part],
-                "speaker": [c.speaker for c in part],
-                "duration": [round(c.seconds_out, 4) for c in part],
-            }
-            for key in label_keys:
-                columns[key] = [c.labels.get(key) for c in part]
-            table = pa.Table.from_pydict(columns, schema=schema)
-            with atomic_path(folder / f"{split}-{shard:05d}-of-{shards:05d}.parquet") as tmp:
-                pq.write_table(table, tmp)
+    for name, part in _hf_shards(train, val):
+        columns: dict[str, list[Any]] = {
+            "id": [c.id for c in part],
+            "audio": [{"bytes": c.staged(stage, ".flac").read_bytes(), "path": f"{c.file_id}.flac"} for c in part],
+            "text": [c.text for c in part],
+            "speaker": [c.speaker for c in part],
+            "duration": [round(c.seconds_out, 4) for c in part],
+        }
+        for key in label_keys:
+            columns[key] = [c.labels.get(key) for c in part]
+        table = pa.Table.from_pydict(columns, schema=schema)
+        with atomic_path(folder / name) as tmp:
+            pq.write_table(table, tmp)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,9 +22,29 @@ from voxmill.engine import Drop, Task, WorkerContext
 from voxmill.text import clean_text
 from voxmill.text.phonemes import Phonemizer
 
-__all__ = ["Clip", "ClipOptions", "PrepareTask"]
+__all__ = ["BadRow", "Clip", "ClipOptions", "DropCode", "PrepareItem", "PrepareTask", "options_digest"]
 
 SILENT_PEAK = 10 ** (-60 / 20)  # a clip whose loudest sample is below -60 dBFS holds no usable speech
+RECORD_VERSION = "prepare-clip/2"  # bump when a Clip record or the per-clip processing changes meaning
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+_WORKER_DIR = re.compile(r"w[0-9]{1,5}")
+
+
+class DropCode(StrEnum):
+    """Why a clip was dropped, as reports group it (the reason text adds the numbers)."""
+
+    EMPTY_TEXT = "empty text"
+    CLIPPING = "clipping"
+    SILENT = "silent"
+    NO_SPEECH = "no speech found"
+    TOO_SHORT_FOR_PIPER = "too short for Piper training"
+    TOO_SHORT = "too short"
+    TOO_LONG = "too long"
+    SPEAKER_CAP = "speaker cap"
+
+
+class BadRow(ValueError):
+    """The source row itself is unusable (its reader said why); reports group these as one kind."""
 
 
 @dataclass(frozen=True)
@@ -37,11 +63,49 @@ class ClipOptions:
     for_piper: bool = True
     espeak_voice: str | None = None
     write_flac: bool = False
+    write_wav: bool = True
+
+
+def options_digest(options: ClipOptions) -> str:
+    """What in the options shapes every clip (all but where it is staged), as one stable string."""
+    shaping = {k: v for k, v in dataclasses.asdict(options).items() if k != "stage_dir"}
+    return json.dumps([RECORD_VERSION, shaping], sort_keys=True)
+
+
+@dataclass(frozen=True)
+class PrepareItem:
+    """One row as the engine runs it. ``fingerprint`` covers everything that decides the clip: the
+    row's content, the identity of its audio (path, size, mtime; or the bytes) and the options."""
+
+    row: Row
+    fingerprint: str
+
+    @classmethod
+    def of(cls, row: Row, digest: str) -> PrepareItem:
+        h = hashlib.blake2b(digest.encode(), digest_size=8)
+        content = [row.id, row.text, row.speaker, sorted(row.labels.items()), row.error, row.audio_path]
+        h.update(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if row.audio_path is not None:
+            try:
+                st = os.stat(row.audio_path)
+                h.update(f"|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode())
+            except OSError as exc:
+                h.update(f"|missing {exc.errno}".encode())
+        if row.audio_bytes is not None:
+            h.update(b"|bytes|")
+            h.update(row.audio_bytes)
+        return cls(row, h.hexdigest())
+
+    @property
+    def key(self) -> str:
+        """The journal id: a changed row or option gives another id, so the row runs again."""
+        return f"{self.fingerprint} {self.row.id}"
 
 
 @dataclass(frozen=True, slots=True)
 class Clip:
-    """A prepared clip, staged as ``<stage_dir>/<worker_dir>/<file_id>.wav`` (and ``.flac`` for hf)."""
+    """A prepared clip, staged as ``<stage_dir>/<worker_dir>/<file_id>.<fingerprint>.wav`` (and ``.flac``
+    for hf): the fingerprint in the name keeps the clips of other options or row contents apart."""
 
     id: str
     file_id: str
@@ -54,10 +118,42 @@ class Clip:
     phonemes: str | None = None
     unknown_phonemes: tuple[str, ...] = ()
     worker_dir: str = ""
+    fingerprint: str = ""
 
     def staged(self, stage: Path, suffix: str = ".wav") -> Path:
         """Where the worker staged this clip's file."""
-        return stage / self.worker_dir / f"{self.file_id}{suffix}"
+        return stage / self.worker_dir / f"{self.file_id}.{self.fingerprint}{suffix}"
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain data for the journal (JSON; never code)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_record(cls, data: Any) -> Clip:
+        """The Clip a journal record describes; ValueError/TypeError for anything else (a tampered or
+        foreign record), including names that would point outside the worker's staging folder."""
+        if not isinstance(data, dict) or set(data) != {f.name for f in dataclasses.fields(cls)}:
+            raise ValueError("not a clip record")
+        strings = ("id", "file_id", "source", "text", "worker_dir", "fingerprint")
+        if not all(isinstance(data[k], str) for k in strings):
+            raise TypeError("clip record: a field is not a string")
+        for key in ("speaker", "phonemes"):
+            if data[key] is not None and not isinstance(data[key], str):
+                raise TypeError(f"clip record: {key} is not a string")
+        labels, unknown = data["labels"], data["unknown_phonemes"]
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise TypeError("clip record: labels are not strings")
+        if not isinstance(unknown, list) or not all(isinstance(p, str) for p in unknown):
+            raise TypeError("clip record: unknown phonemes are not strings")
+        for key in ("seconds_in", "seconds_out"):
+            if isinstance(data[key], bool) or not isinstance(data[key], int | float) or not data[key] >= 0:
+                raise TypeError(f"clip record: {key} is not a duration")
+        # The names must be the ones this program derives: nothing else can leave the staging folder.
+        if data["file_id"] != Row(data["id"], "").file_id:
+            raise ValueError("clip record: file name does not belong to the id")
+        if not _WORKER_DIR.fullmatch(data["worker_dir"]) or not _FINGERPRINT.fullmatch(data["fingerprint"]):
+            raise ValueError("clip record: bad staging folder or fingerprint")
+        return cls(**{**data, "labels": dict(labels), "unknown_phonemes": tuple(unknown)})
 
     @property
     def audio_seconds(self) -> float:
@@ -82,13 +178,14 @@ class PrepareTask(Task):
             self._phonemizer = Phonemizer(self.options.espeak_voice)
             self._known = set(DEFAULT_PHONEME_ID_MAP)
 
-    def __call__(self, row: Row) -> Clip:
+    def __call__(self, item: PrepareItem) -> Clip:
         opts = self.options
+        row = item.row
         if row.error:
-            raise ValueError(row.error)
+            raise BadRow(row.error)
         text = clean_text(row.text)
         if not text:
-            raise Drop("empty text")
+            raise Drop("empty text", DropCode.EMPTY_TEXT)
         audio = _decode(row)
         seconds_in = audio.duration
         samples = audio.samples
@@ -98,30 +195,32 @@ class PrepareTask(Task):
         if peak >= CLIP_LEVEL:
             clipping = float(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL)) / samples.shape[0]
             if clipping > opts.max_clipping:
-                raise Drop(f"clipping: {clipping:.2%} of samples at full scale")
+                raise Drop(f"clipping: {clipping:.2%} of samples at full scale", DropCode.CLIPPING)
         if peak < SILENT_PEAK:
-            raise Drop("silent: peak below -60 dBFS")
+            raise Drop("silent: peak below -60 dBFS", DropCode.SILENT)
         if audio.sample_rate != opts.sample_rate:
             samples = resample(samples, audio.sample_rate, opts.sample_rate)
         if opts.trim:
             samples = _trim(samples, opts.sample_rate, opts.keep_silence)
         seconds = samples.shape[0] / opts.sample_rate
         if opts.for_piper and samples.shape[0] < PIPER_SEGMENT_SAMPLES:
-            raise Drop(f"too short for Piper training: {seconds:.2f}s < {piper_min_seconds(opts.sample_rate):.2f}s")
+            minimum = piper_min_seconds(opts.sample_rate)
+            raise Drop(f"too short for Piper training: {seconds:.2f}s < {minimum:.2f}s", DropCode.TOO_SHORT_FOR_PIPER)
         if seconds < opts.min_duration:
-            raise Drop(f"too short: {seconds:.2f}s < {opts.min_duration:g}s")
+            raise Drop(f"too short: {seconds:.2f}s < {opts.min_duration:g}s", DropCode.TOO_SHORT)
         if seconds > opts.max_duration:
-            raise Drop(f"too long: {seconds:.2f}s > {opts.max_duration:g}s")
+            raise Drop(f"too long: {seconds:.2f}s > {opts.max_duration:g}s", DropCode.TOO_LONG)
         if opts.loudness is not None:
             samples = normalize(samples, opts.sample_rate, opts.loudness, opts.peak_ceiling).samples
         phonemes, unknown = self._phonemize(text)
-        file_id = row.file_id
-        save(self._stage / f"{file_id}.wav", Audio(samples, opts.sample_rate), subtype="PCM_16")
+        name = f"{row.file_id}.{item.fingerprint}"
+        if opts.write_wav:
+            save(self._stage / f"{name}.wav", Audio(samples, opts.sample_rate), subtype="PCM_16")
         if opts.write_flac:
-            save(self._stage / f"{file_id}.flac", Audio(samples, opts.sample_rate), subtype="PCM_16")
+            save(self._stage / f"{name}.flac", Audio(samples, opts.sample_rate), subtype="PCM_16")
         return Clip(
             row.id,
-            file_id,
+            row.file_id,
             row.source,
             text,
             row.speaker,
@@ -131,6 +230,7 @@ class PrepareTask(Task):
             phonemes,
             unknown,
             self._worker_dir,
+            item.fingerprint,
         )
 
     def _phonemize(self, text: str) -> tuple[str | None, tuple[str, ...]]:
@@ -160,7 +260,7 @@ def _trim(samples: np.ndarray, sr: int, keep: float) -> np.ndarray:
     """Cut leading/trailing non-speech (Silero VAD), keeping ``keep`` seconds of it on each side."""
     segments = speech_segments(samples, sr)
     if not segments:
-        raise Drop("no speech found (VAD)")
+        raise Drop("no speech found (VAD)", DropCode.NO_SPEECH)
     pad = int(keep * sr)
     start = max(0, segments[0].start - pad)
     end = min(samples.shape[0], segments[-1].end + pad)

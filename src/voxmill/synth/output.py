@@ -9,6 +9,7 @@ final file: the level is even across the whole output and nothing is peak-normal
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import soundfile as sf
 from voxmill.audio import blocks, open_writer
 from voxmill.audio.io import atomic_path
 from voxmill.audio.loudness import LoudnessMeter, gain_to
+from voxmill.synth.notes import Loudness
 
 __all__ = [
     "ChapterFile",
@@ -29,7 +31,7 @@ __all__ = [
     "PartWriter",
     "chapter_file_name",
     "finished_part",
-    "gain_for",
+    "level_for",
     "measure",
     "slug",
     "srt_text",
@@ -72,15 +74,23 @@ def write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _word_character(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    return category[0] in "LM" or category == "Nd"  # letters, their marks and digits of every script
+
+
 def slug(title: str, limit: int = 40) -> str:
-    """A file-name-safe form of a heading: ``Chapter 1: The Storm`` -> ``chapter-1-the-storm``."""
-    ascii_ = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-")[:limit].strip("-")
+    """A file-name-safe form of a heading, keeping the letters of every script:
+    ``Chapter 1: The Storm`` -> ``chapter-1-the-storm``, ``Глава 2. Буря`` -> ``глава-2-буря``."""
+    kept = "".join(ch if _word_character(ch) else "-" for ch in unicodedata.normalize("NFC", title).lower())
+    return re.sub(r"-+", "-", kept).strip("-")[:limit].strip("-")
 
 
-def chapter_file_name(index: int, title: str, suffix: str) -> str:
-    """``03-chapter-2-the-storm.wav``: numbered so a folder listing plays in order."""
-    return f"{index + 1:02d}-{slug(title) or 'opening'}{suffix}"
+def chapter_file_name(index: int, title: str, suffix: str, count: int = 0) -> str:
+    """``03-chapter-2-the-storm.wav``: numbered (as wide as ``count`` chapters need) so a folder listing
+    plays in order; the number alone keeps names apart, whatever the titles."""
+    number = f"{index + 1:0{max(2, len(str(count)))}d}"
+    return f"{number}-{slug(title) or ('opening' if not title else 'chapter')}{suffix}"
 
 
 def _timestamp(seconds: float) -> str:
@@ -179,12 +189,16 @@ def measure(parts: list[tuple[Path, float]], sample_rate: int) -> tuple[float, f
     return meter.lufs, meter.peak
 
 
-def gain_for(parts: list[tuple[Path, float]], sample_rate: int, target_lufs: float | None, ceiling_db: float) -> float:
-    """The one gain (dB) that brings ``parts`` together to ``target_lufs`` (peak ceiling kept); 0 for None."""
+def level_for(parts: list[tuple[Path, float]], sample_rate: int, target_lufs: float | None, ceiling_db: float) -> Loudness:
+    """The one gain that brings ``parts`` together to ``target_lufs`` (peak ceiling kept), and the level
+    it reaches; no gain (and no measuring) for None."""
     if target_lufs is None:
-        return 0.0
+        return Loudness(None, None, 0.0, None, False, ceiling_db)
     lufs, peak = measure(parts, sample_rate)
-    return gain_to(lufs, peak, target_lufs, ceiling_db)[0]
+    gain_db, limited = gain_to(lufs, peak, target_lufs, ceiling_db)
+    reached = lufs + gain_db if math.isfinite(lufs) else None
+    peak_db = 20 * math.log10(peak) + gain_db if peak > 0 else None
+    return Loudness(target_lufs, reached, gain_db, peak_db, limited, ceiling_db)
 
 
 def write_parts(parts: list[tuple[Path, float]], output: Path, sample_rate: int, gain_db: float) -> None:

@@ -2,17 +2,22 @@
 
 Data flow: text -> chapters -> paragraphs -> sentences -> pieces (text/split) -> engine workers,
 each holding the voice from its model manager (one onnxruntime session sized to the worker's thread
-budget) -> speech in order -> a raw part per chapter -> one gain to the loudness target -> file(s).
+budget; each piece's phonemes cut to a bounded length, synth/task.py) -> speech in order -> a raw
+part per chapter -> one gain to the loudness target -> file(s).
+
+Where it writes goes through the output guards (engine/outputs.py): never onto the text's own file,
+one run per output at a time, and in a chapters folder only the files a synth run wrote are removed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,14 +27,18 @@ import numpy as np
 from voxmill import errors
 from voxmill.engine import Ok, Pool
 from voxmill.engine import plan as thread_plan
+from voxmill.engine.outputs import OutputFile, OutputFolder, sweep_temp_files
 from voxmill.models.registry import Registry
+from voxmill.synth.notes import Loudness, SynthNote, foreign_script_note, loudness_note
+from voxmill.synth.options import WRITABLE, SynthOptions
 from voxmill.synth.output import (
     ChapterFile,
     Cue,
     PartWriter,
     chapter_file_name,
     finished_part,
-    gain_for,
+    level_for,
+    part_path,
     write_json,
     write_parts,
     write_srt,
@@ -40,63 +49,9 @@ from voxmill.text.split import Chapter, Piece, parse_document, pieces
 
 __all__ = ["AudioChunk", "SynthOptions", "SynthResult", "synthesize", "synthesize_file"]
 
-WRITABLE = (".wav", ".flac", ".ogg", ".mp3")
-BACKENDS = ("process", "thread", "ray")
+log = logging.getLogger(__name__)
 
-
-@dataclass
-class SynthOptions:
-    """How text is spoken and written; see ``voxmill synth --help``. Scales None: the voice's own defaults."""
-
-    speaker: int | str | None = None
-    """Speaker id or name, for multi-speaker voices."""
-    length_scale: float | None = None
-    noise_scale: float | None = None
-    noise_w: float | None = None
-    sentence_silence: float = 0.2
-    """Seconds of silence after each sentence (half of it where an over-long sentence was cut)."""
-    paragraph_silence: float = 0.6
-    chapter_silence: float = 1.5
-    """Between chapters in a single output file."""
-    max_chars: int = 300
-    """Sentences longer than this are cut at clause boundaries."""
-    markdown: bool | None = None
-    """Parse the text as markdown; None: by the input file's suffix (.md)."""
-    target_lufs: float | None = -23.0
-    """Integrated loudness of the whole output (EBU R 128), one gain for all of it; None keeps the voice's level.
-
-    Lowered where the peak would pass ``peak_ceiling_db``: Piper voices peak ~22 dB above their loudness."""
-    peak_ceiling_db: float = -1.0
-    chapters: bool = False
-    """One file per chapter in the output folder, plus chapters.json."""
-    chapter_format: str = ".wav"
-    """The chapter files' format with ``chapters``."""
-    srt: bool = False
-    resume: bool = False
-    """Chapters whose text, voice and parameters are unchanged are not synthesized again."""
-    workers: int | str = "auto"
-    backend: str = "thread"
-    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
-    """thread: one process, the voice loaded once and shared by the workers (onnxruntime runs without
-    the GIL); process: a voice per worker process."""
-    progress: bool | None = None
-
-    def validate(self) -> None:
-        for name in ("sentence_silence", "paragraph_silence", "chapter_silence"):
-            if getattr(self, name) < 0:
-                raise errors.ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 0")
-        for name in ("length_scale", "noise_scale", "noise_w"):
-            value = getattr(self, name)
-            if value is not None and (value < 0 or (name == "length_scale" and value == 0)):
-                raise errors.ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")
-        if self.max_chars < 20:
-            raise errors.ConfigError(f"max_chars {self.max_chars}: must be >= 20")
-        if self.backend not in BACKENDS:
-            raise errors.ConfigError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
-
-    def pause(self, kind: str) -> float:
-        return {"clause": self.sentence_silence / 2, "sentence": self.sentence_silence,
-                "paragraph": self.paragraph_silence}.get(kind, 0.0)  # fmt: skip
+Parts = dict[int, tuple[Path, float, list[Cue]]]
 
 
 @dataclass(frozen=True)
@@ -117,7 +72,7 @@ class AudioChunk:
 
 @dataclass
 class SynthResult:
-    """What one ``synthesize_file`` run wrote."""
+    """What one ``synthesize_file`` run wrote, the level it reached, and what its user should know."""
 
     output: Path
     voice: str
@@ -126,6 +81,8 @@ class SynthResult:
     pieces: int
     workers: int
     chapters: list[ChapterFile] = field(default_factory=list)
+    loudness: Loudness | None = None
+    notes: list[SynthNote] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +94,8 @@ class SynthResult:
             "pieces": self.pieces,
             "workers": self.workers,
             "chapters": [c.to_dict() | {"resumed": c.resumed} for c in self.chapters],
+            "loudness": self.loudness.to_dict() if self.loudness else None,
+            "notes": [n.to_dict() for n in self.notes],
         }
 
 
@@ -168,6 +127,19 @@ def _plan(chapters: list[Chapter], voice: VoiceInfo, opts: SynthOptions) -> list
             for c in chapters]  # fmt: skip
 
 
+def _prepare(text: str, voice: str | Path, opts: SynthOptions) -> tuple[VoiceInfo, list[Chapter], list[list[Piece]], list[SynthNote]]:
+    """The voice, the chapters that have something to say and their pieces, and notes on the text.
+    ConfigError (before anything is spoken) for empty text or a text the voice cannot read at all."""
+    info = resolve_voice(voice, Registry())
+    chapters = parse_document(text, markdown=bool(opts.markdown))
+    plan = _plan(chapters, info, opts)
+    if not any(plan):
+        raise errors.ConfigError("no text to speak")
+    kept = [(c, p) for c, p in zip(chapters, plan, strict=True) if p]
+    note = foreign_script_note((p.text for _, chapter in kept for p in chapter), info.name, info.language)
+    return info, [c for c, _ in kept], [p for _, p in kept], [note] if note else []
+
+
 def _speak(
     voice: VoiceInfo, plan: list[list[Piece]], opts: SynthOptions, skip: set[int], failures: list[str]
 ) -> Iterator[AudioChunk]:
@@ -191,7 +163,7 @@ def _speak(
             failures.append(f"chapter {item.chapter + 1}, {piece.text[:50]!r}: {result}")
             samples = np.zeros(0, np.float32)
         yield AudioChunk(samples, voice.sample_rate, piece.text, item.chapter, piece.paragraph, piece.sentence,
-                         opts.pause(piece.pause))  # fmt: skip
+                         opts.pause(piece))  # fmt: skip
 
 
 def synthesize(
@@ -201,16 +173,15 @@ def synthesize(
 
     Streams: pieces are synthesized in parallel ahead of the consumer, within the engine's window.
     The samples are at the voice's own level (no per-sentence normalization); ``synthesize_file``
-    applies one gain to the whole output. Raises ConfigError for empty text or an unknown voice, and
+    applies one gain to the whole output. Raises ConfigError for empty text, an unknown voice or a
+    text in a script the voice cannot read (logs a warning when only part of it is), and
     ProcessingError after the last chunk if any piece failed (its chunk has no samples).
     """
     opts = opts or SynthOptions()
     opts.validate()
-    info = resolve_voice(voice)
-    chapters = parse_document(text, markdown=bool(opts.markdown))
-    plan = _plan(chapters, info, opts)
-    if not any(plan):
-        raise errors.ConfigError("no text to speak")
+    info, _, plan, notes = _prepare(text, voice, opts)
+    for note in notes:
+        log.warning("%s", note.message)
     failures: list[str] = []
     yield from _speak(info, plan, opts, set(), failures)
     if failures:
@@ -223,7 +194,7 @@ def _chapter_hash(chapter: Chapter, plan: list[Piece], voice: VoiceInfo, opts: S
             "max_chars", "target_lufs", "peak_ceiling_db")  # fmt: skip
     data = {
         "title": chapter.title,
-        "pieces": [(p.text, p.pause) for p in plan],
+        "pieces": [(p.text, p.pause) if p.seconds is None else (p.text, p.pause, p.seconds) for p in plan],
         "voice": [voice.name, voice.fingerprint],
         "options": {k: getattr(opts, k) for k in keys},
         "suffix": suffix,
@@ -231,84 +202,83 @@ def _chapter_hash(chapter: Chapter, plan: list[Piece], voice: VoiceInfo, opts: S
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check_output(output: Path, opts: SynthOptions) -> str:
-    """The output's audio suffix; ConfigError now (before any synthesis) if it cannot be written."""
+def _suffix(output: Path, opts: SynthOptions) -> str:
+    """The output's audio suffix; ConfigError now (before any synthesis) for one that cannot be written."""
     if opts.chapters:
-        folder, suffix = output, opts.chapter_format.lower()
-        if suffix not in WRITABLE:
-            raise errors.ConfigError(f"chapter format {suffix}: use one of {', '.join(WRITABLE)}")
         if output.suffix.lower() in WRITABLE:
             raise errors.ConfigError(f"{output}: --chapters needs an output folder, not a file")
-    else:
-        folder, suffix = output.parent, output.suffix.lower()
-        if suffix not in WRITABLE:
-            raise errors.ConfigError(f"{output}: output format {suffix or '(none)'} not supported; use "
-                                     f"{', '.join(WRITABLE)} or --chapters with a folder")  # fmt: skip
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".voxmill-probe-"):
-            pass
-    except OSError as exc:
-        raise errors.ConfigError(f"{output}: cannot write there: {exc.strerror or exc}") from None
+        return opts.chapter_format.lower()
+    suffix = output.suffix.lower()
+    if suffix not in WRITABLE:
+        raise errors.ConfigError(f"{output}: output format {suffix or '(none)'} not supported; use "
+                                 f"{', '.join(WRITABLE)} or --chapters with a folder")  # fmt: skip
     return suffix
 
 
-def _previous_index(folder: Path) -> tuple[dict[int, dict[str, Any]], float | None]:
-    """What an earlier run's chapters.json recorded: its chapters by index, and the gain they got."""
-    try:
-        data = json.loads((folder / "chapters.json").read_text(encoding="utf-8"))
-        return {int(c["index"]): c for c in data["chapters"]}, float(data["gain_db"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}, None
-
-
 def synthesize_file(
-    text: str, output: str | Path, voice: str | Path = "piper:en_US-joe-medium", opts: SynthOptions | None = None
+    text: str,
+    output: str | Path,
+    voice: str | Path = "piper:en_US-joe-medium",
+    opts: SynthOptions | None = None,
+    source: str | Path | None = None,
 ) -> SynthResult:
     """Speak ``text`` into ``output``: one audio file (wav/flac/ogg/mp3 by suffix), or with
     ``opts.chapters`` (or when ``output`` is a folder) one file per chapter plus ``chapters.json``.
-    With ``opts.srt`` subtitles go beside each audio file. Raises ConfigError (empty text, unknown voice, unwritable
-    output) before anything is synthesized, ProcessingError when a piece failed (finished chapters
-    are kept: ``resume`` picks up from there).
+    With ``opts.srt`` subtitles go beside each audio file. ``source``: the file the text was read
+    from, which the output may not overwrite.
+
+    Raises ConfigError (empty text, unknown voice, a text the voice cannot read) and OutputError (the
+    output is the source, another run writes there, an unwritable place, a folder an earlier run left
+    without ``resume``/``overwrite``) before anything is synthesized; ProcessingError when a piece
+    failed (finished chapters are kept: ``resume`` picks up from there).
     """
     opts = opts or SynthOptions()
     opts.validate()
     output = Path(output)
     if not opts.chapters and (output.is_dir() or not output.suffix):
         opts = replace(opts, chapters=True)  # a folder to write into: one file per chapter
-    info = resolve_voice(voice, Registry())
-    chapters = parse_document(text, markdown=bool(opts.markdown))
-    plan = _plan(chapters, info, opts)
-    if not any(plan):
-        raise errors.ConfigError("no text to speak")
-    suffix = _check_output(output, opts)
-    started = time.perf_counter()
-    kept = [(c, p) for c, p in zip(chapters, plan, strict=True) if p]
-    chapters, plan = [c for c, _ in kept], [p for _, p in kept]
+    info, chapters, plan, notes = _prepare(text, voice, opts)
+    suffix = _suffix(output, opts)
     hashes = [_chapter_hash(c, p, info, opts, suffix) for c, p in zip(chapters, plan, strict=True)]
-    parts_dir = output / ".parts" if opts.chapters else output.with_name(f".{output.name}.parts")
-    if not opts.resume:
-        shutil.rmtree(parts_dir, ignore_errors=True)
-    parts_dir.mkdir(parents=True, exist_ok=True)
+    inputs = [Path(source)] if source is not None else []
+    started = time.perf_counter()
+    if opts.chapters:
+        with OutputFolder(output, "synth", inputs, resume=opts.resume, overwrite=opts.overwrite) as guard:
+            result = _into_folder(guard, chapters, plan, hashes, suffix, opts, info)
+    else:
+        with OutputFile(output, inputs):
+            result = _into_file(output, chapters, plan, hashes, opts, info)
+    result.wall_seconds = time.perf_counter() - started
+    result.notes = notes + result.notes
+    return result
 
-    files: list[ChapterFile | None] = [None] * len(chapters)
-    previous, kept_gain = _previous_index(output) if opts.chapters and opts.resume else ({}, None)
-    for c, chapter in enumerate(chapters):
-        name = chapter_file_name(c, chapter.title, suffix)
-        old = previous.get(c)
-        if old is not None and old.get("hash") == hashes[c] and (output / name).exists():
-            cues = [Cue(**cue) for cue in old.get("cues", [])]
-            files[c] = ChapterFile(c, chapter.title, name, 0.0, float(old["duration"]), hashes[c], cues, True)
-    parts: dict[int, tuple[Path, float, list[Cue]]] = {}
-    if opts.resume:
-        for c in range(len(chapters)):
-            found = finished_part(parts_dir, c, hashes[c]) if files[c] is None else None
-            if found is not None:
-                parts[c] = found
-    skip = {c for c in range(len(chapters)) if files[c] is not None or c in parts}
 
-    failures: list[str] = []
-    failed_chapters: set[int] = set()
+def _tidy_parts(folder: Path, hashes: Sequence[str]) -> None:
+    """Keep only the parts of this text's chapters: those of chapters it no longer has and the temp
+    files of a killed run go."""
+    wanted = {part_path(folder, c, h).name for c, h in enumerate(hashes)}
+    wanted |= {Path(name).with_suffix(".json").name for name in wanted}
+    for entry in os.scandir(folder):
+        if entry.name not in wanted and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _resumable(folder: Path, hashes: Sequence[str], skip: Sequence[bool]) -> Parts:
+    found: Parts = {}
+    for c, chapter_hash in enumerate(hashes):
+        part = None if skip[c] else finished_part(folder, c, chapter_hash)
+        if part is not None:
+            found[c] = part
+    return found
+
+
+def _speak_parts(
+    info: VoiceInfo, plan: list[list[Piece]], hashes: list[str], opts: SynthOptions, folder: Path,
+    skip: set[int], parts: Parts, failures: list[str],
+) -> int:  # fmt: skip
+    """Speak every chapter not in ``skip`` into its part in ``folder``; complete parts go into ``parts``,
+    a chapter with a failed piece is not kept. Returns the pieces spoken."""
+    failed: set[int] = set()
     writer: PartWriter | None = None
     current = -1
     count = 0
@@ -317,39 +287,23 @@ def synthesize_file(
             count += 1
             if writer is None or chunk.chapter != current:
                 if writer is not None:
-                    _close(writer, current, parts, failed_chapters)
+                    _close(writer, current, parts, failed)
                 current = chunk.chapter
-                writer = PartWriter(parts_dir, current, hashes[current], info.sample_rate)
+                writer = PartWriter(folder, current, hashes[current], info.sample_rate)
             if chunk.samples.size == 0:
-                failed_chapters.add(current)
+                failed.add(current)
             writer.speech(chunk.sentence, chunk.text, chunk.samples)
             writer.pause(chunk.pause)
         if writer is not None:
-            _close(writer, current, parts, failed_chapters)
+            _close(writer, current, parts, failed)
             writer = None
     finally:
         if writer is not None:
             writer.abort()
-
-    if opts.chapters:
-        _write_chapters(output, chapters, hashes, parts, files, suffix, opts, info, kept_gain)
-    elif len(parts) == len(chapters):
-        _write_single(output, chapters, hashes, parts, files, opts, info)
-    written = [f for f in files if f is not None]
-    if failures:
-        raise errors.ProcessingError(
-            f"{len(failures)} piece(s) failed (chapters kept: {len(written)}/{len(chapters)}; rerun with "
-            f"--resume): {'; '.join(failures[:3])}"
-        )
-    if not opts.chapters or all(files):
-        shutil.rmtree(parts_dir, ignore_errors=True)
-    return SynthResult(
-        output, info.name, sum(f.duration for f in written), time.perf_counter() - started, count,
-        0 if not count else thread_plan(opts.workers, 1, items=count).workers, written,
-    )  # fmt: skip
+    return count
 
 
-def _close(writer: PartWriter, chapter: int, parts: dict[int, tuple[Path, float, list[Cue]]], failed: set[int]) -> None:
+def _close(writer: PartWriter, chapter: int, parts: Parts, failed: set[int]) -> None:
     # A chapter with a hole is never final: the next --resume speaks it again.
     if chapter in failed:
         writer.abort()
@@ -357,40 +311,98 @@ def _close(writer: PartWriter, chapter: int, parts: dict[int, tuple[Path, float,
         parts[chapter] = writer.commit()
 
 
+def _result(output: Path, info: VoiceInfo, files: list[ChapterFile | None], count: int, opts: SynthOptions,
+            level: Loudness | None) -> SynthResult:  # fmt: skip
+    written = [f for f in files if f is not None]
+    workers = 0 if not count else thread_plan(opts.workers, 1, items=count).workers
+    note = loudness_note(level) if level is not None else None
+    return SynthResult(output, info.name, sum(f.duration for f in written), 0.0, count, workers, written, level,
+                       [note] if note else [])  # fmt: skip
+
+
+def _failed(failures: list[str], kept: str) -> errors.ProcessingError:
+    return errors.ProcessingError(f"{len(failures)} piece(s) failed ({kept}): {'; '.join(failures[:3])}")
+
+
+# -- one file per chapter ---------------------------------------------------------------------------
+
+
+def _into_folder(
+    guard: OutputFolder, chapters: list[Chapter], plan: list[list[Piece]], hashes: list[str], suffix: str,
+    opts: SynthOptions, info: VoiceInfo,
+) -> SynthResult:  # fmt: skip
+    folder = guard.folder
+    sweep_temp_files(folder)  # chapter files a killed run was writing
+    names = [chapter_file_name(c, chapter.title, suffix, len(chapters)) for c, chapter in enumerate(chapters)]
+    parts_dir = guard.state / "parts"  # emptied by the guard unless an earlier run is resumed
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    _tidy_parts(parts_dir, hashes)
+    previous, kept_level = _previous_index(folder, opts) if guard.resumed else ({}, None)
+    files: list[ChapterFile | None] = [None] * len(chapters)
+    for c, chapter in enumerate(chapters):
+        old = previous.get(c)
+        if old is not None and old.get("hash") == hashes[c] and old.get("file") == names[c] and (folder / names[c]).exists():
+            cues = [Cue(**cue) for cue in old.get("cues", [])]
+            files[c] = ChapterFile(c, chapter.title, names[c], 0.0, float(old["duration"]), hashes[c], cues, True)
+    parts = _resumable(parts_dir, hashes, [f is not None for f in files]) if opts.resume else {}
+    skip = {c for c in range(len(chapters)) if files[c] is not None or c in parts}
+    guard.own(["chapters.json"])
+    failures: list[str] = []
+    count = _speak_parts(info, plan, hashes, opts, parts_dir, skip, parts, failures)
+    level = _write_chapters(guard, names, chapters, hashes, parts, files, opts, info, kept_level)
+    written = [f for f in files if f is not None]
+    # Files of an earlier run that this text no longer has (or that failed now) go: the folder holds this text.
+    guard.prune(["chapters.json", *(f.file for f in written), *(Path(f.file).with_suffix(".srt").name
+                                                                for f in written if opts.srt)])  # fmt: skip
+    if failures:
+        raise _failed(failures, f"chapters kept: {len(written)}/{len(chapters)}; rerun with --resume")
+    guard.clear_state()  # every chapter is written: no part is needed any more
+    return _result(folder, info, files, count, opts, level)
+
+
+def _previous_index(folder: Path, opts: SynthOptions) -> tuple[dict[int, dict[str, Any]], Loudness | None]:
+    """What an earlier run's chapters.json recorded: its chapters by index, and the level they got."""
+    try:
+        data = json.loads((folder / "chapters.json").read_text(encoding="utf-8"))
+        chapters = {int(c["index"]): c for c in data["chapters"]}
+        level = data.get("loudness") or {}
+        lufs, peak = level.get("lufs"), level.get("peak_db")
+        return chapters, Loudness(opts.target_lufs, None if lufs is None else float(lufs), float(data["gain_db"]),
+                                  None if peak is None else float(peak), bool(level.get("limited", False)),
+                                  opts.peak_ceiling_db)  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, None
+
+
 def _write_chapters(
-    folder: Path,
-    chapters: list[Chapter],
-    hashes: list[str],
-    parts: dict[int, tuple[Path, float, list[Cue]]],
-    files: list[ChapterFile | None],
-    suffix: str,
-    opts: SynthOptions,
-    info: VoiceInfo,
-    kept_gain: float | None,
-) -> None:
+    guard: OutputFolder, names: list[str], chapters: list[Chapter], hashes: list[str], parts: Parts,
+    files: list[ChapterFile | None], opts: SynthOptions, info: VoiceInfo, kept_level: Loudness | None,
+) -> Loudness:  # fmt: skip
     # One gain for the whole book, so chapters keep the voice's even level relative to each other (a
     # gain per chapter would differ wherever the peak ceiling binds). Chapters kept from an earlier
     # run were written with the gain recorded then: new ones get the same.
     order = sorted(parts)
-    if kept_gain is not None and any(f is not None for f in files):
-        gain_db = kept_gain
+    if kept_level is not None and any(f is not None for f in files):
+        level = kept_level
     else:
-        gain_db = gain_for([(parts[c][0], 0.0) for c in order], info.sample_rate, opts.target_lufs,
-                           opts.peak_ceiling_db)  # fmt: skip
+        level = level_for([(parts[c][0], 0.0) for c in order], info.sample_rate, opts.target_lufs,
+                          opts.peak_ceiling_db)  # fmt: skip
     for c in order:
         path, duration, cues = parts[c]
-        name = chapter_file_name(c, chapters[c].title, suffix)
-        write_parts([(path, 0.0)], folder / name, info.sample_rate, gain_db)
+        name = names[c]
+        guard.own([name, *([Path(name).with_suffix(".srt").name] if opts.srt else [])])
+        write_parts([(path, 0.0)], guard.folder / name, info.sample_rate, level.gain_db)
         if opts.srt:
-            write_srt(folder / name, cues)
+            write_srt(guard.folder / name, cues)
         files[c] = ChapterFile(c, chapters[c].title, name, 0.0, duration, hashes[c], cues)
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
-        _write_index(folder, files, info, gain_db)  # after every chapter: a crash keeps what is done
-    _write_index(folder, files, info, gain_db)
+        _write_index(guard.folder, files, info, level)  # after every chapter: a crash keeps what is done
+    _write_index(guard.folder, files, info, level)
+    return level
 
 
-def _write_index(folder: Path, files: list[ChapterFile | None], info: VoiceInfo, gain_db: float) -> None:
+def _write_index(folder: Path, files: list[ChapterFile | None], info: VoiceInfo, level: Loudness) -> None:
     start = 0.0
     entries = []
     for f in files:
@@ -399,24 +411,53 @@ def _write_index(folder: Path, files: list[ChapterFile | None], info: VoiceInfo,
         f.start = start
         start += f.duration
         entries.append(f.to_dict() | {"cues": [asdict(c) for c in f.cues]})
-    index = {"voice": info.name, "sample_rate": info.sample_rate, "gain_db": round(gain_db, 3), "chapters": entries}
+    index = {"voice": info.name, "sample_rate": info.sample_rate, "gain_db": round(level.gain_db, 3),
+             "loudness": level.to_dict(), "chapters": entries}  # fmt: skip
     write_json(folder / "chapters.json", index)
 
 
-def _write_single(
-    output: Path,
-    chapters: list[Chapter],
-    hashes: list[str],
-    parts: dict[int, tuple[Path, float, list[Cue]]],
-    files: list[ChapterFile | None],
-    opts: SynthOptions,
+# -- one file -----------------------------------------------------------------------------------------
+
+
+def _into_file(
+    output: Path, chapters: list[Chapter], plan: list[list[Piece]], hashes: list[str], opts: SynthOptions,
     info: VoiceInfo,
-) -> None:
+) -> SynthResult:  # fmt: skip
+    if opts.srt:
+        sweep_temp_files(output.parent, output.with_suffix(".srt"))
+    parts_dir = output.with_name(f".{output.name}.parts")
+    if not opts.resume:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    parts: Parts = {}
+    done = False
+    try:
+        _tidy_parts(parts_dir, hashes)
+        parts = _resumable(parts_dir, hashes, [False] * len(chapters)) if opts.resume else {}
+        failures: list[str] = []
+        count = _speak_parts(info, plan, hashes, opts, parts_dir, set(parts), parts, failures)
+        if failures:
+            kept = f"{len(parts)}/{len(chapters)} chapter(s) finished, kept in {parts_dir} for --resume"
+            raise _failed(failures, kept if parts else "nothing written")
+        files: list[ChapterFile | None] = [None] * len(chapters)
+        level = _write_single(output, chapters, hashes, parts, files, opts, info)
+        done = True
+    finally:
+        # Parts are worth keeping only when a --resume can use them: finished chapters of a failed run.
+        if done or not parts:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+    return _result(output, info, files, count, opts, level)
+
+
+def _write_single(
+    output: Path, chapters: list[Chapter], hashes: list[str], parts: Parts, files: list[ChapterFile | None],
+    opts: SynthOptions, info: VoiceInfo,
+) -> Loudness:  # fmt: skip
     order = sorted(parts)
     pauses = [opts.chapter_silence if i < len(order) - 1 else 0.0 for i in range(len(order))]
     pieces_ = [(parts[c][0], p) for c, p in zip(order, pauses, strict=True)]
-    write_parts(pieces_, output, info.sample_rate,
-                gain_for(pieces_, info.sample_rate, opts.target_lufs, opts.peak_ceiling_db))  # fmt: skip
+    level = level_for(pieces_, info.sample_rate, opts.target_lufs, opts.peak_ceiling_db)
+    write_parts(pieces_, output, info.sample_rate, level.gain_db)
     start = 0.0
     all_cues: list[Cue] = []
     for c, pause in zip(order, pauses, strict=True):
@@ -426,3 +467,4 @@ def _write_single(
         start += duration + pause
     if opts.srt:
         write_srt(output, all_cues)
+    return level

@@ -1,4 +1,10 @@
-"""The per-piece work of ``synth``, run in engine workers: text in, the voice's speech out (trimmed)."""
+"""The per-piece work of ``synth``, run in engine workers: text in, the voice's speech out (trimmed).
+
+What Piper's ``PiperVoice.synthesize`` does, with one change: the phonemes of each sentence are cut
+into runs of at most ``MAX_PHONEMES`` before they reach the model, whose memory grows with the square
+of its input. The text is phonemized once, as before; ordinary sentences are spoken exactly as Piper
+speaks them.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import numpy as np
 
 from voxmill.audio.analysis import sound_bounds
 from voxmill.engine import SharedArray, Task, WorkerContext, share
+from voxmill.text.phonemes import MAX_PHONEMES, cut_phonemes
 
 if TYPE_CHECKING:
     from voxmill.models import ModelManager
@@ -88,9 +95,14 @@ class SpeakTask(Task):
         )
 
     def __call__(self, item: SpeakItem) -> Speech:
-        rate = int(self._voice.config.sample_rate)
+        voice = self._voice
+        rate = int(voice.config.sample_rate)
         # Piper may split a piece further at its own sentence rules: those parts are joined as spoken.
-        parts = [chunk.audio_float_array for chunk in self._voice.synthesize(item.text, self._config)]
+        parts = []
+        for sentence in voice.phonemize(item.text):
+            for run in cut_phonemes(sentence, MAX_PHONEMES) if sentence else ():
+                audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(list(run)), self._config)
+                parts.append(np.clip(audio, -1.0, 1.0).astype(np.float32))  # as Piper does, unnormalized
         audio = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
         start, end = sound_bounds(audio, rate)
         if end <= start:

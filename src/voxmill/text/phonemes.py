@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 from voxmill import errors
 
-__all__ = ["Phonemizer", "UnknownVoiceError"]
+__all__ = ["MAX_PHONEMES", "Phonemizer", "UnknownVoiceError", "cut_phonemes"]
+
+# Phonemes a VITS voice is given at once. Its text encoder's attention grows with the square of its
+# input (a 50,000-letter word once took 18.9 GB), so whatever the text, a run of phonemes longer than
+# this is cut. A 300-character sentence (synth's default piece) has ~300; 500 leaves ordinary text
+# whole and bounds memory (measured: 500 phonemes ~350 MB peak, 2,600 phonemes 1.8 GB).
+MAX_PHONEMES = 500
 
 # espeak marks words read in another language as "(en)word(de)"; Piper drops the marks.
 _LANG_SWITCH = re.compile(r"\([^)]+\)")
@@ -62,3 +69,27 @@ class Phonemizer:
         if current:
             out.append("".join(current))
         return out
+
+
+def cut_phonemes(phonemes: Sequence[str], limit: int = MAX_PHONEMES) -> list[Sequence[str]]:
+    """``phonemes`` (one sentence, one phoneme per item) in runs of at most ``limit``.
+
+    Cuts after the last word boundary (a space) in the second half of the window, else at ``limit``
+    (one unbroken "word" of phonemes: digits, emoji names, a hostile token). Ordinary sentences come
+    back whole, as the same object.
+    """
+    if len(phonemes) <= limit:
+        return [phonemes]
+    runs: list[Sequence[str]] = []
+    start = 0
+    while len(phonemes) - start > limit:
+        end = start + limit
+        cut = end
+        for i in range(end - 1, start + limit // 2, -1):
+            if phonemes[i] == " ":
+                cut = i + 1
+                break
+        runs.append(phonemes[start:cut])
+        start = cut
+    runs.append(phonemes[start:])
+    return runs

@@ -4,17 +4,21 @@ Chapters start at headings: markdown ``#``/``##`` headings and, in plain text, a
 such as ``Chapter 3``, ``CHAPTER IV: The Storm``, ``Part Two`` or ``Prologue``. Paragraphs are
 separated by blank lines. Sentences come from sentencex (rule-based, ~300 languages, abbreviations
 such as "Mr." and "e.g." handled; a compiled splitter ~5000x faster than pysbd here). A sentence
-longer than ``max_chars`` is cut at clause boundaries (``, ; : —``), else between words: VITS voices
-slur and drift on very long inputs.
+longer than ``max_chars`` is cut at clause boundaries (``, ; : —``), else between words, else (one
+word longer than that: a URL, a hostile 50,000-letter token) inside the word: VITS voices slur and
+drift on very long inputs, and their memory grows with the square of the input. SSML/HTML tags are
+not read aloud (text/markup.py): ``<break>`` becomes a pause.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from voxmill.text.markup import has_markup, segments
 from voxmill.text.normalize import clean_text
 
 __all__ = ["Chapter", "Piece", "parse_document", "pieces", "sentences", "split_long"]
@@ -43,6 +47,8 @@ class Chapter:
     index: int
     title: str
     paragraphs: list[str] = field(default_factory=list)
+    breaks: dict[int, float] = field(default_factory=dict)
+    """Paragraphs followed by a pause the text's markup asks for (``<break time="1s"/>``), in seconds."""
 
 
 def _markdown_blocks(text: str) -> Iterator[tuple[int, str]]:
@@ -54,6 +60,8 @@ def _markdown_blocks(text: str) -> Iterator[tuple[int, str]]:
     for token in tokens:
         if token.type == "heading_open":
             level = int(token.tag[1:])
+        elif token.type == "html_block":  # markup is not read aloud, but the text inside it is
+            yield 0, token.content
         elif token.type == "inline":
             yield level, _inline_text(token.children or [])
             level = 0
@@ -64,7 +72,7 @@ def _markdown_blocks(text: str) -> Iterator[tuple[int, str]]:
 def _inline_text(children: list[Any]) -> str:
     parts = []
     for child in children:
-        if child.type in ("text", "code_inline"):
+        if child.type in ("text", "code_inline", "html_inline"):  # html: tags go later, with plain text's
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
@@ -92,16 +100,20 @@ def parse_document(text: str, markdown: bool = False, chapter_level: int = 2) ->
     """Chapters of ``text`` (plain text or markdown). Headings up to ``chapter_level`` start a chapter;
     deeper ones are read as paragraphs. Chapters without any text are dropped."""
     chapters = [Chapter(0, "")]
+    markup = has_markup(text)
     for level, raw in _markdown_blocks(text) if markdown else _text_blocks(text):
-        block = clean_text(raw)
-        if not block:
-            continue
-        if 0 < level <= chapter_level:
-            if chapters[-1].paragraphs or chapters[-1].title:
-                chapters.append(Chapter(len(chapters), block))
-            else:
-                chapters[-1].title = block
-        chapters[-1].paragraphs.append(block)
+        for segment in segments(raw) if markup else [None]:
+            block = clean_text(raw if segment is None else segment.text)
+            if not block:
+                continue
+            if 0 < level <= chapter_level:
+                if chapters[-1].paragraphs or chapters[-1].title:
+                    chapters.append(Chapter(len(chapters), block))
+                else:
+                    chapters[-1].title = block
+            chapters[-1].paragraphs.append(block)
+            if segment is not None and segment.pause is not None:
+                chapters[-1].breaks[len(chapters[-1].paragraphs) - 1] = segment.pause
     kept = [c for c in chapters if c.paragraphs]
     for index, chapter in enumerate(kept):
         chapter.index = index
@@ -116,10 +128,24 @@ def sentences(paragraph: str, language: str = "en") -> list[str]:
     return [s for s in found if s]
 
 
-def split_long(sentence: str, max_chars: int) -> list[str]:
-    """``sentence`` in pieces of at most ``max_chars`` (a word longer than that stays whole).
+def _inside_word(text: str, max_chars: int) -> int:
+    """Where to cut a word longer than ``max_chars``: after its last non-alphanumeric character in the
+    second half of the window (``/`` in a URL, ``-``), else at ``max_chars``; never between a letter
+    and its combining marks."""
+    for i in range(max_chars - 1, max_chars // 2, -1):
+        if not text[i].isalnum() and unicodedata.category(text[i])[0] != "M":
+            return i + 1
+    cut = max_chars
+    while cut > 1 and unicodedata.category(text[cut])[0] == "M":
+        cut -= 1
+    return cut
 
-    Cuts after the last clause boundary that fits, else at the last space that fits.
+
+def split_long(sentence: str, max_chars: int) -> list[str]:
+    """``sentence`` in pieces of at most ``max_chars``.
+
+    Cuts after the last clause boundary that fits, else at the last space that fits, else inside the
+    word (see ``_inside_word``).
     """
     pieces = []
     rest = sentence.strip()
@@ -132,9 +158,7 @@ def split_long(sentence: str, max_chars: int) -> list[str]:
         if cut == 0:
             cut = window.rfind(" ")
         if cut <= 0:
-            cut = rest.find(" ", max_chars)
-            if cut < 0:
-                break
+            cut = _inside_word(rest, max_chars)
         pieces.append(rest[:cut].strip())
         rest = rest[cut:].strip()
     if rest:
@@ -146,15 +170,16 @@ def split_long(sentence: str, max_chars: int) -> list[str]:
 class Piece:
     """Text spoken in one go, with where it sits: ``pause`` is what follows it.
 
-    ``pause``: "clause" (inside a sentence cut for length), "sentence", "paragraph" or "end" (last of
-    its chapter). ``sentence`` counts sentences within the chapter, so the pieces of one cut sentence
-    share it.
+    ``pause``: "clause" (inside a sentence cut for length), "sentence", "paragraph", "end" (last of
+    its chapter) or "break" (a pause the markup asks for: ``seconds``). ``sentence`` counts sentences
+    within the chapter, so the pieces of one cut sentence share it.
     """
 
     text: str
     paragraph: int
     sentence: int
     pause: str
+    seconds: float | None = None
 
 
 def pieces(chapter: Chapter, language: str = "en", max_chars: int = 300) -> list[Piece]:
@@ -168,7 +193,9 @@ def pieces(chapter: Chapter, language: str = "en", max_chars: int = 300) -> list
                 out.append(Piece(part, p, count, "clause" if i < len(parts) - 1 else "sentence"))
             count += 1
         if out and out[-1].paragraph == p:
-            out[-1] = Piece(out[-1].text, p, out[-1].sentence, "paragraph")
-    if out:
+            last = out[-1]
+            pause = chapter.breaks.get(p)
+            out[-1] = Piece(last.text, p, last.sentence, "paragraph" if pause is None else "break", pause)
+    if out and out[-1].pause != "break":
         out[-1] = Piece(out[-1].text, out[-1].paragraph, out[-1].sentence, "end")
     return out

@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 
+from voxmill.audio.analysis import SILENCE_DB
 from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding, problems
 from voxmill.check.stats import ClipStats
@@ -72,9 +73,20 @@ def run(data: CheckData) -> list[Finding]:
             "drop them (voxmill prepare does): VITS slices 8192-sample windows and crashes on shorter clips",
         )
     )
+    # A clip with no speech at all is its own finding; the measures below are about clips with speech.
+    mute = [f"{c.id}: {c.duration:.1f}s, no frame above {SILENCE_DB:g} dBFS" for c in good if _no_speech(c)]
+    out.append(
+        problems(
+            "audio.no_speech",
+            mute,
+            "clips are silent throughout",
+            "re-record or drop them: the voice would learn silence for their text",
+        )
+    )
+    speaking = [c for c in good if not _no_speech(c)]
     thin = [
         f"{c.id}: {c.speech_seconds:.2f}s of {c.duration:.2f}s"
-        for c in good
+        for c in speaking
         if c.duration >= minimum and c.speech_seconds + 0.5 < minimum
     ]
     out.append(
@@ -98,11 +110,11 @@ def run(data: CheckData) -> list[Finding]:
     )
     clipped = [f"{c.id}: {c.clipping:.2%}" for c in good if c.clipping > LIMITS["clipping"]]
     out.append(problems("audio.clipping", clipped, "clips are clipped", "re-record or drop them", Severity.WARN))
-    silent = [f"{c.id}: {c.silence_ratio:.0%} silence" for c in good if c.silence_ratio > LIMITS["silence_ratio"]]
+    silent = [f"{c.id}: {c.silence_ratio:.0%} silence" for c in speaking if c.silence_ratio > LIMITS["silence_ratio"]]
     out.append(problems("audio.silence", silent, "clips are mostly silence", "trim them or drop them", Severity.WARN))
     edges = [
         f"{c.id}: {c.leading_silence:.1f}s + {c.trailing_silence:.1f}s"
-        for c in good
+        for c in speaking
         if max(c.leading_silence, c.trailing_silence) > LIMITS["edge_silence"]
     ]
     out.append(
@@ -126,6 +138,10 @@ def run(data: CheckData) -> list[Finding]:
         )
     )
     return out
+
+
+def _no_speech(clip: ClipStats) -> bool:
+    return clip.duration > 0 and clip.silence_ratio >= 1.0
 
 
 def _config_rate(data: CheckData) -> int | None:

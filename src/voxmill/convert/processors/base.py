@@ -13,7 +13,10 @@ import numpy as np
 from voxmill import errors
 from voxmill.engine import WorkerContext
 
-__all__ = ["BUILTIN", "ChunkAudio", "Processor", "make_processor", "processor_class"]
+__all__ = ["BUILTIN", "CHANNEL_MODES", "ChunkAudio", "Processor", "check_range", "make_processor", "processor_class"]
+
+# How a processor meets a multi-channel recording (``Processor.channels``).
+CHANNEL_MODES = ("each", "all", "mono")
 
 ENTRY_POINT_GROUP = "voxmill.processors"
 BUILTIN = {
@@ -26,7 +29,11 @@ BUILTIN = {
 
 @dataclass(frozen=True)
 class ChunkAudio:
-    """What a processor gets: one mono float32 chunk with ``pad_left``/``pad_right`` samples of context."""
+    """What a processor gets: one float32 chunk with ``pad_left``/``pad_right`` samples of context.
+
+    ``samples`` is ``(frames,)``: one channel; a processor whose ``channels`` is ``"all"`` gets
+    ``(frames, channels)`` for a multi-channel recording.
+    """
 
     samples: np.ndarray
     sample_rate: int
@@ -49,16 +56,29 @@ class Processor:
     the stitcher places the result by time and cuts the context off. ``releases_gil`` says threads
     can run it in parallel (measured, see benchmarks/convert_vs_peers.py): ``--backend auto`` then
     uses threads, which share one copy of the models.
+
+    ``channels`` says how a multi-channel recording is met: ``"each"`` (default) runs ``process`` on
+    every channel as a mono chunk (identical channels once), so the output keeps the layout; ``"all"``
+    hands ``process`` the ``(frames, channels)`` chunk and expects the same channels back (e.g. one
+    gain for all); ``"mono"`` means the processor can only make one channel (it gets the mix, the
+    output is mono, and convert says so).
     """
 
     name: ClassVar[str] = "processor"
     releases_gil: ClassVar[bool] = False
+    channels: ClassVar[str] = "each"
 
     def setup(self, ctx: WorkerContext) -> None:
         """Once per worker, before its first chunk."""
 
     def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
         raise NotImplementedError
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """ValueError (a ConfigError once make_processor reports it) unless ``low <= value <= high``; NaN never is."""
+    if not (isinstance(value, (int, float)) and low <= value <= high):
+        raise ValueError(f"{name} {value}: must be within {low:g}..{high:g}")
 
 
 def _load(target: str, name: str) -> type[Processor]:
@@ -69,6 +89,8 @@ def _load(target: str, name: str) -> type[Processor]:
         raise errors.ConfigError(f"--processor {name}: cannot load {target} ({exc})") from None
     if not (isinstance(cls, type) and issubclass(cls, Processor)):
         raise errors.ConfigError(f"--processor {name}: {target} is not a voxmill Processor subclass")
+    if cls.channels not in CHANNEL_MODES:
+        raise errors.ConfigError(f"--processor {name}: channels {cls.channels!r} is not one of {CHANNEL_MODES}")
     return cls
 
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from voxmill.convert.processors.base import ChunkAudio, Processor
+from voxmill.convert.processors.base import ChunkAudio, Processor, check_range
 
 __all__ = ["ChangeGender"]
 
@@ -29,10 +29,11 @@ class ChangeGender(Processor):
     releases_gil: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.formant <= 2.0:
-            raise ValueError("formant ratio must be within 0.5..2")
-        if self.pitch_median < 0 or self.pitch_range < 0:
-            raise ValueError("pitch median and range must be >= 0")
+        check_range("formant ratio", self.formant, 0.5, 2.0)
+        check_range("pitch median (Hz, 0 keeps it)", self.pitch_median, 0, 1000)
+        check_range("pitch range", self.pitch_range, 0, 10)
+        check_range("pitch floor (Hz)", self.pitch_floor, 20, 500)
+        check_range("pitch ceiling (Hz)", self.pitch_ceiling, self.pitch_floor + 1, 2000)
 
     def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
         import parselmouth

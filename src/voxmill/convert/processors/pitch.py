@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from voxmill.convert.processors.base import ChunkAudio, Processor
+from voxmill.convert.processors.base import ChunkAudio, Processor, check_range
 
 __all__ = ["PitchShift"]
 
@@ -39,10 +39,8 @@ class PitchShift(Processor):
     releases_gil: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if not -24 <= self.semitones <= 24:
-            raise ValueError("semitones must be within -24..24")
-        if not 0.5 <= self.formant <= 2.0:
-            raise ValueError("formant ratio must be within 0.5..2")
+        check_range("semitones", self.semitones, -24, 24)
+        check_range("formant ratio", self.formant, 0.5, 2.0)
 
     def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
         import pyworld

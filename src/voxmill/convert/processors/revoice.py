@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from voxmill.audio import resample
-from voxmill.convert.processors.base import ChunkAudio, Processor
+from voxmill.convert.processors.base import ChunkAudio, Processor, check_range
 from voxmill.engine import WorkerContext
 
 __all__ = ["Revoice"]
@@ -42,6 +42,11 @@ class Revoice(Processor):
 
     name: ClassVar[str] = "revoice"
     releases_gil: ClassVar[bool] = True  # onnxruntime and CTranslate2 run without the GIL
+    channels: ClassVar[str] = "mono"  # one voice speaks again: there is one channel to say it in
+
+    def __post_init__(self) -> None:
+        check_range("noise_scale", self.noise_scale, 0, 2)
+        check_range("noise_w", self.noise_w, 0, 2)
 
     def setup(self, ctx: WorkerContext) -> None:
         self._models = ctx.models

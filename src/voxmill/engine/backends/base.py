@@ -15,6 +15,7 @@ from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from voxmill.engine.options import check_backend
 from voxmill.engine.outcome import Drop, Dropped, Failed, Ok, Result
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import ThreadPlan
@@ -44,7 +45,7 @@ def run_job(task: Task, job: Job) -> JobResult:
     try:
         value = task(job.item)
     except Drop as drop:
-        return JobResult(job.seq, Dropped(drop.reason), time.perf_counter() - start)
+        return JobResult(job.seq, Dropped(drop.reason, drop.code), time.perf_counter() - start)
     except Exception as exc:
         failed = Failed(type(exc).__name__, str(exc), traceback.format_exc())
         return JobResult(job.seq, failed, time.perf_counter() - start)
@@ -196,5 +197,5 @@ def create_backend(
     elif name == "process":
         from voxmill.engine.backends.process import ProcessBackend as backend
     else:
-        raise ValueError(f"unknown backend {name!r}; use serial, thread, process or ray")
+        check_backend(name)  # raises ConfigError naming the choices
     return backend(plan, timeout, model_budget, device, prefetch)

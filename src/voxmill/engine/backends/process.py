@@ -8,7 +8,8 @@ timeout gets its worker killed and replaced.
 
 Workers start with *spawn*: forking a parent that already runs threads (onnxruntime, BLAS, rich)
 can deadlock the child. Their thread budget is put in the environment before they start, so native
-pools read it at import. Workers ignore SIGINT; the parent decides how a Ctrl-C ends them.
+pools read it at import. Workers ignore SIGINT, even while they start; the parent decides how a
+Ctrl-C ends them. They start as items arrive, never more than the plan's count.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -45,12 +48,37 @@ MAX_START_FAILURES = 3
 _ENV_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold back Ctrl-C in this thread while a worker is spawned: the child inherits the mask, so a
+    Ctrl-C while it starts (importing for seconds) waits instead of printing a KeyboardInterrupt
+    traceback per worker; the worker then ignores it. Here it is delivered once the spawn is done."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    # Starting multiprocessing's resource tracker (at the first spawn) unblocks SIGINT when done:
+    # start it first, or the first worker would start with Ctrl-C deliverable.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None:
+    # The parent decides how a Ctrl-C ends a run. Ignoring SIGINT discards one held back since spawn.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parent = os.getppid()
     sharing.spool_owner(parent)
     host = TaskHost(task_blob, ctx)
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except (BrokenPipeError, OSError):  # the run was cancelled while this worker started
+        host.teardown()
+        return
     while True:
         try:
             job = conn.recv()
@@ -104,8 +132,13 @@ class ProcessBackend(Backend):
         self._broken: str | None = None
         self._selector = selectors.DefaultSelector()
         self._workers: list[_Worker] = []
-        for index in range(self.plan.workers):
-            self._workers.append(self._spawn(index))
+        self._submitted = 0
+
+    def _grow(self) -> None:
+        # Workers start as items arrive, one per item up to the plan: a stream of 3 items (a total the
+        # plan could not know) never pays for 64 interpreters, and the first items start at once.
+        if len(self._workers) < min(self.plan.workers, self._submitted):
+            self._workers.append(self._spawn(len(self._workers)))
 
     def _spawn(self, index: int) -> _Worker:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
@@ -116,7 +149,7 @@ class ProcessBackend(Backend):
             daemon=True,
         )
         # The child inherits os.environ at spawn; set the thread budget just for that moment.
-        with _ENV_LOCK:
+        with _ENV_LOCK, _sigint_held():
             saved = {k: os.environ.get(k) for k in thread_env(1)}
             os.environ.update(thread_env(self.plan.threads_per_worker))
             try:
@@ -143,6 +176,8 @@ class ProcessBackend(Backend):
         if self._broken is not None:
             self._results.append(JobResult(job.seq, Failed("WorkerDied", self._broken), 0.0))
             return
+        self._submitted += 1
+        self._grow()
         self._queue.append(job)
         self._dispatch()
 

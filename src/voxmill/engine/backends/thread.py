@@ -36,8 +36,7 @@ class ThreadBackend(Backend):
         self._lock = threading.Lock()
         self._abandoned: set[int] = set()
         self._workers: list[_Worker] = []
-        for index in range(self.plan.workers):
-            self._spawn(index)
+        self._submitted = 0
 
     def _spawn(self, index: int) -> None:
         worker = _Worker(index)
@@ -69,6 +68,11 @@ class ThreadBackend(Backend):
             task.teardown()
 
     def submit(self, job: Job) -> None:
+        # Threads (each with its own copy of the task and its models) start as items arrive.
+        self._submitted += 1
+        with self._lock:
+            if len(self._workers) < min(self.plan.workers, self._submitted):
+                self._spawn(len(self._workers))
         self._inbox.put(job)
 
     def _overdue(self) -> list[JobResult]:

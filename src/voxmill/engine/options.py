@@ -1,0 +1,138 @@
+"""The options of one engine run, and the one place they are checked.
+
+Every application and the CLI validate workers, backend, cluster address, threads and timeout here,
+before doing any work (before an output folder exists), and the :class:`~voxmill.engine.Pool` checks
+the same way, so a bad value is one :class:`~voxmill.errors.ConfigError` naming the option (exit 2 in
+the CLI), never a ``ValueError`` traceback from deep inside a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from voxmill.errors import ConfigError
+
+__all__ = [
+    "BACKENDS",
+    "LOCAL_BACKENDS",
+    "RunOptions",
+    "parse_count",
+    "parse_timeout",
+    "parse_workers",
+]
+
+BACKENDS = ("serial", "thread", "process", "ray")
+# Backends whose workers run on this machine, so its cores bound how many make sense (Ray's are the cluster's).
+LOCAL_BACKENDS = ("serial", "thread", "process")
+
+_WHOLE = re.compile(r"[0-9]+", re.ASCII)
+
+
+def parse_count(value: Any, option: str) -> int | str:
+    """A positive whole number or ``"auto"``, from an int or its CLI string form (``"3"``, ``" auto "``).
+
+    Anything else (``0``, ``-1``, ``"abc"``, ``"1.5"``, ``""``, ``True``, ``2.0``) raises ConfigError
+    naming ``option``.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "auto":
+            return "auto"
+        if _WHOLE.fullmatch(text) and int(text) >= 1:
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"{option} {value!r}: expected a positive whole number or 'auto'")
+
+
+def parse_workers(value: Any) -> int | str:
+    """``--workers``: a positive whole number or ``"auto"`` (usable cores; Ray: the cluster's CPUs)."""
+    return parse_count(value, "--workers")
+
+
+def parse_timeout(value: Any) -> float | None:
+    """``--timeout``: None (no limit) or a positive, finite number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    raise ConfigError(f"--timeout {value!r}: expected a positive number of seconds")
+
+
+def check_backend(backend: Any, choices: Collection[str] = BACKENDS) -> str:
+    if not isinstance(backend, str) or backend not in choices:
+        raise ConfigError(f"--backend {backend!r}: expected one of {', '.join(choices)}")
+    return backend
+
+
+def check_address(address: Any) -> str | None:
+    """A Ray cluster address (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``) or None. The other backends
+    ignore it: an application may run serially (one item, ``--no-parallel``) whatever the address."""
+    if address is None:
+        return None
+    if not isinstance(address, str) or not address.strip() or any(c.isspace() or not c.isprintable() for c in address):
+        raise ConfigError(f"--ray-address {address!r}: expected 'auto' or HOST:PORT")
+    return address
+
+
+@dataclass
+class RunOptions:
+    """How one run is spread over workers; the engine's part of every application's options.
+
+    ``workers``: a count or ``"auto"`` (usable cores; with Ray, the cluster's CPUs / threads per worker).
+    On this machine (serial, thread, process) the engine never starts more than the items it is given,
+    nor more than a few workers per usable core, whatever is asked. ``backend``: serial, thread,
+    process or ray. ``address``: the Ray cluster (``auto``, ``HOST:PORT``); None starts a local Ray;
+    the other backends ignore it.
+    ``threads_per_worker``: native threads per worker, ``"auto"`` = max(1, cores // workers).
+    ``timeout``: seconds after which one item fails (None: no limit). ``progress``: a bar on stderr;
+    None shows it when stderr is a terminal.
+    """
+
+    workers: int | str = "auto"
+    backend: str = "process"
+    address: str | None = None
+    threads_per_worker: int | str = "auto"
+    timeout: float | None = None
+    progress: bool | None = None
+
+    def validate(self, backends: Collection[str] = BACKENDS) -> RunOptions:
+        """Raise ConfigError naming the first bad option; ``backends``: the ones this application runs
+        on (an application may accept fewer, or its own ``auto``). Returns self, for chaining."""
+        parse_workers(self.workers)
+        check_backend(self.backend, backends)
+        check_address(self.address)
+        parse_count(self.threads_per_worker, "--threads-per-worker")
+        parse_timeout(self.timeout)
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ConfigError(f"progress {self.progress!r}: expected true, false or None")
+        return self
+
+    @classmethod
+    def parse(
+        cls,
+        workers: Any = "auto",
+        backend: str = "process",
+        address: str | None = None,
+        threads_per_worker: Any = "auto",
+        timeout: Any = None,
+        progress: bool | None = None,
+        backends: Collection[str] = BACKENDS,
+    ) -> RunOptions:
+        """From the CLI's string forms (``--workers 4``, ``--timeout 30``), validated."""
+        return cls(
+            parse_workers(workers),
+            backend,
+            address,
+            parse_count(threads_per_worker, "--threads-per-worker"),
+            parse_timeout(timeout),
+            progress,
+        ).validate(backends)
