@@ -88,7 +88,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert (
         result.stderr.strip()
-        == f"voxmill: config error: {bad}: workers: expected a positive integer or 'auto', got 'lots'"
+        == f"voxmill: config error: {bad}: workers: expected a positive whole number or 'auto', got 'lots'"
     )
 
 
@@ -120,3 +120,27 @@ def test_ctrl_c_exits_130(tmp_path: Path, speech: Audio) -> None:
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert err.strip().endswith("voxmill: interrupted")
+
+
+def test_info_silence_and_speech_never_add_past_100(tmp_path: Path, speech: Audio) -> None:
+    import numpy as np
+
+    # Speech, then 3 s of room tone: both measures have something to find, and must not overlap.
+    quiet = np.random.default_rng(0).normal(0, 1e-4, 3 * speech.sample_rate).astype(np.float32)
+    path = save(tmp_path / "pause.wav", Audio(np.concatenate([speech.samples, quiet]), speech.sample_rate))
+    result = voxmill("info", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["silence_pct"] >= 100 * 2.5 / row["duration"]  # the trailing pause is silence
+    assert row["speech_pct"] > 50 and row["silence_pct"] + row["speech_pct"] <= 100.0 + 1e-9
+    plain = json.loads(voxmill("info", str(path), "--json", "--no-vad").stdout)
+    assert plain["speech_pct"] is None and plain["silence_pct"] >= row["silence_pct"]
+
+
+def test_info_stereo_peak_is_the_loudest_channel(tmp_path: Path, speech: Audio) -> None:
+    import numpy as np
+
+    # Channels in opposite phase: their mix is silence, the file is not.
+    path = save(tmp_path / "wide.wav", Audio(np.stack([speech.samples, -speech.samples], axis=1), speech.sample_rate))
+    row = json.loads(voxmill("info", str(path), "--json", "--no-vad").stdout)
+    assert row["channels"] == 2 and row["peak_dbfs"] == pytest.approx(-6.0, abs=0.3) and row["lufs"] > -30

@@ -14,7 +14,7 @@ import soundfile as sf
 from make_demo_recording import write_recording
 
 import convert_processors as procs
-from voxmill.audio import load
+from voxmill.audio import Audio, load
 from voxmill.audio.slicing import SliceOptions, slice_blocks
 from voxmill.convert import ConvertOptions, VoiceChanger, convert_file
 from voxmill.convert.processors.gender import ChangeGender
@@ -167,3 +167,61 @@ def test_revoice_respeaks_with_piper_in_the_same_time(recording: Path, tmp_path:
     back = load(out)
     assert back.frames == load(source).frames and result.kept_original == []
     assert sum(s.end - s.start for s in speech_segments(back.samples, back.sample_rate)) > 3 * 22050
+
+
+def _hot(speech_cache: Path) -> tuple[np.ndarray, int]:
+    """~13 s of real speech peaking at -0.3 dBFS: WORLD +4 semitones pushes it past full scale."""
+    from make_demo_audio import SENTENCES, synthesize_speech
+
+    path = speech_cache / "hot-speech.wav"
+    if not path.exists():
+        x, sr = synthesize_speech(" ".join(SENTENCES))
+        sf.write(path, x / np.abs(x).max() * 10 ** (-0.3 / 20), sr, subtype="FLOAT")
+    x, sr = sf.read(path, dtype="float32")
+    return x, sr
+
+
+def test_pitch_overshoot_is_limited_never_clipped_and_loudness_kept(speech_cache: Path, tmp_path: Path) -> None:
+    from voxmill.audio import integrated_lufs
+
+    x, sr = _hot(speech_cache)
+    x = x[5 * sr : 10 * sr]  # five seconds that peak at -0.3 dBFS and overshoot by +4
+    source = tmp_path / "hot.wav"
+    sf.write(source, x, sr, subtype="PCM_16")
+    limited, raw = tmp_path / "limited.wav", tmp_path / "raw.wav"
+    opts = {"workers": 2, "progress": False}
+    result = convert_file(source, limited, PitchShift(semitones=4), ConvertOptions(**opts))
+    convert_file(source, raw, PitchShift(semitones=4), ConvertOptions(peak_ceiling_db=None, **opts))
+    y, r = sf.read(limited, dtype="float32")[0], sf.read(raw, dtype="float32")[0]
+    assert np.count_nonzero(np.abs(r) >= 0.999) > 0  # the processor does overshoot (clipped without the limiter)
+    assert np.count_nonzero(np.abs(y) >= 0.999) == 0 and np.abs(y).max() <= 10 ** (-1 / 20) + 1e-4
+    assert result.limited_frames > 0 and result.peak_reduction_db > 0
+    assert abs(integrated_lufs(y, sr) - integrated_lufs(r, sr)) < 1.0
+    assert y.shape == r.shape == x.shape
+
+
+def test_channels_are_kept_or_the_mixdown_is_said(speech: Audio, tmp_path: Path) -> None:
+    x = speech.samples
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([x, 0.5 * np.roll(x, 300)], axis=1), speech.sample_rate, subtype="PCM_16")
+    eight = tmp_path / "eight.flac"
+    sf.write(eight, np.stack([x * (0.2 + 0.1 * i) for i in range(8)], axis=1), speech.sample_rate)
+    # Per channel (Praat's PSOLA): each channel its own, the quieter one stays quieter.
+    result = convert_file(stereo, tmp_path / "gender.wav", ChangeGender(formant=1.15), ConvertOptions(**FAST))
+    y, _ = sf.read(tmp_path / "gender.wav", dtype="float32")
+    assert y.shape == (x.shape[0], 2) and result.channels == 2 and not result.mixed_to_mono
+    assert 0.3 < np.abs(y[:, 1]).max() / np.abs(y[:, 0]).max() < 0.7
+    # One gain for all channels (loudness), through the CLI: 8 channels in, 8 out, balance kept.
+    done = voxmill("convert", str(eight), str(tmp_path / "eight-out.flac"), "-p", "loudness")
+    assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
+    z, _ = sf.read(tmp_path / "eight-out.flac", dtype="float32")
+    assert z.shape == (x.shape[0], 8)
+    np.testing.assert_allclose(np.abs(z).max(axis=0) / np.abs(z).max(), [(0.2 + 0.1 * i) / 0.9 for i in range(8)],
+                               atol=0.02)  # fmt: skip
+    # mp3 holds 2 channels: refused up front, not silently mixed.
+    done = voxmill("convert", str(eight), str(tmp_path / "eight.mp3"), "-p", "loudness")
+    assert done.returncode == 2 and "8" in done.stderr and not (tmp_path / "eight.mp3").exists()
+    # A processor that can only make one channel: mono out, and the user is told.
+    done = voxmill("convert", str(stereo), str(tmp_path / "mono.wav"), "-p", "convert_processors:MonoOnly")
+    assert done.returncode == 0 and "mixed to mono" in done.stderr, done.stderr
+    assert sf.info(tmp_path / "mono.wav").channels == 1

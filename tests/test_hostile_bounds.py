@@ -76,3 +76,83 @@ def test_engine_ctrl_c_while_workers_start_is_quiet(tmp_path, short_speech) -> N
         _, err = proc.communicate()
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+
+
+def _convert_wav_at_rate(path, samples, rate) -> None:  # type: ignore[no-untyped-def]
+    """A 16-bit wav whose header says ``rate`` Hz, whatever the samples were made at (libsndfile
+    writes any rate up to 2^31 - 1 into the header; the samples are real speech)."""
+    import struct
+
+    import soundfile as sf
+
+    sf.write(path, samples, 22050, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 24, rate)  # fmt chunk: sample rate at byte 24 of a canonical header
+    struct.pack_into("<I", data, 28, rate * 2)  # byte rate
+    path.write_bytes(bytes(data))
+
+
+def test_convert_info_refuse_absurd_rates_per_file(tmp_path, short_speech) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from hostile import no_traceback, voxmill
+    from voxmill.audio import save
+
+    good = save(tmp_path / "good.wav", short_speech)
+    bad = {rate: tmp_path / f"rate{rate}.wav" for rate in (1, 8, 2147483647)}
+    for rate, path in bad.items():
+        _convert_wav_at_rate(path, short_speech.samples[:4000], rate)
+    done = voxmill("info", str(bad[8]), str(good), str(bad[1]), str(bad[2147483647]), "--json", timeout=60)
+    no_traceback(done)
+    assert done.returncode == 1, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["path"] for r in rows] == [str(bad[8]), str(good), str(bad[1]), str(bad[2147483647])]
+    assert rows[1]["sample_rate"] == short_speech.sample_rate and rows[1]["lufs"] is not None  # the good one
+    for rate, row in zip((8, 1, 2147483647), (rows[0], rows[2], rows[3]), strict=True):
+        assert f"{rate} Hz" in row["error"]
+    assert len(done.stderr.strip().splitlines()) == 3, done.stderr
+    # convert refuses such a file at once (exit 2, one line), instead of minutes of work and a silent output.
+    out = tmp_path / "out.wav"
+    done = voxmill("convert", str(bad[2147483647]), str(out), "-p", "loudness", timeout=60)
+    no_traceback(done)
+    assert done.returncode == 2 and "2147483647 Hz" in done.stderr and not out.exists(), done.stderr
+
+
+_RSS_PROBE = r"""
+import resource, subprocess, sys
+done = subprocess.run([sys.executable, "-m", "voxmill", "--quiet", *sys.argv[1:]], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)  # KiB on Linux
+sys.exit(done.returncode)
+"""
+
+
+def test_convert_info_two_hour_file_in_bounded_memory(tmp_path, speech) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    from voxmill.audio import resample
+
+    # Two hours of real speech at 8 kHz (115 MB of 16-bit samples, 230 MB as float32), written in blocks.
+    rate, seconds = 8000, 2 * 3600
+    block = np.tile(resample(speech.samples, speech.sample_rate, rate), 20)
+    path = tmp_path / "two-hours.wav"
+    with sf.SoundFile(path, "w", rate, 1, "PCM_16") as out:
+        written = 0
+        while written < rate * seconds:
+            part = block[: rate * seconds - written]
+            out.write(part)
+            written += part.shape[0]
+    # A fresh process between pytest and voxmill: RUSAGE_CHILDREN then covers voxmill alone.
+    done = subprocess.run([sys.executable, "-c", _RSS_PROBE, "info", str(path), "--json", "--no-vad"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
+    row = json.loads(done.stdout)
+    assert row["duration"] == seconds and -40 < row["lufs"] < -15
+    assert peak_mb < 150, f"voxmill info held {peak_mb:.0f} MB for a file of 230 MB decoded"

@@ -115,3 +115,26 @@ def test_names_piper_trainer_reads_every_clip(tmp_path, short_speech):
     assert len(list(cache.glob("*.audio.pt"))) == 4  # no "Missing audio file": every id names its wav
     cached = {p.read_text(encoding="utf-8") for p in cache.glob("*.txt") if not p.name.endswith(".phonemes.txt")}
     assert cached == {*texts.values(), "Nested."}  # the '|' and the quotes survive, nothing is cut
+
+
+def test_convert_inputs_with_one_base_name_never_share_an_output(tmp_path, short_speech) -> None:  # type: ignore[no-untyped-def]
+    from hostile import no_traceback, voxmill
+    from voxmill.audio import save
+
+    save(tmp_path / "one" / "Take.wav", short_speech)
+    save(tmp_path / "two" / "take.wav", short_speech)
+    save(tmp_path / "three" / "other.wav", short_speech)
+    out = tmp_path / "out"
+    # The same file twice, and names a case-folding file system (macOS, Windows) makes one file.
+    for pair in (["three/other.wav", "three/other.wav"], ["one/Take.wav", "two/take.wav"]):
+        done = voxmill("convert", *[str(tmp_path / p) for p in pair], str(out), "-p", "loudness")
+        no_traceback(done)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "would both be written to" in done.stderr and done.stdout == "", done.stderr
+        assert not out.exists() or not any(out.iterdir())
+    # Inputs with distinct names are each written once, each reported once.
+    done = voxmill("convert", str(tmp_path / "one" / "Take.wav"), str(tmp_path / "three" / "other.wav"), str(out),
+                   "-p", "loudness")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["Take.wav", "other.wav"]
+    assert len(done.stdout.strip().splitlines()) == 2

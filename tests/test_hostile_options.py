@@ -128,3 +128,91 @@ def test_options_real_cli_process_exits_2_without_traceback(inputs: Path) -> Non
         "voxmill: config error: --workers 'abc': expected a positive whole number or 'auto'"
     )
     assert not (inputs / "out").exists()
+
+
+# Each once ended in a traceback (ValueError from an empty argmin, OverflowError, FileExistsError), or
+# ran with a value that has no meaning (NaN thresholds, a 0 Hz or 10^11 Hz output).
+CONVERT_BAD = [
+    ("--chunk-seconds", "0.01"),
+    ("--chunk-seconds", "0"),
+    ("--chunk-seconds", "-5"),
+    ("--chunk-seconds", "nan"),
+    ("--chunk-seconds", "1e300"),
+    ("--min-chunk-seconds", "-1"),
+    ("--threshold-db", "nan"),
+    ("--min-silence-ms", "inf"),
+    ("--max-silence-kept-ms", "-1"),
+    ("--sample-rate", "0"),
+    ("--sample-rate", "99999999999"),
+    ("--semitones", "nan"),
+    ("--peak-ceiling-db", "nan"),
+]
+
+
+def test_convert_absurd_numbers_are_one_line_config_errors(
+    tmp_path: Path, short_speech: Audio, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxmill.audio import save
+    from voxmill.cli.main import main
+
+    source = save(tmp_path / "in.wav", short_speech)
+    out = tmp_path / "out" / "x.wav"
+    for option, value in CONVERT_BAD:
+        code = main(["--quiet", "convert", str(source), str(out), "-p", "pitch", option, value])
+        err = capsys.readouterr().err
+        assert code == 2, (option, value, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (option, value, err)
+        assert option in err or "semitones" in err, (option, value, err)
+        assert not out.exists()
+
+
+def test_convert_output_under_a_file_or_where_nothing_can_be_written(
+    tmp_path: Path, short_speech: Audio, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    from voxmill.audio import save
+    from voxmill.cli.main import main
+
+    source = save(tmp_path / "in.wav", short_speech)
+    (tmp_path / "a-file").write_text("not a folder")
+    # /proc takes no new files, for root too.
+    for out in (tmp_path / "a-file" / "out.wav", tmp_path / "a-file" / "deeper" / "out.wav", Path("/proc/out.wav")):
+        code = main(["--quiet", "convert", str(source), str(out), "-p", "loudness", "--no-parallel"])
+        err = capsys.readouterr().err
+        assert code == 2, (out, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and str(out) in err, (out, err)
+
+
+def test_prepare_absurd_numbers_are_refused_before_any_work(tmp_path, corpus):
+    import pytest
+
+    from hostile import no_traceback, voxmill
+    from voxmill.errors import ConfigError
+    from voxmill.prepare import PrepareOptions, parse_source, run
+
+    bad = {
+        "val_fraction": [2.0, -0.5, 1.0, float("nan")],
+        "val_size": [-1],
+        "keep_silence": [-1.0, float("inf")],
+        "sample_rate": [0, -22050, 10**9],
+        "min_duration": [-1.0, float("nan")],
+        "max_duration": [0.0, -5.0, float("nan")],
+        "max_clipping": [-0.1, 1.5],
+        "max_per_speaker": [0, -3],
+        "loudness": [5.0, -1000.0, float("nan")],
+        "peak_ceiling": [3.0],
+    }
+    out = tmp_path / "out"
+    for name, values in bad.items():
+        for value in values:
+            opts = PrepareOptions([parse_source(str(corpus))], out, workers=1, progress=False, **{name: value})
+            with pytest.raises(ConfigError) as caught:
+                run(opts)
+            flag = name.replace("_", "-")
+            assert flag in str(caught.value) or name.replace("_", " ") in str(caught.value), (name, value)
+    assert not out.exists() or not any(out.iterdir())  # refused up front: nothing written
+    for args in (["--val-fraction", "2"], ["--sample-rate", "0"], ["--min-duration", "5", "--max-duration", "2"]):
+        done = voxmill("prepare", str(corpus), "-o", str(out), "--workers", "1", *args)
+        no_traceback(done)
+        assert done.returncode == 2 and args[-2] in done.stderr, done.stderr

@@ -77,3 +77,40 @@ def test_check_prints_ids_and_texts_verbatim_no_markup_no_emoji(tmp_path, short_
     main(["--quiet", "check", str(tmp_path / "ds"), "--workers", "1", "--backend", "serial"])
     out = capsys.readouterr().out
     assert "x:thumbs_up:y" in out and "\N{THUMBS UP SIGN}" not in out, out
+
+
+def test_prepare_reading_no_rows_is_an_error(tmp_path, short_speech):
+    from hostile import ljspeech, no_traceback, voxmill
+
+    (tmp_path / "empty").mkdir()
+    src = ljspeech(tmp_path / "ljs", [("v1", "A verdict sentence.")], short_speech)
+    for args, name in (([str(tmp_path / "empty")], "empty"), ([str(src), "--source-format", "parquet"], "ljs")):
+        done = voxmill("prepare", *args, "-o", str(tmp_path / f"out-{name}"), "--workers", "1")
+        no_traceback(done)
+        assert done.returncode == 2, done.stderr
+        assert f"no rows read from {tmp_path / name}" in done.stderr, done.stderr
+        assert not (tmp_path / f"out-{name}" / "metadata.csv").exists()
+    # Fixing the command afterwards needs no --overwrite: the failed run left nothing behind.
+    done = voxmill("prepare", str(src), "-o", str(tmp_path / "out-ljs"), "--workers", "1")
+    assert done.returncode == 0, done.stderr
+
+
+def test_prepare_top_reasons_group_by_kind_with_examples(tmp_path, short_speech):
+    import json
+
+    from hostile import ljspeech, no_traceback, voxmill
+
+    src = ljspeech(tmp_path / "src", [("good", "A good clip.")], short_speech)
+    with (src / "metadata.csv").open("a") as fh:
+        for i in range(5):
+            (src / "wavs" / f"bad{i}.wav").write_bytes((src / "wavs" / "good.wav").read_bytes()[:3000])
+            fh.write(f"bad{i}|Truncated clip {i}.\n")
+    out = tmp_path / "out"
+    done = voxmill("prepare", str(src), "-o", str(out), "--workers", "1")
+    no_traceback(done)
+    assert done.returncode == 1
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["reasons"]["failed"] == {"audio cannot be decoded": 5}
+    assert stats["reason_examples"]["failed"]["audio cannot be decoded"] == ["bad0", "bad1", "bad2"]
+    assert "audio cannot be decoded (5: bad0, bad1, bad2, ...)" in " ".join(done.stdout.split())
+    assert "bad3.wav" not in done.stdout  # one group, not a file path per line

@@ -177,3 +177,35 @@ def test_damaged_file_gives_one_line_decode_error(tmp_path: Path, speech: Audio,
     assert "\n" not in message
     assert reason in caught.value.reason
     assert caught.value.path == str(path)
+
+
+def test_damaged_mp3_decodes_without_decoder_chatter(tmp_path: Path, speech: Audio) -> None:
+    import subprocess
+    import sys
+
+    good = save(tmp_path / "good.mp3", speech)
+    data = bytearray(good.read_bytes())
+    rng = np.random.default_rng(1)
+    for at in rng.integers(2000, len(data) - 16, 30):
+        data[at : at + 8] = bytes(8)  # zeroed frame headers: libmpg123 resyncs, and used to say so on fd 2
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(bytes(data))
+    (tmp_path / "zeros.mp3").write_bytes(bytes(5000))
+    zeros = tmp_path / "zeros.mp3"
+    args = [sys.executable, "-m", "voxmill", "info", "--no-vad", str(damaged), str(zeros)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "damaged.mp3" in done.stdout
+    assert done.stderr.strip().splitlines() == [f"{zeros}: not a recognised audio format or corrupt data"]
+
+
+@pytest.mark.parametrize("rate", [1, 8, 3999, 768001, 2147483647])
+def test_rates_voxmill_cannot_handle_are_refused_by_every_reader(tmp_path: Path, rate: int) -> None:
+    from voxmill.audio import blocks
+
+    path = tmp_path / f"r{rate}.wav"
+    sf.write(path, np.zeros(64, np.float32), rate, subtype="PCM_16")
+    for read in (probe, load, lambda p: list(blocks(p))):
+        with pytest.raises(AudioDecodeError, match=f"sample rate {rate} Hz"):
+            read(path)
+    with pytest.raises(AudioEncodeError, match="sample rate"):
+        save(tmp_path / "out.wav", Audio(np.zeros(64, np.float32), rate))

@@ -108,3 +108,63 @@ def test_vad_finds_nothing_in_silence_or_white_noise() -> None:
     assert speech_segments(np.zeros(sr * 3, np.float32), sr) == []
     noise = np.random.default_rng(0).normal(0, 0.1, sr * 3).astype(np.float32)
     assert speech_ratio(noise, sr) < 0.05
+
+
+def _limit(samples: np.ndarray, sr: int, sizes: list[int], ceiling_db: float = -1.0) -> np.ndarray:
+    from voxmill.audio.limiter import PeakLimiter
+
+    limiter = PeakLimiter(sr, ceiling_db)
+    parts, at, turn = [], 0, 0
+    while at < samples.shape[0]:
+        size = sizes[turn % len(sizes)]
+        parts += limiter.push(samples[at : at + size])
+        at, turn = at + size, turn + 1
+    return np.concatenate(parts + limiter.flush())
+
+
+def test_limiter_holds_the_ceiling_leaves_the_rest_and_streams_seamlessly(speech: Audio) -> None:
+    sr = speech.sample_rate
+    hot = speech.samples * np.float32(2.5)  # real speech 2 dB past full scale at its peaks
+    ceiling = 10 ** (-1 / 20)
+    whole = _limit(hot, sr, [hot.shape[0]])
+    assert whole.shape == hot.shape and np.abs(whole).max() <= ceiling + 1e-6
+    # Block sizes do not matter (a stream of any cut gives the same samples).
+    np.testing.assert_array_equal(whole, _limit(hot, sr, [7, 4096, 333, 22050]))
+    # Far from the peaks (over 50 ms away) the audio is untouched; loudness moves well under 1 LU.
+    near = np.convolve(np.abs(hot) > ceiling, np.ones(int(0.1 * sr)), mode="same") > 0
+    np.testing.assert_array_equal(whole[~near], hot[~near])
+    assert abs(integrated_lufs(whole, sr) - integrated_lufs(hot, sr)) < 1.0
+    # Audio under the ceiling passes bit for bit; channels share one gain (the balance stays).
+    np.testing.assert_array_equal(_limit(speech.samples, sr, [5000]), speech.samples)
+    stereo = np.stack([hot, 0.5 * hot], axis=1)
+    both = _limit(stereo, sr, [10000])
+    np.testing.assert_allclose(both[:, 0], whole, atol=1e-6)
+    np.testing.assert_allclose(both[:, 1], 0.5 * whole, atol=1e-6)
+
+
+def test_streamed_vad_matches_the_whole_clip(speech: Audio) -> None:
+    from voxmill.audio.vad import SpeechTracker
+
+    tracker = SpeechTracker(speech.sample_rate)
+    for at in range(0, speech.frames, 30000):
+        tracker.add(speech.samples[at : at + 30000])
+    streamed = tracker.segments()
+    whole = speech_segments(speech.samples, speech.sample_rate)
+    assert len(streamed) == len(whole) >= 2
+    window = 512 * speech.sample_rate // 16000
+    for a, b in zip(streamed, whole, strict=True):
+        assert abs(a.start - b.start) <= window and abs(a.end - b.end) <= window
+
+
+def test_multichannel_chunks_cut_like_their_mix(speech: Audio) -> None:
+    from voxmill.audio import Block
+    from voxmill.audio.slicing import SliceOptions, slice_blocks
+
+    opts = SliceOptions(max_seconds=4, min_seconds=1, search_seconds=1)
+    x = speech.samples
+    stereo = np.stack([x, 0.5 * x], axis=1)
+    blocks = [Block(i, i * 50000, stereo[i * 50000 : (i + 1) * 50000], speech.sample_rate) for i in range(6)]
+    mono = [Block(b.index, b.start, b.samples.mean(axis=1), b.sample_rate) for b in blocks]
+    two, one = list(slice_blocks(blocks, opts)), list(slice_blocks(mono, opts))
+    assert [(c.start, c.end, c.forced_end) for c in two] == [(c.start, c.end, c.forced_end) for c in one]
+    assert all(c.samples.shape[1] == 2 for c in two) and two[-1].end == x.shape[0]

@@ -8,7 +8,7 @@ break the parquet schema, so such names are refused before any work (``ConfigErr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 
 from voxmill import errors
@@ -25,8 +25,11 @@ SPEAKER_FROM_DIR = "speaker_from_dir"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-class Problem(StrEnum):
+class Problem(str, Enum):  # enum.StrEnum is 3.11+; voxmill supports 3.10
     """Why a row is unusable, as reports group it: a code, never parsed out of the message."""
+
+    def __str__(self) -> str:
+        return str(self.value)
 
     ENCODING = "not UTF-8"  # the line or transcript
     PARSE = "line does not fit the layout"
@@ -89,12 +92,8 @@ class Row:
 
     @property
     def file_id(self) -> str:
-        """The stem of this row's output files: :func:`~voxmill.corpus.names.file_name` of the id, less an
-        audio suffix (Coqui and Common Voice ids are file names: ``a.mp3`` -> ``a.wav``, not ``a.mp3.wav``)."""
-        stem = self.id
-        if stem.lower().endswith(AUDIO_SUFFIXES) and Path(stem).stem:
-            stem = stem[: stem.rindex(".")]
-        return file_name(stem)
+        """The stem of this row's output files (``wavs/<file_id>.wav``): injective in the id, letters kept."""
+        return file_name(self.id)
 
 
 def _flag(value: str, given_as: str) -> bool:

@@ -99,9 +99,8 @@ class PrepareOptions:
         if self.max_per_speaker is not None:
             _number("--max-per-speaker", self.max_per_speaker, 1, math.inf, integer=True)
         _number("--seed", self.seed, -(2**63), 2**63 - 1, integer=True)
-        if self.val_fraction is not None:
-            if not 0 <= self.val_fraction < 1:
-                raise errors.ConfigError(f"--val-fraction {self.val_fraction:g}: must be at least 0 and below 1")
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:  # also refuses NaN
+            raise errors.ConfigError(f"--val-fraction {self.val_fraction:g}: must be at least 0 and below 1")
         if self.val_size is not None:
             _number("--val-size", self.val_size, 0, math.inf, integer=True)
         if self.val_fraction and self.val_size:
@@ -243,7 +242,7 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
     files = _output_files(opts.formats, kept, train, val)
     guard.own(files)  # recorded before written: a run killed while writing still knows its files
     if {"piper", "nemo"} & set(opts.formats):
-        place_wavs(kept, stage, out)
+        place_wavs(kept, stage, out, keep_staged=stopped)
     if "piper" in opts.formats:
         write_piper(train, val, out, opts.sample_rate, opts.espeak_voice)
     if "nemo" in opts.formats:

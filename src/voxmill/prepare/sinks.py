@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,30 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def place_wavs(clips: list[Clip], stage: Path, out: Path) -> None:
+def place_wavs(clips: list[Clip], stage: Path, out: Path, keep_staged: bool = False) -> None:
     """Move staged wavs into ``out/wavs`` (a rename: no copy, and never half a file).
 
-    Every kept clip has its staged wav (a resumed record counts only while it does), so a missing one
-    means something else removed it: an error, never a row pointing at an old or absent file.
+    ``keep_staged`` (a run that stopped early, so ``--resume`` will want them) links instead, and the
+    staged copy stays. Every kept clip has its staged wav (a resumed record counts only while it
+    does), so a missing one means something else removed it: an error, never a row pointing at an
+    old or absent file.
     """
     wavs = out / "wavs"
     wavs.mkdir(parents=True, exist_ok=True)
     for clip in clips:
+        staged, target = clip.staged(stage), wavs / f"{clip.file_id}.wav"
         try:
-            os.replace(clip.staged(stage), wavs / f"{clip.file_id}.wav")
+            if not keep_staged:
+                os.replace(staged, target)
+                continue
+            with atomic_path(target) as tmp:
+                try:
+                    os.link(staged, tmp)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(staged, tmp)
         except FileNotFoundError:
             raise errors.ProcessingError(
-                f"{clip.staged(stage)}: staged clip of {clip.id!r} vanished during the run; run again with --resume"
+                f"{staged}: staged clip of {clip.id!r} vanished during the run; run again with --resume"
             ) from None
 
 

@@ -9,7 +9,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,11 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 _WORKER_DIR = re.compile(r"w[0-9]{1,5}")
 
 
-class DropCode(StrEnum):
+class DropCode(str, Enum):  # enum.StrEnum is 3.11+; voxmill supports 3.10
     """Why a clip was dropped, as reports group it (the reason text adds the numbers)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
 
     EMPTY_TEXT = "empty text"
     CLIPPING = "clipping"

@@ -8,30 +8,32 @@ from pathlib import Path
 from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding, problems
 from voxmill.corpus import AUDIO_SUFFIXES
-from voxmill.corpus.sources import MISSING_AUDIO
+from voxmill.corpus.rows import Problem
 
 __all__ = ["run"]
 
 
 def run(data: CheckData) -> list[Finding]:
     out = [finding("metadata.layout", Severity.INFO, f"{data.layout}; {len(data.rows)} rows")]
-    encoding = [f"{r.source}: {r.error}" for r in data.rows if r.error and "invalid UTF-8" in r.error]
-    missing = [f"{r.id}: {r.error}" for r in data.rows if r.error and r.error.startswith(MISSING_AUDIO)]
-    parse = [
-        f"{r.source}: {r.error}"
-        for r in data.rows
-        if r.error and "invalid UTF-8" not in r.error and not r.error.startswith(MISSING_AUDIO)
-    ]
-    out.append(problems("metadata.encoding", encoding, "lines are not valid UTF-8", "re-save the file as UTF-8"))
+    by_problem: dict[Problem | None, list[str]] = defaultdict(list)
+    for r in data.rows:
+        if r.error:
+            by_problem[r.problem].append(f"{r.source}: {r.error}")
+    groups = [
+        ("metadata.encoding", Problem.ENCODING, "lines are not valid UTF-8", "re-save the file as UTF-8"),
+        ("metadata.missing_audio", Problem.MISSING_AUDIO, "rows name audio that does not exist",
+         "add the files or drop the rows"),
+        ("metadata.outside_root", Problem.OUTSIDE_ROOT, "rows name audio outside the dataset folder",
+         "move the audio into the dataset, or pass --allow-outside if you trust the metadata"),
+    ]  # fmt: skip
+    for check_id, problem, message, hint in groups:
+        out.append(problems(check_id, by_problem.pop(problem, []), message, hint))
+    parse = [line for lines in by_problem.values() for line in lines]
     out.append(
         problems("metadata.parse", parse, "rows cannot be read", "fix the delimiter/column count on those lines")
     )
-    out.append(
-        problems(
-            "metadata.missing_audio", missing, "rows name audio that does not exist", "add the files or drop the rows"
-        )
-    )
-    rows = [r for r in data.rows if not (r.error and not r.error.startswith(MISSING_AUDIO))]
+    # Rows whose only problem is their audio still count for the text checks below.
+    rows = [r for r in data.rows if not r.error or r.problem in (Problem.MISSING_AUDIO, Problem.OUTSIDE_ROOT)]
     empty = [r.id for r in rows if not r.text.strip()]
     out.append(problems("metadata.empty_text", empty, "rows have empty text", "transcribe them or drop them"))
 
