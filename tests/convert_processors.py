@@ -51,3 +51,13 @@ class FailAt(Processor):
         if chunk.index == self.index:
             raise RuntimeError(f"cannot process chunk {chunk.index}")
         return np.array(chunk.samples) * np.float32(0.5), chunk.sample_rate
+
+
+@dataclass
+class MonoOnly(Processor):
+    """Can only make one channel (like revoice): convert mixes the input and says so."""
+
+    channels: ClassVar[str] = "mono"
+
+    def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
+        return np.array(chunk.samples), chunk.sample_rate
