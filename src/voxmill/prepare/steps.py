@@ -78,7 +78,7 @@ def options_digest(options: ClipOptions) -> str:
 @dataclass(frozen=True)
 class PrepareItem:
     """One row as the engine runs it. ``fingerprint`` covers everything that decides the clip: the
-    row's content, the identity of its audio (path, size, mtime; or the bytes) and the options."""
+    row's content, the identity of its audio (path, size, mtime, ctime, inode; or the bytes) and the options."""
 
     row: Row
     fingerprint: str
@@ -91,7 +91,9 @@ class PrepareItem:
         if row.audio_path is not None:
             try:
                 st = os.stat(row.audio_path)
-                h.update(f"|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode())
+                # ctime too: bytes rewritten in place with the size kept and the mtime set back
+                # (``touch -r``) change it, and no user can set it.
+                h.update(f"|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}".encode())
             except OSError as exc:
                 h.update(f"|missing {exc.errno}".encode())
         if row.audio_bytes is not None:

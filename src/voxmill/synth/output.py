@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,16 +32,22 @@ __all__ = [
     "PartWriter",
     "chapter_file_name",
     "finished_part",
+    "finished_parts",
+    "read_index",
     "level_for",
     "measure",
     "slug",
     "srt_text",
+    "tidy_parts",
+    "write_index",
     "write_json",
     "write_parts",
     "write_srt",
 ]
 
 BLOCK_SECONDS = 30.0
+Parts = dict[int, tuple[Path, float, list["Cue"]]]
+"""Finished parts by chapter: (path, seconds, cues)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,57 @@ def finished_part(folder: Path, index: int, chapter_hash: str) -> tuple[Path, fl
     return path, int(meta["frames"]) / sr, cues
 
 
+def finished_parts(folder: Path, hashes: Sequence[str], skip: Sequence[bool]) -> Parts:
+    """The parts an earlier run finished for these chapters (by index; those in ``skip`` not looked for)."""
+    found: Parts = {}
+    for c, chapter_hash in enumerate(hashes):
+        part = None if skip[c] else finished_part(folder, c, chapter_hash)
+        if part is not None:
+            found[c] = part
+    return found
+
+
+def tidy_parts(folder: Path, hashes: Sequence[str]) -> None:
+    """Keep only the parts of these chapters: parts of chapters the text no longer has (or had with
+    other words) and the temp files of a killed run go."""
+    wanted = {part_path(folder, c, h).name for c, h in enumerate(hashes)}
+    wanted |= {Path(name).with_suffix(".json").name for name in wanted}
+    for entry in os.scandir(folder):
+        if entry.name not in wanted and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def write_index(folder: Path, files: list[ChapterFile | None], voice: str, sample_rate: int, level: Loudness) -> None:
+    """``chapters.json``: each written chapter (file, start in the book, duration, cues) and the level."""
+    start = 0.0
+    entries = []
+    for f in files:
+        if f is None:
+            continue
+        f.start = start
+        start += f.duration
+        entries.append(f.to_dict() | {"cues": [asdict(c) for c in f.cues]})
+    index = {"voice": voice, "sample_rate": sample_rate, "gain_db": round(level.gain_db, 3),
+             "loudness": level.to_dict(), "chapters": entries}  # fmt: skip
+    write_json(folder / "chapters.json", index)
+
+
+def read_index(
+    folder: Path, target_lufs: float | None, ceiling_db: float
+) -> tuple[dict[int, dict[str, Any]], Loudness | None]:
+    """What an earlier run's chapters.json recorded: its chapters by index, and the level they got."""
+    try:
+        data = json.loads((folder / "chapters.json").read_text(encoding="utf-8"))
+        chapters = {int(c["index"]): c for c in data["chapters"]}
+        level = data.get("loudness") or {}
+        lufs, peak = level.get("lufs"), level.get("peak_db")
+        return chapters, Loudness(target_lufs, None if lufs is None else float(lufs), float(data["gain_db"]),
+                                  None if peak is None else float(peak), bool(level.get("limited", False)),
+                                  ceiling_db)  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, None
+
+
 def _part_blocks(parts: list[tuple[Path, float]], sr: int) -> Iterator[np.ndarray]:
     """The parts in order, each followed by its pause, as blocks of float samples."""
     for path, pause in parts:
@@ -189,7 +247,9 @@ def measure(parts: list[tuple[Path, float]], sample_rate: int) -> tuple[float, f
     return meter.lufs, meter.peak
 
 
-def level_for(parts: list[tuple[Path, float]], sample_rate: int, target_lufs: float | None, ceiling_db: float) -> Loudness:
+def level_for(
+    parts: list[tuple[Path, float]], sample_rate: int, target_lufs: float | None, ceiling_db: float
+) -> Loudness:
     """The one gain that brings ``parts`` together to ``target_lufs`` (peak ceiling kept), and the level
     it reaches; no gain (and no measuring) for None."""
     if target_lufs is None:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,18 @@ from voxmill.synth.options import WRITABLE, SynthOptions
 from voxmill.synth.output import (
     ChapterFile,
     Cue,
+    Parts,
     PartWriter,
     chapter_file_name,
-    finished_part,
+    finished_parts,
     level_for,
-    part_path,
-    write_json,
+    read_index,
+    tidy_parts,
+    write_index,
     write_parts,
     write_srt,
 )
+from voxmill.synth.result import SynthResult
 from voxmill.synth.task import SpeakItem, SpeakTask, Speech
 from voxmill.synth.voice import VoiceInfo, resolve_voice
 from voxmill.text.split import Chapter, Piece, parse_document, pieces
@@ -50,8 +52,6 @@ from voxmill.text.split import Chapter, Piece, parse_document, pieces
 __all__ = ["AudioChunk", "SynthOptions", "SynthResult", "synthesize", "synthesize_file"]
 
 log = logging.getLogger(__name__)
-
-Parts = dict[int, tuple[Path, float, list[Cue]]]
 
 
 @dataclass(frozen=True)
@@ -68,35 +68,6 @@ class AudioChunk:
 
     def with_pause(self) -> np.ndarray:
         return np.concatenate([self.samples, np.zeros(round(self.pause * self.sample_rate), np.float32)])
-
-
-@dataclass
-class SynthResult:
-    """What one ``synthesize_file`` run wrote, the level it reached, and what its user should know."""
-
-    output: Path
-    voice: str
-    seconds: float
-    wall_seconds: float
-    pieces: int
-    workers: int
-    chapters: list[ChapterFile] = field(default_factory=list)
-    loudness: Loudness | None = None
-    notes: list[SynthNote] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "output": str(self.output),
-            "voice": self.voice,
-            "seconds": round(self.seconds, 3),
-            "wall_seconds": round(self.wall_seconds, 3),
-            "x_realtime": round(self.seconds / self.wall_seconds, 2) if self.wall_seconds else None,
-            "pieces": self.pieces,
-            "workers": self.workers,
-            "chapters": [c.to_dict() | {"resumed": c.resumed} for c in self.chapters],
-            "loudness": self.loudness.to_dict() if self.loudness else None,
-            "notes": [n.to_dict() for n in self.notes],
-        }
 
 
 def _speaker_id(voice: VoiceInfo, speaker: int | str | None) -> int | None:
@@ -127,7 +98,9 @@ def _plan(chapters: list[Chapter], voice: VoiceInfo, opts: SynthOptions) -> list
             for c in chapters]  # fmt: skip
 
 
-def _prepare(text: str, voice: str | Path, opts: SynthOptions) -> tuple[VoiceInfo, list[Chapter], list[list[Piece]], list[SynthNote]]:
+def _prepare(
+    text: str, voice: str | Path, opts: SynthOptions
+) -> tuple[VoiceInfo, list[Chapter], list[list[Piece]], list[SynthNote]]:
     """The voice, the chapters that have something to say and their pieces, and notes on the text.
     ConfigError (before anything is spoken) for empty text or a text the voice cannot read at all."""
     info = resolve_voice(voice, Registry())
@@ -253,25 +226,6 @@ def synthesize_file(
     return result
 
 
-def _tidy_parts(folder: Path, hashes: Sequence[str]) -> None:
-    """Keep only the parts of this text's chapters: those of chapters it no longer has and the temp
-    files of a killed run go."""
-    wanted = {part_path(folder, c, h).name for c, h in enumerate(hashes)}
-    wanted |= {Path(name).with_suffix(".json").name for name in wanted}
-    for entry in os.scandir(folder):
-        if entry.name not in wanted and entry.is_file(follow_symlinks=False):
-            Path(entry.path).unlink(missing_ok=True)
-
-
-def _resumable(folder: Path, hashes: Sequence[str], skip: Sequence[bool]) -> Parts:
-    found: Parts = {}
-    for c, chapter_hash in enumerate(hashes):
-        part = None if skip[c] else finished_part(folder, c, chapter_hash)
-        if part is not None:
-            found[c] = part
-    return found
-
-
 def _speak_parts(
     info: VoiceInfo, plan: list[list[Piece]], hashes: list[str], opts: SynthOptions, folder: Path,
     skip: set[int], parts: Parts, failures: list[str],
@@ -336,15 +290,12 @@ def _into_folder(
     names = [chapter_file_name(c, chapter.title, suffix, len(chapters)) for c, chapter in enumerate(chapters)]
     parts_dir = guard.state / "parts"  # emptied by the guard unless an earlier run is resumed
     parts_dir.mkdir(parents=True, exist_ok=True)
-    _tidy_parts(parts_dir, hashes)
-    previous, kept_level = _previous_index(folder, opts) if guard.resumed else ({}, None)
-    files: list[ChapterFile | None] = [None] * len(chapters)
-    for c, chapter in enumerate(chapters):
-        old = previous.get(c)
-        if old is not None and old.get("hash") == hashes[c] and old.get("file") == names[c] and (folder / names[c]).exists():
-            cues = [Cue(**cue) for cue in old.get("cues", [])]
-            files[c] = ChapterFile(c, chapter.title, names[c], 0.0, float(old["duration"]), hashes[c], cues, True)
-    parts = _resumable(parts_dir, hashes, [f is not None for f in files]) if opts.resume else {}
+    tidy_parts(parts_dir, hashes)
+    previous, kept_level = read_index(folder, opts.target_lufs, opts.peak_ceiling_db) if guard.resumed else ({}, None)
+    files = [
+        _kept(previous.get(c), folder, c, chapter.title, names[c], hashes[c]) for c, chapter in enumerate(chapters)
+    ]
+    parts = finished_parts(parts_dir, hashes, [f is not None for f in files]) if opts.resume else {}
     skip = {c for c in range(len(chapters)) if files[c] is not None or c in parts}
     guard.own(["chapters.json"])
     failures: list[str] = []
@@ -360,18 +311,14 @@ def _into_folder(
     return _result(folder, info, files, count, opts, level)
 
 
-def _previous_index(folder: Path, opts: SynthOptions) -> tuple[dict[int, dict[str, Any]], Loudness | None]:
-    """What an earlier run's chapters.json recorded: its chapters by index, and the level they got."""
-    try:
-        data = json.loads((folder / "chapters.json").read_text(encoding="utf-8"))
-        chapters = {int(c["index"]): c for c in data["chapters"]}
-        level = data.get("loudness") or {}
-        lufs, peak = level.get("lufs"), level.get("peak_db")
-        return chapters, Loudness(opts.target_lufs, None if lufs is None else float(lufs), float(data["gain_db"]),
-                                  None if peak is None else float(peak), bool(level.get("limited", False)),
-                                  opts.peak_ceiling_db)  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}, None
+def _kept(
+    old: dict[str, Any] | None, folder: Path, index: int, title: str, name: str, chapter_hash: str
+) -> ChapterFile | None:
+    """A chapter file an earlier run wrote for exactly this chapter (its index entry ``old``), or None."""
+    if old is None or old.get("hash") != chapter_hash or old.get("file") != name or not (folder / name).exists():
+        return None
+    cues = [Cue(**cue) for cue in old.get("cues", [])]
+    return ChapterFile(index, title, name, 0.0, float(old["duration"]), chapter_hash, cues, True)
 
 
 def _write_chapters(
@@ -397,23 +344,10 @@ def _write_chapters(
         files[c] = ChapterFile(c, chapters[c].title, name, 0.0, duration, hashes[c], cues)
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
-        _write_index(guard.folder, files, info, level)  # after every chapter: a crash keeps what is done
-    _write_index(guard.folder, files, info, level)
+        # After every chapter: a crash keeps what is done.
+        write_index(guard.folder, files, info.name, info.sample_rate, level)
+    write_index(guard.folder, files, info.name, info.sample_rate, level)
     return level
-
-
-def _write_index(folder: Path, files: list[ChapterFile | None], info: VoiceInfo, level: Loudness) -> None:
-    start = 0.0
-    entries = []
-    for f in files:
-        if f is None:
-            continue
-        f.start = start
-        start += f.duration
-        entries.append(f.to_dict() | {"cues": [asdict(c) for c in f.cues]})
-    index = {"voice": info.name, "sample_rate": info.sample_rate, "gain_db": round(level.gain_db, 3),
-             "loudness": level.to_dict(), "chapters": entries}  # fmt: skip
-    write_json(folder / "chapters.json", index)
 
 
 # -- one file -----------------------------------------------------------------------------------------
@@ -432,8 +366,8 @@ def _into_file(
     parts: Parts = {}
     done = False
     try:
-        _tidy_parts(parts_dir, hashes)
-        parts = _resumable(parts_dir, hashes, [False] * len(chapters)) if opts.resume else {}
+        tidy_parts(parts_dir, hashes)
+        parts = finished_parts(parts_dir, hashes, [False] * len(chapters)) if opts.resume else {}
         failures: list[str] = []
         count = _speak_parts(info, plan, hashes, opts, parts_dir, set(parts), parts, failures)
         if failures:

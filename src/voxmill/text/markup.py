@@ -31,9 +31,10 @@ _TIME = re.compile(r"""\btime\s*=\s*["']?\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(ms
 _STRENGTH = re.compile(r"""\bstrength\s*=\s*["']?([a-z-]+)""", re.IGNORECASE)
 # Tags inside a word or phrase: removed without a space ("<emphasis>wo</emphasis>rd" stays one word).
 # Every other tag (speak, p, s, div, br, ...) separates what is around it.
-_INLINE = frozenset(
-    "emphasis say-as prosody phoneme sub lang mark voice audio w token a b i u em strong span code small big sup".split()
-)
+_INLINE = frozenset({
+    "emphasis", "say-as", "prosody", "phoneme", "sub", "lang", "mark", "voice", "audio", "w", "token", "a",
+    "b", "i", "u", "em", "strong", "span", "code", "small", "big", "sup",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)

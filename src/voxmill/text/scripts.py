@@ -14,11 +14,12 @@ __all__ = ["LATIN", "language_scripts", "letter_scripts", "script_name"]
 
 LATIN = "LATIN"
 # The first word of a letter's Unicode name, for the scripts voices exist for; CJK ideographs are Han.
-_SCRIPTS = frozenset(
-    "LATIN CYRILLIC GREEK ARMENIAN HEBREW ARABIC SYRIAC THAANA DEVANAGARI BENGALI GURMUKHI GUJARATI ORIYA "
-    "TAMIL TELUGU KANNADA MALAYALAM SINHALA THAI LAO TIBETAN MYANMAR GEORGIAN HANGUL ETHIOPIC KHMER MONGOLIAN "
-    "HIRAGANA KATAKANA BOPOMOFO CJK".split()
-)
+_SCRIPTS = frozenset({
+    "LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "HEBREW", "ARABIC", "SYRIAC", "THAANA", "DEVANAGARI",
+    "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA", "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA", "THAI",
+    "LAO", "TIBETAN", "MYANMAR", "GEORGIAN", "HANGUL", "ETHIOPIC", "KHMER", "MONGOLIAN", "HIRAGANA",
+    "KATAKANA", "BOPOMOFO", "CJK",
+})  # fmt: skip
 _NAMES = {"CJK": "Han (Chinese characters)", "HANGUL": "Hangul (Korean)", "HIRAGANA": "Hiragana (Japanese)",
           "KATAKANA": "Katakana (Japanese)"}  # fmt: skip
 
@@ -43,10 +44,11 @@ _NON_LATIN = {
     "dv": frozenset({"THAANA"}), "zh": _HAN, "cmn": _HAN, "yue": _HAN, "hak": _HAN,
     "ja": frozenset({"CJK", "HIRAGANA", "KATAKANA"}), "ko": frozenset({"HANGUL", "CJK"}),
 }  # fmt: skip
-_LATIN_LANGUAGES = frozenset(
-    "af an az bs ca cs cy da de en eo es et eu fi fr ga gd gl hr ht hu id is it jbo la lb lt lv ms mt nb nl no "
-    "om pl pt ro sk sl sq sv sw tn tr vi wo yo zu".split()
-)
+_LATIN_LANGUAGES = frozenset({
+    "af", "an", "az", "bs", "ca", "cs", "cy", "da", "de", "en", "eo", "es", "et", "eu", "fi", "fr", "ga",
+    "gd", "gl", "hr", "ht", "hu", "id", "is", "it", "jbo", "la", "lb", "lt", "lv", "ms", "mt", "nb", "nl",
+    "no", "om", "pl", "pt", "ro", "sk", "sl", "sq", "sv", "sw", "tn", "tr", "vi", "wo", "yo", "zu",
+})  # fmt: skip
 
 
 def language_scripts(language: str) -> frozenset[str] | None:

@@ -106,7 +106,8 @@ def parse_document(text: str, markdown: bool = False, chapter_level: int = 2) ->
             block = clean_text(raw if segment is None else segment.text)
             if not block:
                 continue
-            if 0 < level <= chapter_level:
+            heading, level = 0 < level <= chapter_level, 0  # a heading cut by a <break>: one chapter
+            if heading:
                 if chapters[-1].paragraphs or chapters[-1].title:
                     chapters.append(Chapter(len(chapters), block))
                 else:
