@@ -113,3 +113,65 @@ def test_confinement_every_reader(tmp_path, short_speech):
         assert "private" not in " ".join(r.text for r in rows)
         allowed = list(read_rows(Source(src), allow_outside=True)[0])
         assert all(r.error is None for r in allowed), [r.error for r in allowed]
+
+
+def test_attack_prepare_symlinks_planted_in_the_output_never_reach_outside(tmp_path, short_speech):
+    import json
+
+    from hostile import ljspeech, no_traceback, voxmill
+
+    victim = tmp_path / "victim"
+
+    def fresh_victim():
+        import shutil
+
+        shutil.rmtree(victim, ignore_errors=True)
+        victim.mkdir()
+        (victim / "keep.txt").write_text("keep")
+        return victim / "keep.txt"
+
+    def interrupted(out):
+        src = ljspeech(tmp_path / "src", [("s0", "First words."), ("s1", "Second words.")], short_speech)
+        (src / "wavs" / "zbad.wav").write_bytes(b"RIFF garbage" * 50)
+        (src / "metadata.csv").write_text("s0|First words.\ns1|Second words.\nzbad|Broken.\n")
+        assert voxmill("prepare", str(src), "-o", str(out), "--workers", "1", "--fail-fast").returncode == 1
+        (src / "metadata.csv").write_text("s0|First words.\ns1|Second words.\n")
+        return src
+
+    # OUT/.voxmill -> elsewhere: its state (and the cleaning of it) would land there.
+    keep = fresh_victim()
+    out = tmp_path / "state_link"
+    out.mkdir()
+    (out / ".voxmill").symlink_to(victim)
+    src = ljspeech(tmp_path / "src", [("s0", "First words.")], short_speech)
+    done = voxmill("prepare", str(src), "-o", str(out), "--workers", "1")
+    no_traceback(done)
+    assert done.returncode == 2 and ".voxmill is a symlink" in done.stderr, done.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"] and keep.read_text() == "keep"
+
+    # In a resumed folder: the lock, the staging folder, OUT/wavs each a symlink to elsewhere.
+    for plant in ("lock", "clips", "wavs"):
+        keep = fresh_victim()
+        out = tmp_path / f"out_{plant}"
+        src = interrupted(out)
+        state = out / ".voxmill"
+        if plant == "lock":
+            (state / "lock").unlink(missing_ok=True)
+            (state / "lock").symlink_to(keep)
+        elif plant == "clips":
+            (state / "clips").rename(victim / "clips")
+            (state / "clips").symlink_to(victim / "clips")
+        else:
+            import shutil
+
+            shutil.rmtree(out / "wavs")
+            (out / "wavs").symlink_to(victim)
+            owned = json.loads((state / "owned.json").read_text())
+            owned["files"] += ["wavs/s0.wav", "wavs/s1.wav"]
+            (state / "owned.json").write_text(json.dumps(owned))
+        listing = sorted(p.relative_to(victim) for p in victim.rglob("*"))
+        done = voxmill("prepare", str(src), "-o", str(out), "--workers", "1", "--resume")
+        no_traceback(done)
+        assert done.returncode == (2 if plant == "wavs" else 0), (plant, done.stderr)
+        assert keep.read_text() == "keep", plant
+        assert sorted(p.relative_to(victim) for p in victim.rglob("*")) == listing, plant  # nothing added or removed

@@ -372,7 +372,7 @@ class OutputFolder:
             parent = os.path.dirname(relative)
             if parent not in inside:
                 inside[parent] = self._target(relative) is not None
-            if not inside[parent] or self._target(os.path.basename(relative)) is None:
+            if not inside[parent] or os.path.basename(relative) in ("", ".", ".."):
                 outside.append(relative)
         if outside:
             raise errors.OutputError(
@@ -390,10 +390,10 @@ class OutputFolder:
     def own(self, relatives: Iterable[str]) -> None:
         """Record files (relative to the folder) as this run's before writing them; a file voxmill did
         not write is never taken over (:meth:`check_free`)."""
-        new = set(relatives) - self._owned
-        if new:
-            self.check_free(new)
-            self._owned |= new
+        wanted = set(relatives)
+        self.check_free(wanted)
+        if wanted - self._owned:
+            self._owned |= wanted
             self._write_owned()
 
     def prune(self, keep: Iterable[str]) -> list[str]:

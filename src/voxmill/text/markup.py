@@ -21,11 +21,14 @@ MAX_BREAK_SECONDS = 10.0
 _STRENGTHS = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.5, "strong": 0.8, "x-strong": 1.2}
 
 _ATTRS = r"""(?:\s+[\w:.-]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*"""
+# An unclosed comment or CDATA section runs to the end of the text (as in HTML): matched once, not
+# searched for its end again from every later "<!--" (quadratic on hostile input).
 _TAG = re.compile(
-    rf"<!\[CDATA\[(?P<literal>.*?)\]\]>|<!--.*?-->|<[?!][^<>]*>|<(?P<close>/?)(?P<name>[A-Za-z][\w:.-]*)(?P<attrs>{_ATTRS})\s*/?>",
+    r"<!\[CDATA\[(?P<literal>.*?)(?:\]\]>|\Z)|<!--.*?(?:-->|\Z)|<[?!][^<>]*>"
+    rf"|<(?P<close>/?)(?P<name>[A-Za-z][\w:.-]*)(?P<attrs>{_ATTRS})\s*/?>",
     re.DOTALL,
 )
-_SUB = re.compile(rf"<sub\b({_ATTRS})\s*>.*?</sub\s*>", re.DOTALL | re.IGNORECASE)
+_SUB = re.compile(rf"<sub\b({_ATTRS})\s*>[^<]*</sub\s*>", re.IGNORECASE)  # plain text inside: linear
 _ALIAS = re.compile(r"""\balias\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 _TIME = re.compile(r"""\btime\s*=\s*["']?\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(ms|s)\b""", re.IGNORECASE)
 _STRENGTH = re.compile(r"""\bstrength\s*=\s*["']?([a-z-]+)""", re.IGNORECASE)
