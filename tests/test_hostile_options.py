@@ -222,7 +222,7 @@ SYNTH_BAD = [
     ("--sentence-silence", "nan"), ("--sentence-silence", "1e12"), ("--paragraph-silence", "-1"),
     ("--chapter-silence", "inf"), ("--length-scale", "inf"), ("--length-scale", "0"), ("--noise-scale", "nan"),
     ("--noise-w", "-0.5"), ("--max-chars", "100000000000000000000"), ("--max-chars", "5"),
-    ("--target-lufs", "nan"), ("--target-lufs", "12"), ("--peak-ceiling", "5"), ("--peak-ceiling", "-inf"),
+    ("--target-lufs", "nan"), ("--target-lufs", "12"), ("--peak-ceiling-db", "5"), ("--peak-ceiling-db", "-inf"),
 ]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ can catch one type and print its one-line message::
     │   ├── ModelTooLarge         a model does not fit the memory budget
     │   └── ModelLoadError        a model's files exist but cannot be loaded
     ├── ConfigError               a bad setting: names the key and the reason
-    │   └── OutputError           the output overlaps an input, another run holds it, or an earlier run's files are there
+    │   └── OutputError           the output overlaps an input, is held by another run, or holds an earlier run
     └── MissingExtraError         an optional dependency is not installed: names the extra
 """
 

@@ -61,7 +61,7 @@ def synth(
         float, typer.Option(help="Loudness of the whole output in LUFS (one gain; the peak stays under -1 dBFS).")
     ] = SynthOptions.target_lufs or -23.0,
     peak_ceiling: Annotated[
-        float, typer.Option("--peak-ceiling", help="The highest peak (dBFS) the loudness gain may reach.")
+        float, typer.Option("--peak-ceiling-db", help="The highest peak (dBFS) the loudness gain may reach.")
     ] = SynthOptions.peak_ceiling_db,
     keep_level: Annotated[
         bool, typer.Option("--keep-level", help="No loudness target: keep the voice's own level.")

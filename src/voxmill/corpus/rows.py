@@ -36,6 +36,7 @@ class Problem(str, Enum):  # enum.StrEnum is 3.11+; voxmill supports 3.10
     MISSING_AUDIO = "audio file not found"
     OUTSIDE_ROOT = "outside the dataset root"  # the audio (or transcript), symlinks followed
     NO_TRANSCRIPT = "no transcript"
+    TOO_LONG = "line or transcript too long"  # beyond MAX_LINE_BYTES: no clip's transcript
     UNREADABLE = "file cannot be read"  # a transcript the file system refuses (permissions)
     NO_AUDIO = "no audio bytes"  # a parquet row
     DUPLICATE_ID = "duplicate id"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from voxmill import errors
 from voxmill.corpus.rows import AUDIO_SUFFIXES, Problem, Row, Source, parse_source
-from voxmill.corpus.tables import encoding_problem, file_encoding_problem, lines, split_fields
+from voxmill.corpus.tables import MAX_LINE_BYTES, encoding_problem, file_encoding_problem, lines, split_fields
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -163,7 +163,7 @@ def _find_audio(folder: Path, ref: str) -> Path | None:
 def _ljspeech_layout(meta: Path) -> str:
     """The layout most of the first lines have: one row with a ``|`` in its text must not decide it."""
     # Told from the first lines, so a corpus of millions of rows is streamed, not held.
-    sample = [split_fields(line) for _, line, _ in itertools.islice(lines(meta), LAYOUT_SAMPLE) if line is not None]
+    sample = [split_fields(line) for _, line, _, _ in itertools.islice(lines(meta), LAYOUT_SAMPLE) if line is not None]
     widths = Counter(len(fields) for fields in sample if len(fields) >= 2)
     if not widths:
         return "id|text"
@@ -204,10 +204,10 @@ def _ljspeech(source: Source, allow_outside: bool) -> tuple[Iterator[Row], str]:
     layout = _ljspeech_layout(meta)
 
     def rows() -> Iterator[Row]:
-        for number, line, reason in lines(meta):
+        for number, line, problem, reason in lines(meta):
             where, line_id = f"{meta}:{number}", f"{meta.name}:{number}"
             if line is None:
-                yield _bad(line_id, where, Problem.ENCODING, reason)
+                yield _bad(line_id, where, problem or Problem.ENCODING, reason)
                 continue
             fields = split_fields(line)
             if len(fields) < 2:
@@ -291,7 +291,7 @@ def _header(path: Path, delimiter: str) -> list[str]:
     if first is None:
         return []
     if first[1] is None:
-        raise errors.DatasetError(f"{path}: header line is not UTF-8")
+        raise errors.DatasetError(f"{path}: header {first[3].removeprefix('line 1: ')}")
     return [name.strip() for name in split_fields(first[1], delimiter)]
 
 
@@ -304,10 +304,10 @@ def _records(
     """(id, where, record, problem, error) per data line. A line with more fields than the header has
     the delimiter inside its text (the one free-text column): those fields are joined back into it."""
     text_at = next((header.index(key) for key in text_keys if key in header), None)
-    for number, line, reason in itertools.islice(lines(path), 1, None):
+    for number, line, problem, reason in itertools.islice(lines(path), 1, None):
         where, row_id = f"{path}:{number}", f"{path.name}:{number}"
         if line is None:
-            yield row_id, where, {}, Problem.ENCODING, reason
+            yield row_id, where, {}, problem or Problem.ENCODING, reason
             continue
         values = split_fields(line, delimiter, quoted)
         extra = len(values) - len(header)
@@ -343,9 +343,12 @@ def _transcript(path: Path | None, root: _Root) -> tuple[str, Problem | None, st
     if outside:
         return "", Problem.OUTSIDE_ROOT, outside
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_LINE_BYTES + 1)
     except OSError as exc:
         return "", Problem.UNREADABLE, f"{path.name}: {exc.strerror or exc}"
+    if len(raw) > MAX_LINE_BYTES:
+        return "", Problem.TOO_LONG, f"{path.name}: longer than {MAX_LINE_BYTES} bytes"
     problem = encoding_problem(raw[:4096])
     if problem:
         return "", Problem.ENCODING, f"{path.name}: {problem}"

@@ -16,7 +16,9 @@ import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["encoding_problem", "file_encoding_problem", "join_fields", "lines", "split_fields"]
+from voxmill.corpus.rows import Problem
+
+__all__ = ["MAX_LINE_BYTES", "encoding_problem", "file_encoding_problem", "join_fields", "lines", "split_fields"]
 
 _BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
     (codecs.BOM_UTF32_LE, "UTF-32LE"),
@@ -25,6 +27,9 @@ _BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
     (codecs.BOM_UTF16_BE, "UTF-16BE"),
 )
 _HEAD_BYTES = 4096
+# A metadata line or transcript longer than this is no clip's: ~10,000 words, an hour of speech. The
+# bound keeps a reader's memory flat and every item and result small enough to cross to a worker.
+MAX_LINE_BYTES = 1 << 16
 
 
 def encoding_problem(head: bytes) -> str | None:
@@ -52,17 +57,28 @@ def file_encoding_problem(path: Path) -> str | None:
         return encoding_problem(fh.read(_HEAD_BYTES))
 
 
-def lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
-    """(line number, text or None if not UTF-8, reason) per non-empty line; one bad line spoils nothing else."""
+def lines(path: Path) -> Iterator[tuple[int, str | None, Problem | None, str]]:
+    """(line number, text or None, problem, reason) per non-empty line; one bad line spoils nothing else.
+
+    A line is read up to :data:`MAX_LINE_BYTES`: a longer one (a 10 MB line, a binary file read as
+    text) is skipped to its end in pieces and reported, so memory stays bounded whatever the input.
+    """
     with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+        number = 0
+        while raw := fh.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                yield number, None, Problem.TOO_LONG, f"line {number}: longer than {MAX_LINE_BYTES} bytes"
+                continue
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
-                yield number, None, f"line {number}: invalid UTF-8 ({exc.reason} at byte {exc.start})"
+                yield number, None, Problem.ENCODING, f"line {number}: invalid UTF-8 ({exc.reason} at byte {exc.start})"
                 continue
             if line.strip():
-                yield number, line, ""
+                yield number, line, None, ""
 
 
 def split_fields(line: str, delimiter: str = "|", quoted: bool = True) -> list[str]:
