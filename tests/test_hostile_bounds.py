@@ -188,3 +188,44 @@ def test_synth_long_unbroken_word_in_bounded_memory(tmp_path) -> None:  # type: 
     assert peak_kib < 1024 * 1024, f"peak RSS {peak_kib // 1024} MiB"
     info = sf.info(str(out))
     assert info.frames / info.samplerate > 20  # the whole word was spoken, not dropped
+
+
+def test_attack_prepare_metadata_line_of_10_mb_fails_its_row_without_hanging(tmp_path, short_speech):
+    import json
+
+    from hostile import ljspeech, no_traceback, voxmill
+
+    src = ljspeech(tmp_path / "src", [("ok", "Some words.")], short_speech)
+    with (src / "metadata.csv").open("a") as fh:
+        fh.write("big|" + "word " * 2_000_000 + "\n")  # before: the item and its result deadlocked the pipe
+        fh.write("x" * 10_000_000 + "\n")
+    (src / "wavs" / "big.wav").write_bytes((src / "wavs" / "ok.wav").read_bytes())
+    done = voxmill("prepare", str(src), "-o", str(tmp_path / "out"), "--workers", "2", timeout=60)
+    no_traceback(done)
+    assert done.returncode == 1, done.stderr
+    report = [json.loads(x) for x in (tmp_path / "out" / "report.jsonl").read_text().splitlines()]
+    assert [(e["status"], e.get("code")) for e in report] == [
+        ("ok", None), ("failed", "line or transcript too long"), ("failed", "line or transcript too long")
+    ]  # fmt: skip
+
+
+def test_attack_prepare_row_report_holds_no_memory_per_row(tmp_path):
+    import tracemalloc
+
+    from voxmill.prepare.report import RowReport
+
+    entry = {"source": str(tmp_path / "metadata.csv"), "status": "failed", "code": "audio file not found",
+             "reason": "audio file not found for id 'x' (looked in " + str(tmp_path) + ")"}  # fmt: skip
+    with RowReport(tmp_path / "partial.jsonl") as report:
+        tracemalloc.start()
+        for i in range(1000):
+            report.add({"id": f"row{i}", **entry})
+        small = tracemalloc.get_traced_memory()[0]
+        for i in range(1000, 30_000):
+            report.add({"id": f"row{i}", **entry})
+        large = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+    assert large - small < 200_000, (small, large)  # a list of entries held ~30 MB here
+    report.write(tmp_path / "report.jsonl", set(), "", "")
+    assert report.rows == 30_000 and report.counts() == {"failed": 30_000}
+    assert sum(1 for _ in (tmp_path / "report.jsonl").open()) == 30_000

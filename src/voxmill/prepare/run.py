@@ -28,6 +28,7 @@ from voxmill.corpus import Problem, Row, Source, collision_key, read_rows
 from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, RunOptions
 from voxmill.engine.outputs import OutputFolder
 from voxmill.prepare.balance import cap_per_speaker, split_validation
+from voxmill.prepare.report import RowReport
 from voxmill.prepare.sinks import (
     OUTPUT_FORMATS,
     hf_files,
@@ -41,15 +42,6 @@ from voxmill.prepare.steps import Clip, ClipOptions, DropCode, PrepareItem, Prep
 from voxmill.text.phonemes import Phonemizer
 
 __all__ = ["PrepareOptions", "PrepareResult", "run"]
-
-# Failures grouped by the exception type the worker raised (Failed.error), in words for reports.
-_FAILURE_KINDS = {
-    "BadRow": "unusable row",
-    "AudioDecodeError": "audio cannot be decoded",
-    "Timeout": "timed out",
-    "WorkerDied": "worker died",
-}
-_EXAMPLES = 3  # ids shown per reason
 
 
 @dataclass
@@ -208,13 +200,12 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
     digest = options_digest(clip_options)
     layouts: list[str] = []
     per_source: list[int] = []
-    report: list[dict[str, Any]] = []
     clips: list[Clip] = []
     stopped = False
     pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="preparing", window=64,
                 address=opts.ray_address)  # fmt: skip
     journal = Journal(guard.state / "journal.db", encode=Clip.to_record, decode=partial(_restore, stage, clip_options))
-    with journal:
+    with journal, RowReport(guard.state / "report.partial.jsonl") as report:
         rows = _counted(_rows(opts.sources, layouts, opts.allow_outside), layouts, per_source)
         items = (PrepareItem.of(row, digest) for row in rows)
         for outcome in pool.imap(PrepareTask(clip_options), items, journal=journal, key=lambda item: item.key):
@@ -228,7 +219,7 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
                 entry.update(status="dropped", reason=result.reason, code=result.code or "dropped")
             else:
                 entry.update(status="failed", reason=_reason(result), code=row.problem or result.error)
-            report.append(entry)
+            report.add(entry)
             if opts.fail_fast and isinstance(result, Failed):
                 stopped = True
                 break
@@ -236,11 +227,6 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
         _check_rows_read(opts.sources, layouts, per_source, guard)
 
     kept, capped = cap_per_speaker(clips, opts.max_per_speaker, opts.seed)
-    capped_ids = {c.id for c in capped}
-    for entry in report:
-        if entry["id"] in capped_ids:
-            reason = f"speaker cap ({opts.max_per_speaker} per speaker)"
-            entry.update(status="dropped", reason=reason, code=DropCode.SPEAKER_CAP.value)
     train, val = split_validation(kept, opts.val_fraction, opts.val_size, opts.seed)
     files = _output_files(opts.formats, kept, train, val)
     guard.own(files)  # recorded before written: a run killed while writing still knows its files
@@ -252,14 +238,14 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
         write_nemo(train, val, out)
     if "hf" in opts.formats:
         write_hf(train, val, out, stage)
-    write_text(out / "report.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in report))
+    cap_reason = f"speaker cap ({opts.max_per_speaker} per speaker)"
+    report.write(out / "report.jsonl", {c.id for c in capped}, cap_reason, DropCode.SPEAKER_CAP.value)
     stats = _stats(report, clips, kept, train, val, layouts)
     write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
     guard.prune(files)  # an earlier run's files this run did not write (rows now dropped, old shards)
     if not stopped:
         guard.clear_state()  # every row went through: the journal and staged copies have served
-    counts = Counter(e["status"] for e in report)
-    return PrepareResult(dict(counts), stats, out, layouts)
+    return PrepareResult(report.counts(), stats, out, layouts)
 
 
 def _check_rows_read(sources: list[Source], layouts: list[str], per_source: list[int], guard: OutputFolder) -> None:
@@ -331,33 +317,16 @@ def _reason(failed: Failed) -> str:
     return str(failed)
 
 
-def _reasons(report: list[dict[str, Any]]) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, list[str]]]]:
-    """Counts per (status, kind of reason), most common first, and a few example ids of each."""
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    examples: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for entry in report:
-        status = entry["status"]
-        if status == "ok":
-            continue
-        code = str(entry.get("code") or status)
-        kind = _FAILURE_KINDS.get(code, code) if status == "failed" else code
-        counts[status][kind] += 1
-        if len(examples[status][kind]) < _EXAMPLES:
-            examples[status][kind].append(entry["id"])
-    ordered = {status: dict(c.most_common()) for status, c in counts.items()}
-    return ordered, {status: {kind: examples[status][kind] for kind in c} for status, c in ordered.items()}
-
-
 def _stats(
-    report: list[dict[str, Any]],
+    report: RowReport,
     clips: list[Clip],
     kept: list[Clip],
     train: list[Clip],
     val: list[Clip],
     layouts: list[str],
 ) -> dict[str, Any]:
-    counts = Counter(e["status"] for e in report)
-    reasons, examples = _reasons(report)
+    counts = report.counts()
+    reasons, examples = report.reasons()
     speakers = Counter(c.speaker or "" for c in kept)
     per_label: dict[str, float] = defaultdict(float)
     for clip in kept:
@@ -365,7 +334,7 @@ def _stats(
             per_label[f"{key}={value}"] += clip.seconds_out / 3600
     return {
         "sources": layouts,
-        "rows": len(report),
+        "rows": report.rows,
         "counts": dict(counts),
         "reasons": reasons,
         "reason_examples": examples,
