@@ -159,3 +159,11 @@ class Speak(Task):
         with self.ctx.models.lease("piper:en_US-joe-medium") as voice:
             samples = sum(chunk.audio_int16_array.shape[0] for chunk in voice.synthesize(text))
         return samples, self.ctx.models.budget_bytes, len(self.ctx.models.status())
+
+
+@dataclass
+class Echo(Task):
+    """Returns its item: a large item makes an equally large result."""
+
+    def __call__(self, item: Any) -> Any:
+        return item

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def _spawned_workers(pid: int) -> int:
     """Worker processes (multiprocessing spawn children) under ``pid`` right now."""
@@ -229,3 +231,15 @@ def test_attack_prepare_row_report_holds_no_memory_per_row(tmp_path):
     report.write(tmp_path / "report.jsonl", set(), "", "")
     assert report.rows == 30_000 and report.counts() == {"failed": 30_000}
     assert sum(1 for _ in (tmp_path / "report.jsonl").open()) == 30_000
+
+
+@pytest.mark.timeout(120)
+def test_engine_large_items_with_large_results_never_deadlock() -> None:
+    """A worker sending a large result while the parent sends it a large prefetched item: before, both
+    waited on each other's full pipe forever (a 10 MB metadata line hung prepare)."""
+    import engine_tasks as tasks
+    from voxmill.engine import Ok, Pool
+
+    items = [bytes([i]) * (4 << 20) for i in range(6)]
+    outcomes = list(Pool(workers=1, backend="process", prefetch=2, progress=False).imap(tasks.Echo(), items))
+    assert [o.result == Ok(item) for o, item in zip(outcomes, items, strict=True)] == [True] * 6

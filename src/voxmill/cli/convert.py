@@ -11,7 +11,7 @@ from voxmill.audio.slicing import SliceOptions
 from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, err_console, state, workers_value
 from voxmill.convert import ConvertOptions, ConvertResult, convert_file, make_processor
 from voxmill.convert.run import plan_outputs
-from voxmill.errors import AudioDecodeError, ConfigError
+from voxmill.errors import AudioDecodeError, ConfigError, OutputError
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:
@@ -131,7 +131,9 @@ def convert(
     for path, target in pairs:
         try:
             result = convert_file(path, target, proc, opts)
-        except AudioDecodeError as exc:
+        except (AudioDecodeError, OutputError) as exc:
+            # One unreadable input, or one output another run holds, fails that input only: the
+            # others are still converted, and the run exits 2.
             err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
             unreadable += 1
             continue

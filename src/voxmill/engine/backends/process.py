@@ -18,6 +18,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import pickle
+import queue
 import selectors
 import signal
 import threading
@@ -66,6 +67,20 @@ def _sigint_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _read_jobs(conn: Connection, jobs: queue.SimpleQueue[Any]) -> None:
+    """Move jobs from the pipe to ``jobs`` as soon as they arrive. Read on their own thread because a
+    worker blocked sending a large result while the parent is blocked sending it a large prefetched job
+    would wait for each other forever: the pipe's read side must keep draining. ``None`` ends."""
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the parent is gone: nothing left to do
+            job = None
+        jobs.put(job)
+        if job is None:
+            return
+
+
 def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None:
     # The parent decides how a Ctrl-C ends a run. Ignoring SIGINT discards one held back since spawn.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -79,11 +94,10 @@ def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None
     except (BrokenPipeError, OSError):  # the run was cancelled while this worker started
         host.teardown()
         return
+    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    threading.Thread(target=_read_jobs, args=(conn, jobs), daemon=True, name="voxmill-jobs").start()
     while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):  # the parent is gone: nothing left to do
-            break
+        job = jobs.get()
         # A killed parent leaves prefetched jobs readable in the pipe; nobody wants their results.
         if job is None or os.getppid() != parent:
             break
