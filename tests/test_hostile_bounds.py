@@ -243,3 +243,34 @@ def test_engine_large_items_with_large_results_never_deadlock() -> None:
     items = [bytes([i]) * (4 << 20) for i in range(6)]
     outcomes = list(Pool(workers=1, backend="process", prefetch=2, progress=False).imap(tasks.Echo(), items))
     assert [o.result == Ok(item) for o, item in zip(outcomes, items, strict=True)] == [True] * 6
+
+
+def test_attack_synth_input_from_an_endless_device_is_refused_quickly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from hostile import no_traceback, voxmill
+
+    for device, words in (("/dev/urandom", "not UTF-8"), ("/dev/zero", "MB of text")):
+        try:
+            proc = voxmill("synth", "-i", device, "-o", str(tmp_path / "x.wav"), timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"synth -i {device} did not stop") from None
+        no_traceback(proc)
+        assert proc.returncode == 2 and words in proc.stderr, (device, proc.stderr)
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_attack_info_on_a_fifo_says_so_and_reports_the_good_file(tmp_path, short_speech) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from hostile import no_traceback, voxmill
+    from voxmill.audio import save
+
+    good = save(tmp_path / "good.wav", short_speech)
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    proc = voxmill("info", str(fifo), str(good), timeout=30)
+    no_traceback(proc)
+    assert proc.returncode == 1
+    assert "not a regular file" in proc.stderr + proc.stdout
+    assert "good.wav" in proc.stdout

@@ -114,3 +114,20 @@ def test_synth_second_run_on_one_file_exits_2_and_the_first_finishes(tmp_path) -
     assert first.returncode == 0, first_err
     assert sf.info(str(out)).duration > 30  # the first run's whole text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["book.txt", "same.wav"]  # no parts, lock or temp left
+
+
+def test_attack_convert_an_output_held_by_another_run_fails_only_that_input(tmp_path, short_speech) -> None:  # type: ignore[no-untyped-def]
+    from hostile import no_traceback, voxmill
+    from voxmill.audio import save
+    from voxmill.engine.outputs import OutputFile
+
+    first = save(tmp_path / "in" / "a.wav", short_speech)
+    second = save(tmp_path / "in" / "b.wav", short_speech)
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputFile(out / "a.wav", inputs=[first]):  # another (live) run is writing out/a.wav
+        proc = voxmill("convert", str(first), str(second), str(out), "-p", "loudness", "--no-parallel")
+    no_traceback(proc)
+    assert proc.returncode == 2
+    assert "a.wav" in proc.stderr and "another voxmill run" in proc.stderr
+    assert (out / "b.wav").is_file()  # the input after the held one is still converted

@@ -258,3 +258,25 @@ def test_synth_output_under_a_file_or_where_nothing_can_be_written(
         assert code == 2, (args, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and args[1] in err, (args, err)
     assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_attack_convert_revoice_unknown_voice_or_asr_is_a_usage_error(tmp_path, short_speech) -> None:  # type: ignore[no-untyped-def]
+    from hostile import no_traceback, voxmill
+    from voxmill.audio import save
+
+    source = save(tmp_path / "in.wav", short_speech)
+    for option in (["--voice", "../../etc/passwd"], ["--set", "asr=nope"]):
+        proc = voxmill("convert", str(source), str(tmp_path / "out.wav"), "-p", "revoice", *option)
+        no_traceback(proc)
+        assert proc.returncode == 2, (option, proc.stderr)
+        assert "unknown model" in proc.stderr
+        assert not (tmp_path / "out.wav").exists()
+
+
+def test_attack_synth_bad_peak_ceiling_names_the_real_flag(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hostile import no_traceback, voxmill
+
+    proc = voxmill("synth", "Hello.", "-o", str(tmp_path / "x.wav"), "--peak-ceiling-db", "nan")
+    no_traceback(proc)
+    assert proc.returncode == 2
+    assert "--peak-ceiling-db nan" in proc.stderr

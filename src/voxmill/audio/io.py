@@ -12,6 +12,7 @@ import io
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,13 +49,17 @@ _SF_WRITE = {
 
 def _check_file(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except FileNotFoundError:
         raise AudioDecodeError(path, "file not found") from None
     except OSError as exc:
         raise AudioDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
-    if path.is_dir():
+    size = status.st_size
+    if stat.S_ISDIR(status.st_mode):
         raise AudioDecodeError(path, "is a directory, not an audio file")
+    # A FIFO, socket or device has no size and may never end: reading it would hang or never stop.
+    if not stat.S_ISREG(status.st_mode):
+        raise AudioDecodeError(path, "not a regular file (a pipe, socket or device)")
     if size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes)")
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import codecs
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
 from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, err_console, state, workers_value
 from voxmill.errors import ConfigError
 from voxmill.synth import SynthOptions, synthesize_file
+
+# A whole book is a few MB; past this the "text" is a device or a mistake (``-i /dev/urandom``).
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+_READ_BLOCK = 1024 * 1024
 
 
 def _read_text(text: str | None, input_file: str | None) -> tuple[str, bool]:
@@ -22,16 +27,33 @@ def _read_text(text: str | None, input_file: str | None) -> tuple[str, bool]:
             raise ConfigError("no text: give it as an argument, or -i FILE (-i - for stdin)")
         return text, False
     if input_file == "-":
-        return sys.stdin.read(), False
+        return _decode(sys.stdin.buffer, "stdin"), False
     path = Path(input_file)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as stream:
+            body = _decode(stream, str(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8-sig"), path.suffix.lower() in (".md", ".markdown")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return body, path.suffix.lower() in (".md", ".markdown")
+
+
+def _decode(stream: BinaryIO, name: str) -> str:
+    """UTF-8 text from ``stream``, read in blocks: a binary file or a device fails at its first bad
+    byte or at ``MAX_TEXT_BYTES``, instead of being read whole (or forever) first."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    parts: list[str] = []
+    total = 0
+    while True:
+        block = stream.read(_READ_BLOCK)
+        total += len(block)
+        if total > MAX_TEXT_BYTES:
+            raise ConfigError(f"{name}: more than {MAX_TEXT_BYTES // (1024 * 1024)} MB of text; split it")
+        try:
+            parts.append(decoder.decode(block, final=not block))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{name}: not UTF-8 text (byte {total - len(block) + exc.start})") from None
+        if not block:
+            return "".join(parts)
 
 
 def synth(

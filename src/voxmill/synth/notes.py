@@ -58,7 +58,7 @@ def loudness_note(level: Loudness) -> SynthNote | None:
     return SynthNote(
         NoteCode.LOUDNESS_LIMITED,
         f"loudness {reached}not the {level.target_lufs:g} LUFS target: more gain would push the peak over the "
-        f"{level.peak_ceiling_db:g} dBFS ceiling (--peak-ceiling)",
+        f"{level.peak_ceiling_db:g} dBFS ceiling (--peak-ceiling-db)",
     )
 
 

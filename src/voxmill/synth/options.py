@@ -31,7 +31,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
 
 
 def _flag(name: str) -> str:
-    return "--" + {"peak_ceiling_db": "peak_ceiling"}.get(name, name).replace("_", "-")
+    return "--" + name.replace("_", "-")
 
 
 def _check_number(name: str, value: Any) -> None:

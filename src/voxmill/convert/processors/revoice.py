@@ -12,9 +12,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from voxmill import errors
 from voxmill.audio import resample
 from voxmill.convert.processors.base import ChunkAudio, Processor, check_range
 from voxmill.engine import WorkerContext
+from voxmill.models.registry import Registry
 
 __all__ = ["Revoice"]
 
@@ -47,6 +49,14 @@ class Revoice(Processor):
     def __post_init__(self) -> None:
         check_range("noise_scale", self.noise_scale, 0, 2)
         check_range("noise_w", self.noise_w, 0, 2)
+        # An unknown voice or ASR model is a usage error found now, not a failure of every chunk
+        # (which kept each chunk's original audio and exited 0).
+        registry = Registry()
+        for model in (f"piper:{self.voice}", f"whisper:{self.asr}"):
+            try:
+                registry.get(model)
+            except errors.ModelNotFound as exc:
+                raise ValueError(str(exc)) from None
 
     def setup(self, ctx: WorkerContext) -> None:
         self._models = ctx.models
