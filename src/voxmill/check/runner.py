@@ -16,7 +16,7 @@ from voxmill.check.html import plot_data, report_folder_usable, write_report
 from voxmill.check.report import Report
 from voxmill.check.stats import AnalyseClip, ClipStats
 from voxmill.corpus import Source, read_rows
-from voxmill.engine import Failed, Ok, Pool, RunOptions
+from voxmill.engine import Failed, Ok, Pool, RunOptions, check_number
 
 __all__ = ["CheckOptions", "run"]
 
@@ -44,10 +44,11 @@ class CheckOptions:
     def validate(self) -> None:
         """Every option checked before any work: a bad one is a ConfigError (exit 2) naming it."""
         RunOptions(self.workers, self.backend, self.ray_address, progress=self.progress).validate()
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise errors.ConfigError(f"--batch-size {self.batch_size!r}: expected a whole number >= 1")
+        check_number("--batch-size", self.batch_size, 1, math.inf, integer=True)
         if self.config is not None and self.config.is_dir():
             raise errors.ConfigError(f"--config {self.config}: is a folder; give the Piper config.json file")
+        if self.config is not None and not self.config.is_file():
+            raise errors.ConfigError(f"--config {self.config}: no such file")
         if self.report_dir is not None:
             report_folder_usable(self.report_dir)
 
@@ -70,8 +71,6 @@ def _gather(opts: CheckOptions) -> CheckData:
     rows = list(rows_iter)
     folder = dataset if dataset.is_dir() else dataset.parent
     config_path = opts.config or (folder / "config.json" if (folder / "config.json").is_file() else None)
-    if opts.config is not None and not opts.config.is_file():
-        raise errors.ConfigError(f"--config {opts.config}: no such file")
     config, config_error = _load_config(config_path) if config_path else (None, None)
     configured = ((config or {}).get("espeak") or {}).get("voice")
     return CheckData(

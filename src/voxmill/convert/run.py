@@ -23,7 +23,7 @@ from voxmill.audio.types import SourceInfo, rate_problem
 from voxmill.convert.outputs import check_channels, output_path, plan_outputs
 from voxmill.convert.processors.base import Processor, make_processor
 from voxmill.convert.task import ChunkItem, ChunkResult, ChunkTask, fit
-from voxmill.engine import Ok, Pool, RunOptions, SharedArray, share
+from voxmill.engine import Ok, Pool, RunOptions, SharedArray, check_number, share
 from voxmill.engine.outputs import OutputFile
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert", "convert_file", "output_path", "plan_outputs"]
@@ -58,18 +58,17 @@ class ConvertOptions:
         """Raise ConfigError naming the first bad option, before any work."""
         RunOptions(self.workers, self.backend, self.ray_address, progress=self.progress).validate(BACKENDS)
         self.slicing.validate()
-        if not (isinstance(self.crossfade_ms, (int, float)) and 0 <= self.crossfade_ms <= 1000):
-            raise errors.ConfigError(f"crossfade_ms {self.crossfade_ms}: must be between 0 and 1000")
+        check_number("crossfade_ms", self.crossfade_ms, 0, 1000)
         if self.sample_rate is not None:
             problem = rate_problem(self.sample_rate) if isinstance(self.sample_rate, int) else "not a whole number"
             if problem:
                 raise errors.ConfigError(f"--sample-rate {self.sample_rate}: {problem}")
-        if self.window is not None and not (isinstance(self.window, int) and 1 <= self.window <= 100_000):
-            raise errors.ConfigError(f"window {self.window}: must be a whole number between 1 and 100000")
+        if self.window is not None:
+            check_number("window", self.window, 1, 100_000, integer=True)
         ceiling = self.peak_ceiling_db
         # Up to -0.1: at 0 dBFS a 16-bit file would still clip what rounds to full scale.
-        if ceiling is not None and not (isinstance(ceiling, (int, float)) and -40 <= ceiling <= -0.1):
-            raise errors.ConfigError(f"--peak-ceiling-db {ceiling}: must be between -40 and -0.1 dBFS")
+        if ceiling is not None:
+            check_number("--peak-ceiling-db", ceiling, -40, -0.1)
 
 
 @dataclass

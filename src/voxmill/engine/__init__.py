@@ -4,7 +4,7 @@ Imports only leaves (and, by design, the model manager) — never an application
 """
 
 from voxmill.engine.journal import Journal
-from voxmill.engine.options import BACKENDS, RunOptions, parse_workers
+from voxmill.engine.options import BACKENDS, RunOptions, check_number, parse_workers
 from voxmill.engine.outcome import Drop, Dropped, Failed, Ok, Outcome
 from voxmill.engine.pool import Pool
 from voxmill.engine.sharing import SharedArray, share
@@ -25,6 +25,7 @@ __all__ = [
     "Task",
     "ThreadPlan",
     "WorkerContext",
+    "check_number",
     "parse_workers",
     "plan",
     "session_options",

@@ -21,6 +21,7 @@ __all__ = [
     "BACKENDS",
     "LOCAL_BACKENDS",
     "RunOptions",
+    "check_number",
     "parse_count",
     "parse_timeout",
     "parse_workers",
@@ -53,6 +54,22 @@ def parse_count(value: Any, option: str) -> int | str:
 def parse_workers(value: Any) -> int | str:
     """``--workers``: a positive whole number or ``"auto"`` (usable cores; Ray: the cluster's CPUs)."""
     return parse_count(value, "--workers")
+
+
+def check_number(
+    option: str, value: Any, low: float, high: float, *, integer: bool = False, low_open: bool = False
+) -> None:
+    """ConfigError naming ``option`` unless ``value`` is a number (a whole one with ``integer``) in
+    ``[low, high]`` (``(low, high]`` with ``low_open``). NaN fails every comparison, so it is refused too.
+    The one range check of every application's options."""
+    kind = "a whole number" if integer else "a number"
+    number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if number and (low < value if low_open else low <= value) and value <= high:
+        return
+    bounds = f"above {low:g}" if low_open else f"at least {low:g}"
+    if high != math.inf:
+        bounds += f" and at most {high:g}"
+    raise ConfigError(f"{option} {value!r}: must be {kind} {bounds}")
 
 
 def parse_timeout(value: Any) -> float | None:

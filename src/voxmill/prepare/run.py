@@ -25,7 +25,7 @@ import soundfile as sf
 
 from voxmill import errors
 from voxmill.corpus import Problem, Row, Source, collision_key, read_rows
-from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, RunOptions
+from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, RunOptions, check_number
 from voxmill.engine.outputs import OutputFolder
 from voxmill.prepare.balance import cap_per_speaker, split_validation
 from voxmill.prepare.report import RowReport
@@ -75,39 +75,30 @@ class PrepareOptions:
 
     def validate(self) -> None:
         """Raise ConfigError naming the option and its allowed range for any value out of range."""
-        _number("--sample-rate", self.sample_rate, 8000, 192000, integer=True)
-        _number("--keep-silence", self.keep_silence, 0, 60)
+        check_number("--sample-rate", self.sample_rate, 8000, 192000, integer=True)
+        check_number("--keep-silence", self.keep_silence, 0, 60)
         if self.loudness is not None:
-            _number("--loudness", self.loudness, -70, 0)
-        _number("peak ceiling", self.peak_ceiling, -60, 0)
-        _number("--min-duration", self.min_duration, 0, 3600)
-        _number("--max-duration", self.max_duration, 0, math.inf)
+            check_number("--loudness", self.loudness, -70, 0)
+        check_number("peak ceiling", self.peak_ceiling, -60, 0)
+        check_number("--min-duration", self.min_duration, 0, 3600)
+        check_number("--max-duration", self.max_duration, 0, math.inf)
         if self.max_duration <= 0 or self.max_duration < self.min_duration:
             raise errors.ConfigError(
                 f"--max-duration {self.max_duration:g}: must be above 0 and at least --min-duration "
                 f"({self.min_duration:g})"
             )
-        _number("--max-clipping", self.max_clipping, 0, 1)
+        check_number("--max-clipping", self.max_clipping, 0, 1)
         if self.max_per_speaker is not None:
-            _number("--max-per-speaker", self.max_per_speaker, 1, math.inf, integer=True)
-        _number("--seed", self.seed, -(2**63), 2**63 - 1, integer=True)
+            check_number("--max-per-speaker", self.max_per_speaker, 1, math.inf, integer=True)
+        check_number("--seed", self.seed, -(2**63), 2**63 - 1, integer=True)
         if self.val_fraction is not None and not 0 <= self.val_fraction < 1:  # also refuses NaN
             raise errors.ConfigError(f"--val-fraction {self.val_fraction:g}: must be at least 0 and below 1")
         if self.val_size is not None:
-            _number("--val-size", self.val_size, 0, math.inf, integer=True)
+            check_number("--val-size", self.val_size, 0, math.inf, integer=True)
         if self.val_fraction and self.val_size:
             raise errors.ConfigError("--val-fraction and --val-size: give one of them, not both")
         if self.resume and self.overwrite:
             raise errors.ConfigError("--resume and --overwrite: give one of them, not both")
-
-
-def _number(name: str, value: Any, low: float, high: float, integer: bool = False) -> None:
-    kind = "a whole number" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
-        raise errors.ConfigError(f"{name} {value!r}: must be {kind}")
-    if not low <= value <= high:  # also refuses NaN
-        bounds = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
-        raise errors.ConfigError(f"{name} {value:g}: must be {bounds}")
 
 
 @dataclass

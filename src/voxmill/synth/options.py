@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from voxmill import errors
-from voxmill.engine import RunOptions, parse_workers
+from voxmill.engine import RunOptions, check_number
 from voxmill.text.split import Piece
 
 __all__ = ["BACKENDS", "SynthOptions", "WRITABLE"]
@@ -36,12 +35,7 @@ def _flag(name: str) -> str:
 
 def _check_number(name: str, value: Any) -> None:
     low, high, low_included = _RANGES[name]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and name == "max_chars":
-        ok = float(value).is_integer()
-    if not ok or value > high or value < low or (value == low and not low_included):
-        bound = ">=" if low_included else ">"
-        raise errors.ConfigError(f"{_flag(name)} {value!r}: expected a number {bound} {low:g} and <= {high:g}")
+    check_number(_flag(name), value, low, high, integer=name == "max_chars", low_open=not low_included)
 
 
 @dataclass
@@ -93,9 +87,6 @@ class SynthOptions:
                 _check_number(name, value)
         if self.chapter_format.lower() not in WRITABLE:
             raise errors.ConfigError(f"chapter format {self.chapter_format}: use one of {', '.join(WRITABLE)}")
-        if self.backend not in BACKENDS:
-            raise errors.ConfigError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
-        parse_workers(self.workers)
 
     def pause(self, piece: Piece) -> float:
         """Seconds of silence after ``piece``."""
