@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-__all__ = ["MAX_NAME_BYTES", "collision_key", "file_name"]
+__all__ = ["MAX_NAME_BYTES", "collision_key", "file_name", "is_word_character"]
 
 # 255 bytes is the limit of ext4, XFS, APFS and NTFS (in UTF-16 units there); keep room for ".flac"
 # and the temp-file prefix atomic writes add (".NAME.PID-RAND.tmp").
@@ -30,8 +30,13 @@ def _kept(ch: str, first: bool) -> bool:
         return True
     if ch == ".":
         return not first  # a leading dot would hide the file (and "." / ".." are not names)
+    return is_word_character(ch)
+
+
+def is_word_character(ch: str) -> bool:
+    """Letters (L*), the marks that belong to them (M*: Hindi, Thai, combining accents) and digits (Nd)
+    of every script: what output names keep as written."""
     category = unicodedata.category(ch)
-    # Letters (L*), marks that belong to them (M*: Hindi, Thai, combining accents) and digits (Nd).
     return category[0] in "LM" or category == "Nd"
 
 

@@ -24,6 +24,7 @@ import soundfile as sf
 from voxmill.audio import blocks, open_writer
 from voxmill.audio.io import atomic_path
 from voxmill.audio.loudness import LoudnessMeter, gain_to
+from voxmill.corpus.names import is_word_character
 from voxmill.synth.notes import Loudness
 
 __all__ = [
@@ -81,15 +82,10 @@ def write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _word_character(ch: str) -> bool:
-    category = unicodedata.category(ch)
-    return category[0] in "LM" or category == "Nd"  # letters, their marks and digits of every script
-
-
 def slug(title: str, limit: int = 40) -> str:
     """A file-name-safe form of a heading, keeping the letters of every script:
     ``Chapter 1: The Storm`` -> ``chapter-1-the-storm``, ``Глава 2. Буря`` -> ``глава-2-буря``."""
-    kept = "".join(ch if _word_character(ch) else "-" for ch in unicodedata.normalize("NFC", title).lower())
+    kept = "".join(ch if is_word_character(ch) else "-" for ch in unicodedata.normalize("NFC", title).lower())
     return re.sub(r"-+", "-", kept).strip("-")[:limit].strip("-")
 
 
