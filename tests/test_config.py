@@ -21,7 +21,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults() -> None:
     settings = load_settings(env={})
     assert settings == Settings()
-    assert settings.workers == "auto" and settings.backend == "process" and settings.keep_alive == 300.0
+    assert settings.workers == "auto" and settings.backend == "auto" and settings.keep_alive == 300.0
 
 
 def test_precedence_defaults_yaml_env_flags(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_explicit_config_file(tmp_path: Path) -> None:
         ("workers: 0\n", "workers: expected a positive whole number"),
         ("workers: 1.5\n", "workers: expected a positive whole number"),
         ("workers: true\n", "workers: expected a positive whole number"),
-        ("backend: gpu\n", "backend: expected one of serial, thread, process, ray"),
+        ("backend: gpu\n", "backend: expected one of auto, serial, thread, process, ray"),
         ("budget: lots\n", "budget: expected a size"),
         ("keep_alive: -5\n", "keep_alive: a duration cannot be negative"),
         ("profiles: [a, b]\n", "profiles: expected a mapping"),

@@ -22,10 +22,22 @@ from voxmill import errors
 
 ConfigError = errors.ConfigError
 
-__all__ = ["Settings", "config_search_path", "default_voices_dir", "load_settings", "parse_duration", "parse_size"]
+__all__ = [
+    "BACKENDS",
+    "DEVICES",
+    "Settings",
+    "parse_whole_or_auto",
+    "config_search_path",
+    "default_voices_dir",
+    "load_settings",
+    "parse_duration",
+    "parse_size",
+]
 
 ENV_PREFIX = "VOXMILL_"
-BACKENDS = ("serial", "thread", "process", "ray")
+# Where a run's items go. "auto" lets the application choose (process for most; convert picks
+# threads for ONNX processors). The one list: the engine's RunOptions and the CLI use it.
+BACKENDS = ("auto", "serial", "thread", "process", "ray")
 DEVICES = ("auto", "cpu", "cuda")
 
 _SIZE_UNITS = {
@@ -88,9 +100,9 @@ def _parse_bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _parse_workers(value: Any) -> int | str:
-    # The same rule as the engine's RunOptions (voxmill.engine.options.parse_count), which this leaf
-    # cannot import: a positive whole number (YAML int or digits) or 'auto'; not 1.5, not true.
+def parse_whole_or_auto(value: Any) -> int | str:
+    """A positive whole number (an int or its digits) or ``"auto"``; not 0, 1.5, true or "".
+    The one rule for worker and thread counts: Settings and the engine's RunOptions both use it."""
     if isinstance(value, str):
         text = value.strip()
         if text.lower() == "auto":
@@ -155,8 +167,8 @@ def _setting(default: Any, parse: Callable[[Any], Any], doc: str, env: bool = Tr
 class Settings:
     """Run-wide settings shared by every command. See the module docstring for precedence."""
 
-    workers: int | str = _setting("auto", _parse_workers, "worker processes, or 'auto' (usable cores)")
-    backend: str = _setting("process", _choice(*BACKENDS), "engine backend: serial, thread, process, ray")
+    workers: int | str = _setting("auto", parse_whole_or_auto, "worker processes, or 'auto' (usable cores)")
+    backend: str = _setting("auto", _choice(*BACKENDS), "engine backend: auto, serial, thread, process, ray")
     device: str = _setting("auto", _choice(*DEVICES), "where models run: auto, cpu or cuda")
     budget: int | None = _setting(None, _optional(parse_size), "RAM budget for models in bytes (None: auto)")
     gpu_budget: int | None = _setting(None, _optional(parse_size), "GPU memory budget per device in bytes")

@@ -30,6 +30,7 @@ from voxmill.audio.types import Audio, Block, SourceInfo, rate_problem
 
 AudioDecodeError = errors.AudioDecodeError
 AudioEncodeError = errors.AudioEncodeError
+Reason = errors.Reason
 
 __all__ = ["Audio", "Block", "SourceInfo", "blocks", "load", "probe", "save"]
 
@@ -51,17 +52,17 @@ def _check_file(path: Path) -> None:
     try:
         status = path.stat()
     except FileNotFoundError:
-        raise AudioDecodeError(path, "file not found") from None
+        raise AudioDecodeError(path, "file not found", Reason.MISSING) from None
     except OSError as exc:
-        raise AudioDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+        raise AudioDecodeError(path, f"cannot read file: {exc.strerror or exc}", Reason.UNREADABLE) from None
     size = status.st_size
     if stat.S_ISDIR(status.st_mode):
-        raise AudioDecodeError(path, "is a directory, not an audio file")
+        raise AudioDecodeError(path, "is a directory, not an audio file", Reason.UNREADABLE)
     # A FIFO, socket or device has no size and may never end: reading it would hang or never stop.
     if not stat.S_ISREG(status.st_mode):
-        raise AudioDecodeError(path, "not a regular file (a pipe, socket or device)")
+        raise AudioDecodeError(path, "not a regular file (a pipe, socket or device)", Reason.UNREADABLE)
     if size == 0:
-        raise AudioDecodeError(path, "empty file (0 bytes)")
+        raise AudioDecodeError(path, "empty file (0 bytes)", Reason.EMPTY)
 
 
 def _sf_reason(exc: Exception) -> str:
@@ -132,7 +133,7 @@ def _sf_info(path: Path, handle: sf.SoundFile | None = None) -> SourceInfo:
         raise AudioDecodeError(path, problem)
     truncated = _truncation(path, info)
     if truncated:
-        raise AudioDecodeError(path, truncated)
+        raise AudioDecodeError(path, truncated, Reason.TRUNCATED)
     return SourceInfo(str(path), info.format, info.subtype, info.samplerate, info.channels, info.frames)
 
 
@@ -153,11 +154,11 @@ def probe(path: str | Path) -> SourceInfo:
 
 def _finish(path: Path, data: np.ndarray, info: SourceInfo, sr: int | None, mono: bool) -> Audio:
     if data.shape[0] == 0:
-        raise AudioDecodeError(path, "no audio frames")
+        raise AudioDecodeError(path, "no audio frames", Reason.EMPTY)
     # The sum is one pass with no temporary and is finite unless a sample is not (or the sum
     # overflows, which the exact test then clears).
     if not math.isfinite(float(data.sum())) and not np.isfinite(data).all():
-        raise AudioDecodeError(path, "contains non-finite samples (NaN or inf)")
+        raise AudioDecodeError(path, "contains non-finite samples (NaN or inf)", Reason.NON_FINITE)
     audio = Audio(np.ascontiguousarray(data, dtype=np.float32), info.sample_rate, info)
     if audio.channels == 1:
         # A 1-channel file is returned as (frames,) whatever ``mono`` says: one shape per channel count.
@@ -241,7 +242,9 @@ def _check_complete(path: Path, decoded: int, info: SourceInfo, expected: int) -
     """
     slack = max(2 * 1152, expected // 100) if info.format == "MP3" else 0
     if info.frames > 0 and decoded < expected - slack:
-        raise AudioDecodeError(path, f"truncated: header promises {expected} frames, only {decoded} decoded")
+        raise AudioDecodeError(
+            path, f"truncated: header promises {expected} frames, only {decoded} decoded", Reason.TRUNCATED
+        )
 
 
 def blocks(path: str | Path, seconds: float = 30.0, sr: int | None = None, mono: bool = True) -> Iterator[Block]:
@@ -265,7 +268,9 @@ def blocks(path: str | Path, seconds: float = 30.0, sr: int | None = None, mono:
     index = 0
     for raw, last in _raw_blocks(path, info, int(seconds * info.sample_rate)):
         if not np.isfinite(raw).all():
-            raise AudioDecodeError(path, f"contains non-finite samples (NaN or inf) near {start / out_rate:.1f}s")
+            raise AudioDecodeError(
+                path, f"contains non-finite samples (NaN or inf) near {start / out_rate:.1f}s", Reason.NON_FINITE
+            )
         data = raw.mean(axis=1, dtype=np.float32) if mono else raw
         if stream is not None:
             data = stream.resample_chunk(data, last=last)
@@ -275,7 +280,7 @@ def blocks(path: str | Path, seconds: float = 30.0, sr: int | None = None, mono:
         start += data.shape[0]
         index += 1
     if index == 0:
-        raise AudioDecodeError(path, "no audio frames")
+        raise AudioDecodeError(path, "no audio frames", Reason.EMPTY)
 
 
 def _raw_blocks(path: Path, info: SourceInfo, frames: int) -> Iterator[tuple[np.ndarray, bool]]:

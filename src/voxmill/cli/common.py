@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from voxmill.config import Settings
-from voxmill.engine import parse_workers
+from voxmill.engine import RunOptions
 
 # Piped output is not cut to 80 columns: a table that lands in a file should keep whole paths.
 # Markup and emoji codes are off by default: ids, texts, paths and messages are user data, and a
@@ -34,21 +35,67 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
-BACKEND_HELP = "Where items run: process (default), thread, or ray (a local Ray, or the cluster at --ray-address)."
+BACKEND_HELP = (
+    "Where items run: process, thread, serial, or ray (a local Ray, or the cluster at --ray-address); "
+    "default: the settings' backend ('auto': the command's best)."
+)
 RAY_ADDRESS_HELP = (
     "With --backend ray: the cluster to join, 'auto' (the one `ray start` made on this machine) or HOST:PORT; "
     "without it a local Ray starts with this machine's cores. Every input and output path must be visible "
     "on every node (a shared filesystem), and each node needs voxmill installed."
 )
 
+# The run flags every batch command takes, defined once (typer reads them from the annotations).
+WorkersFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--workers", help="Workers: a whole number or 'auto' (default: settings' workers; auto = usable cores)."
+    ),
+]
+BackendFlag = Annotated[str | None, typer.Option("--backend", help=BACKEND_HELP)]
+RayAddressFlag = Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)]
+ThreadsFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--threads-per-worker", help="Native threads per worker (onnxruntime, BLAS); 'auto' = cores / workers."
+    ),
+]
+TimeoutFlag = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Fail an item that runs longer than this many seconds (default: no limit)."),
+]
 
+
+def run_options(
+    ctx: typer.Context,
+    workers: str | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    threads_per_worker: str | None = None,
+    timeout: float | None = None,
+) -> RunOptions:
+    """The run options of a command: Settings (voxmill.yaml, VOXMILL_*: workers, backend, budget,
+    device, quiet) under the flags that were given. A bad value is a ConfigError naming the option
+    (exit 2), before any work. ``--ray-address`` implies ``--backend ray``."""
+    if ray_address and backend is None:
+        backend = "ray"
+    return RunOptions.from_settings(
+        state(ctx).settings,
+        workers=workers,
+        backend=backend,
+        address=ray_address,
+        threads_per_worker=threads_per_worker,
+        timeout=timeout,
+    )
+
+
+# TEMPORARY (issue 18 in progress): the old per-command helpers, until every command uses run_options.
 def backend_value(backend: str, ray_address: str | None) -> str:
-    """``--backend``, where ``--ray-address`` implies ray: a cluster address means nothing elsewhere."""
     return "ray" if ray_address else backend
 
 
 def workers_value(ctx: typer.Context, value: str) -> int | str:
-    """``--workers``: a positive whole number, or 'auto' (then the settings' value: voxmill.yaml,
-    VOXMILL_WORKERS). Anything else is a ConfigError naming the option (exit 2), before any work."""
+    from voxmill.engine import parse_workers
+
     workers = parse_workers(value)
     return state(ctx).settings.workers if workers == "auto" else workers

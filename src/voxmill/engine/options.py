@@ -1,6 +1,8 @@
 """The options of one engine run, and the one place they are checked.
 
-Every application and the CLI validate workers, backend, cluster address, threads and timeout here,
+:class:`RunOptions` (workers, backend, threads per worker, cluster address, timeout, model budget,
+device, progress) is nested in every application's options as ``opts.run`` and built in one place
+from Settings and the CLI's flags (:meth:`RunOptions.from_settings`). Every application validates it
 before doing any work (before an output folder exists), and the :class:`~voxmill.engine.Pool` checks
 the same way, so a bad value is one :class:`~voxmill.errors.ConfigError` naming the option (exit 2 in
 the CLI), never a ``ValueError`` traceback from deep inside a run.
@@ -15,10 +17,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from voxmill.config import BACKENDS, DEVICES, Settings, parse_whole_or_auto
 from voxmill.errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "DEVICES",
     "LOCAL_BACKENDS",
     "RunOptions",
     "check_number",
@@ -27,11 +31,8 @@ __all__ = [
     "parse_workers",
 ]
 
-BACKENDS = ("serial", "thread", "process", "ray")
 # Backends whose workers run on this machine, so its cores bound how many make sense (Ray's are the cluster's).
 LOCAL_BACKENDS = ("serial", "thread", "process")
-
-_WHOLE = re.compile(r"[0-9]+", re.ASCII)
 
 
 def parse_count(value: Any, option: str) -> int | str:
@@ -40,15 +41,10 @@ def parse_count(value: Any, option: str) -> int | str:
     Anything else (``0``, ``-1``, ``"abc"``, ``"1.5"``, ``""``, ``True``, ``2.0``) raises ConfigError
     naming ``option``.
     """
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() == "auto":
-            return "auto"
-        if _WHOLE.fullmatch(text) and int(text) >= 1:
-            return int(text)
-    elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ConfigError(f"{option} {value!r}: expected a positive whole number or 'auto'")
+    try:
+        return parse_whole_or_auto(value)
+    except ValueError:
+        raise ConfigError(f"{option} {value!r}: expected a positive whole number or 'auto'") from None
 
 
 def parse_workers(value: Any) -> int | str:
@@ -100,44 +96,98 @@ def check_address(address: Any) -> str | None:
     return address
 
 
+def check_device(device: Any) -> str:
+    if not isinstance(device, str) or not (device in DEVICES or re.fullmatch(r"cuda:[0-9]+", device, re.ASCII)):
+        raise ConfigError(f"--device {device!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
+    return device
+
+
+def check_budget(budget: Any) -> int | None:
+    if budget is None or (isinstance(budget, int) and not isinstance(budget, bool) and budget > 0):
+        return budget
+    raise ConfigError(f"budget {budget!r}: expected a positive number of bytes, or None (auto)")
+
+
 @dataclass
 class RunOptions:
-    """How one run is spread over workers; the engine's part of every application's options.
+    """How one run is spread over workers; the engine's part of every application's options (``opts.run``).
 
     ``workers``: a count or ``"auto"`` (usable cores; with Ray, the cluster's CPUs / threads per worker).
     On this machine (serial, thread, process) the engine never starts more than the items it is given,
-    nor more than a few workers per usable core, whatever is asked. ``backend``: serial, thread,
-    process or ray. ``address``: the Ray cluster (``auto``, ``HOST:PORT``); None starts a local Ray;
-    the other backends ignore it.
+    nor more than a few workers per usable core, whatever is asked. ``backend``: auto, serial, thread,
+    process or ray; ``auto`` lets the application choose (:meth:`backend_or`). ``address``: the Ray
+    cluster (``auto``, ``HOST:PORT``); None starts a local Ray; the other backends ignore it.
     ``threads_per_worker``: native threads per worker, ``"auto"`` = max(1, cores // workers).
-    ``timeout``: seconds after which one item fails (None: no limit). ``progress``: a bar on stderr;
-    None shows it when stderr is a terminal.
+    ``timeout``: seconds after which one item fails (None: no limit). ``budget``: bytes of models all
+    workers together may hold (None: the manager's automatic budget). ``device``: where models run
+    (auto, cpu, cuda, cuda:N). ``progress``: a bar on stderr; None shows it when stderr is a terminal.
     """
 
     workers: int | str = "auto"
-    backend: str = "process"
+    backend: str = "auto"
     address: str | None = None
     threads_per_worker: int | str = "auto"
     timeout: float | None = None
     progress: bool | None = None
+    budget: int | None = None
+    device: str = "auto"
 
     def validate(self, backends: Collection[str] = BACKENDS) -> RunOptions:
         """Raise ConfigError naming the first bad option; ``backends``: the ones this application runs
-        on (an application may accept fewer, or its own ``auto``). Returns self, for chaining."""
+        on (an application may accept fewer). Returns self, for chaining."""
         parse_workers(self.workers)
         check_backend(self.backend, backends)
         check_address(self.address)
         parse_count(self.threads_per_worker, "--threads-per-worker")
         parse_timeout(self.timeout)
+        check_budget(self.budget)
+        check_device(self.device)
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ConfigError(f"progress {self.progress!r}: expected true, false or None")
         return self
+
+    def backend_or(self, default: str) -> str:
+        """The backend to use: the one asked for, or the application's ``default`` for ``auto``;
+        a cluster address means Ray."""
+        if self.backend == "auto":
+            return "ray" if self.address else default
+        return self.backend
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        workers: Any = None,
+        backend: str | None = None,
+        address: str | None = None,
+        threads_per_worker: Any = None,
+        timeout: Any = None,
+        progress: bool | None = None,
+    ) -> RunOptions:
+        """Settings (defaults < voxmill.yaml < VOXMILL_*) updated with the flags that were given
+        (None: not given), validated. The one place a command's run options are built."""
+        chosen_workers = settings.workers if workers is None else parse_workers(workers)
+        if chosen_workers == "auto":
+            chosen_workers = settings.workers
+        return cls(
+            workers=chosen_workers,
+            backend=settings.backend if backend is None else backend,
+            address=address,
+            threads_per_worker="auto"
+            if threads_per_worker is None
+            else parse_count(threads_per_worker, "--threads-per-worker"),
+            timeout=parse_timeout(timeout),
+            progress=False if settings.quiet else progress,
+            budget=settings.budget,
+            device=settings.device,
+        ).validate()
 
     @classmethod
     def parse(
         cls,
         workers: Any = "auto",
-        backend: str = "process",
+        backend: str = "auto",
         address: str | None = None,
         threads_per_worker: Any = "auto",
         timeout: Any = None,

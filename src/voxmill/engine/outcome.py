@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from voxmill.errors import Reason
+
 __all__ = ["Drop", "Dropped", "Failed", "Ok", "Outcome", "Result"]
 
 
@@ -37,11 +39,25 @@ class Dropped:
 
 @dataclass(frozen=True)
 class Failed:
-    """``error`` is the exception type's name; ``traceback`` the worker's formatted traceback."""
+    """``error`` is the exception type's name (for people and tracebacks); ``message`` its one line;
+    ``traceback`` the worker's formatted traceback; ``code`` the :class:`~voxmill.errors.Reason`
+    (``exc.code`` of a voxmill error, ``error`` for any other exception): what reports group by."""
 
     error: str
     message: str
     traceback: str = ""
+    code: Reason = Reason.ERROR
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, message: str | None = None, traceback: str = "") -> Failed:
+        """The outcome of an item that raised ``exc``; ``message`` replaces its text (e.g. with context)."""
+        code = getattr(exc, "code", None)
+        return cls(
+            type(exc).__name__,
+            str(exc) if message is None else message,
+            traceback,
+            code if isinstance(code, Reason) else Reason.ERROR,
+        )
 
     def __str__(self) -> str:
         return f"{self.error}: {self.message}" if self.message else self.error

@@ -54,6 +54,7 @@ class Pool:
     def __post_init__(self) -> None:
         # The one validation of run options (ConfigError naming the option), now, not at the first item.
         self.options.validate()
+        self.backend = self.options.backend_or("process")
         if isinstance(self.window, bool) or not isinstance(self.window, int | None) or (self.window or 1) < 1:
             raise ConfigError(f"window {self.window!r}: expected a whole number >= 1")
 
@@ -66,12 +67,23 @@ class Pool:
             threads_per_worker=options.threads_per_worker,
             progress=options.progress,
             address=options.address,
+            model_budget=options.budget,
+            device=options.device,
             **settings,
         )
 
     @property
     def options(self) -> RunOptions:
-        return RunOptions(self.workers, self.backend, self.address, self.threads_per_worker, None, self.progress)
+        return RunOptions(
+            self.workers,
+            self.backend,
+            self.address,
+            self.threads_per_worker,
+            None,
+            self.progress,
+            self.model_budget,
+            self.device,
+        )
 
     def plan_for(self, total: int | None) -> ThreadPlan:
         local = self.backend in LOCAL_BACKENDS

@@ -45,6 +45,11 @@ class Task:
     or raises anything else to fail it (the run goes on).
     """
 
+    def preflight(self) -> None:
+        """Once, in the parent, before any worker starts: raise here what would fail every item
+        (a missing extra: :class:`~voxmill.errors.MissingExtraError`; a model that is not there), so
+        the run stops once with one message instead of failing each item."""
+
     def setup(self, ctx: WorkerContext) -> None:
         """Once per worker, before its first item."""
 

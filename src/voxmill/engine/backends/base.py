@@ -19,6 +19,7 @@ from voxmill.engine.options import check_backend
 from voxmill.engine.outcome import Drop, Dropped, Failed, Ok, Result
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import ThreadPlan
+from voxmill.errors import Reason
 
 __all__ = ["Backend", "Job", "JobResult", "create_backend", "overdue", "run_job"]
 
@@ -47,7 +48,7 @@ def run_job(task: Task, job: Job) -> JobResult:
     except Drop as drop:
         return JobResult(job.seq, Dropped(drop.reason, drop.code), time.perf_counter() - start)
     except Exception as exc:
-        failed = Failed(type(exc).__name__, str(exc), traceback.format_exc())
+        failed = Failed.from_exception(exc, traceback=traceback.format_exc())
         return JobResult(job.seq, failed, time.perf_counter() - start)
     seconds = time.perf_counter() - start
     try:
@@ -98,17 +99,19 @@ def after_death(
     if culprit is not None:
         return JobResult(head.seq, culprit, timeout or 0.0), rest
     if head.seq in retried:
-        return JobResult(head.seq, Failed("WorkerDied", f"{reason} (after 1 retry)"), 0.0), rest
+        return JobResult(
+            head.seq, Failed("WorkerDied", f"{reason} (after 1 retry)", code=Reason.WORKER_DIED), 0.0
+        ), rest
     retried.add(head.seq)
     return None, held
 
 
 def timeout_failure(timeout: float | None) -> Failed:
-    return Failed("Timeout", f"timeout: item took longer than {timeout:g}s")
+    return Failed("Timeout", f"timeout: item took longer than {timeout:g}s", code=Reason.TIMEOUT)
 
 
 def setup_failed(job: Job, error: BaseException, tb: str) -> JobResult:
-    return JobResult(job.seq, Failed(type(error).__name__, f"task setup failed: {error}", tb), 0.0)
+    return JobResult(job.seq, Failed.from_exception(error, f"task setup failed: {error}", tb), 0.0)
 
 
 class TaskHost:

@@ -42,6 +42,7 @@ from voxmill.engine.backends.base import (
 from voxmill.engine.outcome import Failed
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import thread_env
+from voxmill.errors import Reason
 
 # Workers that die before they are ready (their module cannot even be imported) are not respawned
 # forever: after this many in a row, every remaining item fails with the reason.
@@ -105,7 +106,13 @@ def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext) -> None
         try:
             conn.send(result)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            conn.send(JobResult(job.seq, Failed(type(exc).__name__, f"result cannot be sent back: {exc}"), 0.0))
+            conn.send(
+                JobResult(
+                    job.seq,
+                    Failed(type(exc).__name__, f"result cannot be sent back: {exc}", code=Reason.TRANSPORT),
+                    0.0,
+                )
+            )
         except (BrokenPipeError, OSError):
             break
     host.teardown()
@@ -188,7 +195,7 @@ class ProcessBackend(Backend):
 
     def submit(self, job: Job) -> None:
         if self._broken is not None:
-            self._results.append(JobResult(job.seq, Failed("WorkerDied", self._broken), 0.0))
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", self._broken, code=Reason.WORKER_DIED), 0.0))
             return
         self._submitted += 1
         self._grow()
@@ -210,7 +217,7 @@ class ProcessBackend(Backend):
         try:
             worker.conn.send(job)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            failed = Failed(type(exc).__name__, f"item cannot be sent to a worker: {exc}")
+            failed = Failed(type(exc).__name__, f"item cannot be sent to a worker: {exc}", code=Reason.TRANSPORT)
             self._results.append(JobResult(job.seq, failed, 0.0))
             return True
         except (BrokenPipeError, OSError):
@@ -276,7 +283,7 @@ class ProcessBackend(Backend):
     def _give_up(self, reason: str) -> None:
         self._broken = reason
         for job in [*self._queue, *(j for w in self._workers for j in w.held)]:
-            self._results.append(JobResult(job.seq, Failed("WorkerDied", reason), 0.0))
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", reason, code=Reason.WORKER_DIED), 0.0))
         self._queue.clear()
         for worker in self._workers:
             worker.held.clear()

@@ -44,7 +44,7 @@ from voxmill.engine.backends.base import (
 from voxmill.engine.outcome import Failed
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import ThreadPlan, thread_env, usable_cores
-from voxmill.errors import ConfigError
+from voxmill.errors import ConfigError, Reason
 
 __all__ = ["RayBackend", "cluster_cpus", "connect"]
 
@@ -169,7 +169,7 @@ class RayBackend(Backend):
 
     def submit(self, job: Job) -> None:
         if self._broken is not None:
-            self._results.append(JobResult(job.seq, Failed("WorkerDied", self._broken), 0.0))
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", self._broken, code=Reason.WORKER_DIED), 0.0))
             return
         self._queue.append(job)
         self._dispatch()
@@ -234,7 +234,7 @@ class RayBackend(Backend):
     def _give_up(self, reason: str) -> None:
         self._broken = reason
         for job in [*self._queue, *(job for slot in self._slots for _, batch in slot.held for job in batch)]:
-            self._results.append(JobResult(job.seq, Failed("WorkerDied", reason), 0.0))
+            self._results.append(JobResult(job.seq, Failed("WorkerDied", reason, code=Reason.WORKER_DIED), 0.0))
         self._queue.clear()
         for slot in self._slots:
             for ref, _ in slot.held:
@@ -264,7 +264,7 @@ class RayBackend(Backend):
             self._replace(slot, f"worker died: {_first_line(exc)}")
             return
         except Exception as exc:  # the results could not be stored, fetched or unpickled
-            lost = Failed(type(exc).__name__, f"result lost: {_first_line(exc)}")
+            lost = Failed(type(exc).__name__, f"result lost: {_first_line(exc)}", code=Reason.TRANSPORT)
             results = [JobResult(job.seq, lost, 0.0) for job in batch]
         del self._owner[ref]
         slot.held = deque(entry for entry in slot.held if entry[0] != ref)

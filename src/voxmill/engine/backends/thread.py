@@ -16,6 +16,7 @@ import traceback
 from voxmill.engine.backends.base import Backend, Job, JobResult, run_job, setup_failed
 from voxmill.engine.outcome import Failed
 from voxmill.engine.task import Task
+from voxmill.errors import Reason
 
 
 class _Worker:
@@ -89,7 +90,7 @@ class ThreadBackend(Backend):
                     worker.current = None
                     self._workers.remove(worker)
                     message = f"timeout: item took longer than {self.timeout:g}s"
-                    results.append(JobResult(seq, Failed("Timeout", message), self.timeout))
+                    results.append(JobResult(seq, Failed("Timeout", message, code=Reason.TIMEOUT), self.timeout))
                     self._spawn(worker.index)
         return results
 
