@@ -5,19 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := demo-out
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install browser clean
 
-# The HTML report test renders the page in a real headless Chromium (Debian package; root needed).
-CHROMIUM := $(shell command -v chromium-headless-shell || command -v chromium)
+# Only the tests need a browser: the HTML report test renders the page in a real headless Chromium
+# (a Debian package, so installing it needs root). `make demo` needs neither root nor a browser.
+CHROMIUM = $(shell command -v chromium-headless-shell || command -v chromium)
 
 $(STAMP): pyproject.toml
-	test -n "$(CHROMIUM)" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+browser:
+	test -n "$(CHROMIUM)" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell)
 
 # The main job on data made here: a 12-clip, two-speaker corpus of real speech (bundled Piper voice)
 # prepared into a Piper training folder, HF parquet and NeMo manifests; then a look at the result.
@@ -41,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(PYTHON) ../shared/tools/check_layers.py src/voxmill
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 clean:
