@@ -24,7 +24,7 @@ def test_all_matches_the_public_names() -> None:
     }
     assert set(voxmill.__all__) - {"__version__"} == public
     assert len(voxmill.__all__) == len(set(voxmill.__all__))
-    assert set(voxmill.__all__) - {"__version__"} == set(voxmill._WHERE)
+    assert set(voxmill.__all__) - {"__version__"} == set(voxmill._WHERE) | set(voxmill._ENTRY_POINTS)
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = voxmill.no_such_name  # type: ignore[attr-defined]
 
@@ -42,7 +42,40 @@ def test_every_exported_name_exists() -> None:
 
 
 def test_one_exception_tree() -> None:
-    for name in voxmill.errors.__all__:
-        assert issubclass(getattr(voxmill.errors, name), voxmill.errors.VoxmillError)
+    # Reason is the code every error carries, not an error.
+    for name in set(voxmill.errors.__all__) - {"Reason"}:
+        error = getattr(voxmill.errors, name)
+        assert issubclass(error, voxmill.errors.VoxmillError)
+        assert isinstance(error.code, voxmill.Reason)
     assert issubclass(voxmill.AudioDecodeError, voxmill.AudioError)
     assert issubclass(voxmill.ModelTooLarge, voxmill.ModelError)
+
+
+def test_each_application_has_one_entry_point_options_in_result_out() -> None:
+    import dataclasses
+    import inspect
+    import typing
+
+    import voxmill.check
+    import voxmill.convert
+    import voxmill.prepare
+    import voxmill.synth
+
+    cases = {
+        voxmill.prepare_dataset: (voxmill.prepare.run, voxmill.PrepareOptions, voxmill.PrepareResult),
+        voxmill.check_dataset: (voxmill.check.run, voxmill.CheckOptions, voxmill.Report),
+        voxmill.convert_audio: (voxmill.convert.run, voxmill.ConvertOptions, voxmill.ConvertResult),
+        voxmill.synthesize: (voxmill.synth.run, voxmill.SynthOptions, voxmill.SynthResult),
+    }
+    for entry, (run, options, result) in cases.items():
+        for function in (entry, run):
+            hints = typing.get_type_hints(function)
+            parameters = list(inspect.signature(function).parameters)
+            assert len(parameters) == 1, function
+            assert hints[parameters[0]] is options, function
+            assert hints["return"] is result, function
+        # Every application's options nest the engine's run options, and results are typed dataclasses.
+        fields = {f.name: f for f in dataclasses.fields(options)}
+        assert "run" in fields, options
+        assert not {"workers", "backend", "ray_address", "progress"} & set(fields), options
+        assert dataclasses.is_dataclass(result), result
