@@ -29,11 +29,17 @@ def make_corpus(folder: Path, count: int) -> Path:
     sys.path.insert(0, str(ROOT / "scripts"))
     from make_demo_corpus import write_corpus
 
-    from voxmill.prepare import PrepareOptions, parse_source, run
+    from voxmill.engine import RunOptions
+    from voxmill.prepare import ClipOptions, PrepareOptions, parse_source, run
 
     base = folder / "base"
     write_corpus(base / "raw", 12)
-    run(PrepareOptions([parse_source(str(base / "raw"))], base / "ds", espeak_voice="en-us", progress=False))
+    run(
+        PrepareOptions(
+            [parse_source(str(base / "raw"))], base / "ds", clip=ClipOptions(espeak_voice="en-us"),
+            run=RunOptions(progress=False),
+        )
+    )  # fmt: skip
     corpus = folder / f"corpus{count}"
     (corpus / "wavs").mkdir(parents=True)
     flacs = []
@@ -81,7 +87,8 @@ if __name__ == "__main__":
             seconds = sum(pool.map(decode, [str(corpus / "wavs" / f"{{i}}.flac") for i in ids]))
     else:
         from voxmill.check import CheckOptions, run
-        report = run(CheckOptions(corpus, workers=workers, progress=False))
+        from voxmill.engine import RunOptions
+        report = run(CheckOptions(corpus, run=RunOptions(workers=workers, progress=False)))
         seconds = report.summary["hours"] * 3600
     print(json.dumps({{"wall": time.perf_counter() - start, "seconds": seconds}}))
 """

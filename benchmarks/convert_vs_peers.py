@@ -5,7 +5,7 @@ voice with pauses and a 42-s stretch without any, 22050 Hz FLAC):
   sequential              equal 30-s chunks, one after another, concatenated
   ThreadPoolExecutor      the same chunks on threads (pyworld releases the GIL)
   ProcessPool script      the usual script: equal chunks, spawn, pickled arrays, plain concatenation
-  voxmill auto            convert_file: cuts at pauses, backend chosen for the processor, stitched
+  voxmill auto            convert.run: cuts at pauses, backend chosen for the processor, stitched
 Per row: wall time (median of N runs), speedup vs sequential, peak RSS (the process and its workers
 together, sampled every 20 ms; ru_maxrss would be wrong here: Linux carries it across fork and exec),
 and the largest sample-to-sample jump at chunk joins beside the largest inside the chunks.
@@ -54,10 +54,13 @@ if __name__ == "__main__":
     start = time.perf_counter()
     joins = []
     if mode == "voxmill":
-        from voxmill.convert import ConvertOptions, convert_file
+        from voxmill.convert import ConvertOptions, run
         from voxmill.convert.processors.pitch import PitchShift
-        result = convert_file(src, out, PitchShift(semitones=4.0), ConvertOptions(workers=workers, progress=False))
-        joins, backend = result.joins, result.backend
+        from voxmill.engine import RunOptions
+        opts = ConvertOptions(inputs=[src], output=out, processor=PitchShift(semitones=4.0),
+                              run=RunOptions(workers=workers, progress=False))
+        result = run(opts).files[0].converted
+        joins, backend = result.joins, result.plan.backend
     else:
         x, sr = sf.read(src, dtype="float32")
         size = int(CHUNK_SECONDS * sr)

@@ -116,14 +116,15 @@ if __name__ == '__main__':
         ds = ds.map(_hf_map, batched=True, batch_size=16, num_proc=workers, load_from_cache_file=False)
         seconds = sum(ds['seconds'])
     else:
-        from voxmill.prepare import PrepareOptions, parse_source, run
+        from voxmill.engine import RunOptions
+        from voxmill.prepare import ClipOptions, PrepareOptions, parse_source, run
         serial = mode == 'voxmill-serial'
         backend = 'ray' if mode.startswith('voxmill-ray') else 'serial' if serial else 'process'
         address = os.environ.get('BENCH_RAY_ADDRESS') if mode == 'voxmill-ray' else None
-        result = run(PrepareOptions([parse_source(str(corpus))], out, formats=['piper'], trim=False,
-                                    workers=1 if serial else workers, backend=backend, ray_address=address,
-                                    progress=False))
-        seconds = result.stats['hours_in'] * 3600
+        options = RunOptions(workers=1 if serial else workers, backend=backend, address=address, progress=False)
+        result = run(PrepareOptions([parse_source(str(corpus))], out, formats=['piper'],
+                                    clip=ClipOptions(trim=False), run=options))
+        seconds = result.stats.hours_in * 3600
     wall = time.perf_counter() - start
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     print(json.dumps({{'wall': wall, 'seconds': seconds, 'main_peak': peak_self(), 'child_peak': child}}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -60,4 +61,41 @@ class MonoOnly(Processor):
     channels: ClassVar[str] = "mono"
 
     def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
+        return np.array(chunk.samples), chunk.sample_rate
+
+
+@dataclass
+class FailUntil(Processor):
+    """Scales by ``gain``, deterministically; raises at chunk ``index`` until the file ``marker`` exists."""
+
+    marker: str = ""
+    index: int = 1
+    gain: float = 0.5
+
+    def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
+        if chunk.index == self.index and not Path(self.marker).exists():
+            raise RuntimeError(f"chunk {chunk.index} cannot be processed yet")
+        return np.array(chunk.samples) * np.float32(self.gain), chunk.sample_rate
+
+
+@dataclass
+class NeedsMissingExtra(Processor):
+    """Needs a module that is not installed: the run stops once, before any chunk or output."""
+
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("voxmill_test_no_such_module", "voice"),)
+
+    def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
+        raise AssertionError("never reached: preflight stops the run")
+
+
+@dataclass
+class SleepAt(Processor):
+    """Sleeps ``seconds`` on chunk ``index`` (a hung processor, for --timeout); passes audio through."""
+
+    index: int = 0
+    seconds: float = 30.0
+
+    def process(self, chunk: ChunkAudio) -> tuple[np.ndarray, int]:
+        if chunk.index == self.index:
+            time.sleep(self.seconds)
         return np.array(chunk.samples), chunk.sample_rate

@@ -167,3 +167,48 @@ class Echo(Task):
 
     def __call__(self, item: Any) -> Any:
         return item
+
+
+def cube(item: int) -> int:
+    """A plain function: the engine runs any picklable callable, not only a Task."""
+    return item**3
+
+
+def scaled(factor: int, item: int) -> int:
+    """Run through ``functools.partial(scaled, factor)``."""
+    return factor * item
+
+
+@dataclass
+class NeedsExtra(Task):
+    """Its preflight finds an extra missing; ``calls`` counts preflights (in the parent)."""
+
+    calls: list[int]
+    log: str | None = None
+
+    def preflight(self) -> None:
+        from voxmill.errors import MissingExtraError
+
+        self.calls.append(1)
+        raise MissingExtraError("pyworld", "convert")
+
+    def __call__(self, item: int) -> int:
+        _log(self.log, str(item))
+        return item
+
+
+@dataclass
+class Models(Task):
+    """Reports which model manager its worker's context holds, from which thread, and its budget."""
+
+    delay: float = 0.2
+
+    def setup(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, item: int) -> tuple[int, int, int, int | None]:
+        import threading
+
+        time.sleep(self.delay)  # long enough that every worker takes an item
+        models = self.ctx.models
+        return os.getpid(), threading.get_ident(), id(models), models.budget_bytes

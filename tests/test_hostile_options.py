@@ -185,11 +185,14 @@ def test_convert_output_under_a_file_or_where_nothing_can_be_written(
 
 
 def test_prepare_absurd_numbers_are_refused_before_any_work(tmp_path, corpus):
+    import dataclasses
+
     import pytest
 
     from hostile import no_traceback, voxmill
+    from voxmill.engine import RunOptions
     from voxmill.errors import ConfigError
-    from voxmill.prepare import PrepareOptions, parse_source, run
+    from voxmill.prepare import ClipOptions, PrepareOptions, parse_source, run
 
     bad = {
         "val_fraction": [2.0, -0.5, 1.0, float("nan")],
@@ -206,7 +209,10 @@ def test_prepare_absurd_numbers_are_refused_before_any_work(tmp_path, corpus):
     out = tmp_path / "out"
     for name, values in bad.items():
         for value in values:
-            opts = PrepareOptions([parse_source(str(corpus))], out, workers=1, progress=False, **{name: value})
+            clip = {name: value} if name in {f.name for f in dataclasses.fields(ClipOptions)} else {}
+            own = {} if clip else {name: value}
+            opts = PrepareOptions([parse_source(str(corpus))], out, clip=ClipOptions(**clip), **own,
+                                  run=RunOptions(workers=1, progress=False))  # fmt: skip
             with pytest.raises(ConfigError) as caught:
                 run(opts)
             flag = name.replace("_", "-")
@@ -265,11 +271,16 @@ def test_attack_convert_revoice_unknown_voice_or_asr_is_a_usage_error(tmp_path, 
     from voxmill.audio import save
 
     source = save(tmp_path / "in.wav", short_speech)
-    for option in (["--voice", "../../etc/passwd"], ["--set", "asr=nope"]):
+    # A name is looked up among known models; text with a "/" is a path the user wrote (Registry.resolve),
+    # and one that is not a voice is refused naming it.
+    for option, reason in (
+        (["--voice", "../../etc/passwd"], "../../etc/passwd: "),
+        (["--set", "asr=nope"], "unknown model"),
+    ):
         proc = voxmill("convert", str(source), str(tmp_path / "out.wav"), "-p", "revoice", *option)
         no_traceback(proc)
         assert proc.returncode == 2, (option, proc.stderr)
-        assert "unknown model" in proc.stderr
+        assert reason in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert not (tmp_path / "out.wav").exists()
 
 

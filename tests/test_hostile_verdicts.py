@@ -6,8 +6,9 @@ from __future__ import annotations
 def _check_report(dataset, **options):  # type: ignore[no-untyped-def]
     """``voxmill.check.run`` in this process (serial backend: no worker start-up per test)."""
     from voxmill.check import CheckOptions, run
+    from voxmill.engine import RunOptions
 
-    return run(CheckOptions(dataset, workers=1, backend="serial", progress=False, **options))
+    return run(CheckOptions(dataset, run=RunOptions(workers=1, backend="serial", progress=False), **options))
 
 
 def _severity(report, check_id):  # type: ignore[no-untyped-def]
@@ -110,7 +111,7 @@ def test_prepare_top_reasons_group_by_kind_with_examples(tmp_path, short_speech)
     no_traceback(done)
     assert done.returncode == 1
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["reasons"]["failed"] == {"audio cannot be decoded": 5}
-    assert stats["reason_examples"]["failed"]["audio cannot be decoded"] == ["bad0", "bad1", "bad2"]
-    assert "audio cannot be decoded (5: bad0, bad1, bad2, ...)" in " ".join(done.stdout.split())
+    assert stats["reasons"]["failed"] == {"truncated audio": 5}  # grouped by code (Reason.TRUNCATED)
+    assert stats["reason_examples"]["failed"]["truncated audio"] == ["bad0", "bad1", "bad2"]
+    assert "truncated audio (5: bad0, bad1, bad2, ...)" in " ".join(done.stdout.split())
     assert "bad3.wav" not in done.stdout  # one group, not a file path per line

@@ -19,7 +19,8 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from voxmill.audio import Audio, save
-from voxmill.prepare import PrepareOptions, parse_source, run
+from voxmill.engine import RunOptions
+from voxmill.prepare import ClipOptions, PrepareOptions, parse_source, run
 
 
 def voxmill(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,11 +40,14 @@ def test_ljspeech_to_piper_hf_and_nemo(tmp_path: Path, corpus: Path) -> None:
     result = run(
         PrepareOptions(
             [parse_source(f"{corpus}::dialect=central")], out, formats=["piper", "hf", "nemo"],
-            espeak_voice="en-us", val_fraction=0.2, workers=2, progress=False,
+            clip=ClipOptions(espeak_voice="en-us"), val_fraction=0.2, run=RunOptions(workers=2, progress=False),
         )
     )  # fmt: skip
     assert result.counts == {"ok": 12} and result.exit_code == 0
     assert "id|speaker|text" in result.layouts[0]
+    assert result.plan is not None and result.plan.describe().startswith("2 process workers")
+    assert result.stats.train_clips == 10 and result.stats.validation_clips == 2 and result.stats.reasons == []
+    assert json.loads((out / "stats.json").read_text()) == result.stats.to_dict()
     config = PiperConfig.from_dict(json.loads((out / "config.json").read_text()))
     assert config.sample_rate == 22050 and config.num_speakers == 2 and set(config.speaker_id_map) == {"alto", "tenor"}
     train = (out / "metadata.csv").read_text().splitlines()
@@ -240,8 +244,8 @@ def test_same_output_for_any_worker_count(tmp_path: Path, corpus: Path) -> None:
     out = tmp_path / "dataset"  # same input, same options (OUT included): only the worker count changes
     for workers in (1, 2):
         shutil.rmtree(out, ignore_errors=True)
-        opts = PrepareOptions([parse_source(str(corpus))], out, formats=["piper", "hf"], workers=workers,
-                              max_per_speaker=5, val_size=2, seed=7, progress=False)  # fmt: skip
+        opts = PrepareOptions([parse_source(str(corpus))], out, formats=["piper", "hf"], max_per_speaker=5,
+                              val_size=2, seed=7, run=RunOptions(workers=workers, progress=False))  # fmt: skip
         run(opts)
         outs.append(digest(out))
     assert outs[0] == outs[1]

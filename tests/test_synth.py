@@ -16,12 +16,13 @@ import soundfile as sf
 
 from voxmill.audio.analysis import frame_rms_db, sound_bounds
 from voxmill.audio.loudness import integrated_lufs
+from voxmill.engine import RunOptions
 from voxmill.errors import ConfigError
-from voxmill.synth import SynthOptions, synthesize, synthesize_file
+from voxmill.synth import SynthOptions, SynthResult, run, stream
 from voxmill.text.split import parse_document, pieces, split_long
 
 DATA = Path(__file__).parent / "data"
-STILL = {"noise_scale": 0.0, "noise_w": 0.0, "progress": False}
+STILL = {"noise_scale": 0.0, "noise_w": 0.0}
 TWO_CHAPTERS = """Chapter 1
 
 The wheel turned slowly. Water ran over the stones.
@@ -32,6 +33,16 @@ Chapter 2
 
 The storm came late in the autumn. The river rose quickly.
 """
+
+
+def still(text: str, output: Path | None = None, workers: int | str = "auto", **options: object) -> SynthOptions:
+    """Options for ``text`` spoken deterministically (noise scales 0) into ``output``, without a progress bar."""
+    run_options = RunOptions(workers=workers, progress=False)
+    return SynthOptions(text=text, output=output or Path("unused.wav"), run=run_options, **STILL, **options)  # type: ignore[arg-type]
+
+
+def speak_to(text: str, output: Path, workers: int | str = "auto", **options: object) -> SynthResult:
+    return run(still(text, output, workers, **options))
 
 
 def voxmill(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -58,7 +69,7 @@ def srt_cues(path: Path) -> list[tuple[float, float, str]]:
 def book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TWO_CHAPTERS spoken into a chapters folder with SRT, 2 workers, deterministic."""
     out = tmp_path_factory.mktemp("book") / "out"
-    synthesize_file(TWO_CHAPTERS, out, opts=SynthOptions(chapters=True, srt=True, workers=2, **STILL))
+    speak_to(TWO_CHAPTERS, out, 2, chapters=True, srt=True)
     return out
 
 
@@ -104,25 +115,25 @@ def test_chapters_files_index_srt_and_even_loudness(book: Path) -> None:
 
 def test_order_kept_and_one_worker_equals_two(book: Path, tmp_path: Path) -> None:
     one = tmp_path / "one"
-    synthesize_file(TWO_CHAPTERS, one, opts=SynthOptions(chapters=True, workers=1, **STILL))
+    speak_to(TWO_CHAPTERS, one, 1, chapters=True)
     for name in ("01-chapter-1.wav", "02-chapter-2.wav"):
         a, _ = sf.read(one / name, dtype="int16")
         b, _ = sf.read(book / name, dtype="int16")
         assert np.array_equal(a, b)
     # Each piece, in stream order, is what the voice says for that text alone: nothing swapped.
     text = "Red apples fall. Blue water runs. Green grass grows. Yellow light fades."
-    chunks = list(synthesize(text, opts=SynthOptions(workers=2, **STILL)))
+    chunks = list(stream(still(text, workers=2)))
     assert [c.text for c in chunks] == ["Red apples fall.", "Blue water runs.", "Green grass grows.",
                                         "Yellow light fades."]  # fmt: skip
     for chunk in chunks:
-        alone = next(iter(synthesize(chunk.text, opts=SynthOptions(workers=1, **STILL))))
+        alone = next(iter(stream(still(chunk.text, workers=1))))
         assert np.array_equal(alone.samples, chunk.samples)
 
 
 def test_sentence_and_paragraph_silences_have_the_requested_length(tmp_path: Path) -> None:
     out = tmp_path / "pauses.wav"
     text = "The wheel turned slowly. Water ran over the stones.\n\nAnna crossed the yard."
-    synthesize_file(text, out, opts=SynthOptions(sentence_silence=0.35, paragraph_silence=0.9, **STILL))
+    speak_to(text, out, sentence_silence=0.35, paragraph_silence=0.9)
     audio, sr = sf.read(out, dtype="float32")
     quiet = frame_rms_db(audio, sr, 0.005) < -60
     runs, length = [], 0
@@ -140,12 +151,11 @@ def test_sentence_and_paragraph_silences_have_the_requested_length(tmp_path: Pat
 
 def test_resume_skips_finished_chapters(book: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
-    opts = SynthOptions(chapters=True, resume=True, **STILL)
-    first = synthesize_file(TWO_CHAPTERS, out, opts=opts)
+    first = speak_to(TWO_CHAPTERS, out, chapters=True, resume=True)
     assert [c.resumed for c in first.chapters] == [False, False]
     before = (out / "01-chapter-1.wav").stat().st_mtime_ns
     changed = TWO_CHAPTERS.replace("The river rose quickly.", "The river rose very quickly.")
-    second = synthesize_file(changed, out, opts=opts)
+    second = speak_to(changed, out, chapters=True, resume=True)
     assert [c.resumed for c in second.chapters] == [True, False]
     assert (out / "01-chapter-1.wav").stat().st_mtime_ns == before
     assert second.pieces == 3  # only chapter 2's pieces were spoken
@@ -180,7 +190,7 @@ def test_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     assert len(unwritable.stderr.strip().splitlines()) == 1
     assert voxmill("synth", "Hello.", "-o", str(tmp_path / "a.xyz")).returncode == 2
     with pytest.raises(ConfigError):
-        synthesize_file("Hello.", tmp_path / "b.wav", opts=SynthOptions(sentence_silence=-1))
+        run(SynthOptions(text="Hello.", output=tmp_path / "b.wav", sentence_silence=-1))
 
 
 @pytest.mark.slow
@@ -192,7 +202,7 @@ def test_fidelity_against_the_piper_cli(tmp_path: Path) -> None:
     text = "\n\n".join((DATA / "mill.md").read_text().split("\n\n")[2:5])  # three paragraphs, ~250 words
     ours = tmp_path / "ours.wav"
     # Noise scales 0 on both sides: the comparison is deterministic (with noise, WER varies by run).
-    result = synthesize_file(text, ours, opts=SynthOptions(**STILL))
+    result = speak_to(text, ours)
     theirs = tmp_path / "theirs.wav"
     still = ["--noise-scale", "0", "--noise-w", "0"]
     subprocess.run([sys.executable, "-m", "piper", "-m", str(model_path()), "-f", str(theirs), *still], input=text,
@@ -232,12 +242,11 @@ def test_markup_is_not_read_aloud_and_a_break_is_a_pause(tmp_path: Path) -> None
     assert [p.text for p in found] == ["The wheel turned.", "Water ran over the stones & sand."]
     assert (found[0].pause, found[0].seconds) == ("break", 1.2)
     out = tmp_path / "ssml.wav"
-    synthesize_file(ssml, out, opts=SynthOptions(**STILL))
+    speak_to(ssml, out)
     audio, sr = sf.read(out, dtype="float32")
     assert _silent_runs(audio, sr, 0.5) == [pytest.approx(1.2, abs=0.03)]
     plain = tmp_path / "plain.wav"
-    synthesize_file("The wheel turned.\n\nWater ran over the stones & sand.", plain,
-                    opts=SynthOptions(paragraph_silence=1.2, **STILL))  # fmt: skip
+    speak_to("The wheel turned.\n\nWater ran over the stones & sand.", plain, paragraph_silence=1.2)
     # Spoken like the same words without tags: no "less than speak greater than".
     assert sf.info(str(out)).frames == sf.info(str(plain)).frames
     # Markdown: an HTML block is not dropped, its tags are.
@@ -251,17 +260,17 @@ def test_text_the_voice_cannot_read_is_refused_or_warned(tmp_path: Path) -> None
     assert len(chinese.stderr.strip().splitlines()) == 1 and not (tmp_path / "zh.wav").exists()
     mixed = voxmill("synth", "The wheel turned. Привет, мир.", "-o", str(tmp_path / "mixed.wav"))
     assert mixed.returncode == 0 and "warning:" in mixed.stderr and "Cyrillic" in mixed.stderr, mixed.stderr
-    result = synthesize_file("The wheel turned. Привет, мир.", tmp_path / "lib.wav", opts=SynthOptions(**STILL))
+    result = speak_to("The wheel turned. Привет, мир.", tmp_path / "lib.wav")
     assert [n.code.value for n in result.notes] == ["foreign_script"]
-    assert synthesize_file("The wheel turned.", tmp_path / "en.wav", opts=SynthOptions(**STILL)).notes == []
+    assert speak_to("The wheel turned.", tmp_path / "en.wav").notes == []
 
 
 def test_loudness_missed_for_the_peak_ceiling_is_reported(tmp_path: Path) -> None:
     text = "The wheel turned slowly. Water ran over the stones."
-    normal = synthesize_file(text, tmp_path / "normal.wav", opts=SynthOptions(**STILL))
+    normal = speak_to(text, tmp_path / "normal.wav")
     assert normal.loudness is not None and not normal.loudness.limited and normal.notes == []
     assert normal.loudness.lufs == pytest.approx(-23.0, abs=0.1)
-    loud = synthesize_file(text, tmp_path / "loud.wav", opts=SynthOptions(target_lufs=-10.0, **STILL))
+    loud = speak_to(text, tmp_path / "loud.wav", target_lufs=-10.0)
     level = loud.loudness
     assert level is not None and level.limited and level.lufs is not None and level.lufs < -12
     audio, sr = sf.read(tmp_path / "loud.wav", dtype="float32")
@@ -287,7 +296,7 @@ def test_long_words_are_cut_and_ordinary_sentences_sound_as_piper_makes_them() -
     config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=False)
     theirs = np.concatenate([c.audio_float_array for c in PiperVoice.load(model_path()).synthesize(text, config)])
     start, end = sound_bounds(theirs, 22050)
-    ours = next(iter(synthesize(text, opts=SynthOptions(workers=1, **STILL)))).samples
+    ours = next(iter(stream(still(text, workers=1)))).samples
     assert ours.shape[0] == end - start and np.allclose(ours, theirs[start:end], atol=1e-4)
 
 

@@ -12,7 +12,7 @@ from voxmill.models import Registry
 from voxmill.models.devices import session_options
 from voxmill.models.loaders.onnx import providers_for
 from voxmill.models.loaders.piper import load_piper
-from voxmill.models.loaders.vits import WindowedVits, load_vits, split_folder
+from voxmill.models.loaders.vits import WindowedVits, conv1d_as_conv2d, load_vits, split_folder, split_note
 
 # Long enough for several 128-frame windows (~1.5 s each) in one sentence.
 LONG = (
@@ -90,3 +90,100 @@ def test_an_unwritable_cache_falls_back_to_one_session(
         session = load_vits(spec.path, session_options(1), providers_for("cpu"))
     assert isinstance(session, onnxruntime.InferenceSession)
     assert "cannot split the voice" in caplog.text
+
+
+def _strip_value_info(source: Path, target: Path) -> Path:
+    """``source`` as torch's exporter writes voices today: no value_info (the trained one kept them)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    del model.graph.value_info[:]
+    onnx.save(model, str(target))
+    return target
+
+
+def test_a_fresh_piper_train_export_splits_too(
+    registry: Registry, voices: tuple[object, object], tmp_path: Path, monkeypatch
+) -> None:
+    """Without value_info the split used to fall back ("names not found in value_infos: /Mul_7_output_0")."""
+    from piper import PiperVoice
+
+    monkeypatch.setenv("VOXMILL_CACHE", str(tmp_path / "cache"))
+    spec = registry.get("piper:en_US-joe-medium")
+    fresh = _strip_value_info(spec.path, tmp_path / "fresh.onnx")
+    session = load_vits(fresh, session_options(1), providers_for("cpu"))
+    assert isinstance(session, WindowedVits)
+    assert split_note(fresh) is None
+    plain, _ = voices
+    windowed = PiperVoice(session=session, config=spec.voice.piper_config())  # type: ignore[union-attr]
+    expected, got = _speak(plain, LONG), _speak(windowed, LONG)
+    assert got.shape == expected.shape and float(np.abs(got - expected).max()) < 1e-4
+
+
+def test_weights_shared_through_identity_are_rewritten_everywhere() -> None:
+    """torch's exporter stores equal weights once, behind Identity nodes (an untrained voice's zero layers)."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(1).standard_normal((4, 4, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Identity", ["w"], ["w_copy"]),
+        helper.make_node("Conv", ["x", "w"], ["y"], name="/a/Conv", pads=[1, 1]),
+        helper.make_node("Conv", ["y", "w_copy"], ["z"], name="/b/Conv", pads=[1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, None])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, None])], [numpy_helper.from_array(weight, "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    x = np.random.default_rng(2).standard_normal((1, 4, 50)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    rewritten = conv1d_as_conv2d(onnx.ModelProto.FromString(model.SerializeToString()))
+    assert sum(n.op_type == "Unsqueeze" for n in rewritten.graph.node) == 2  # both convolutions
+    got = onnxruntime.InferenceSession(rewritten.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def _not_local_vits(path: Path) -> Path:
+    """A graph shaped like a Piper voice whose "decoder" looks at the whole utterance (a mean over time):
+    it splits, but windows cannot give its samples, so the check after splitting must refuse it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    axis = numpy_helper.from_array(np.array([1], np.int64), "axis1")
+    nodes = [
+        helper.make_node("Cast", ["input"], ["/enc/cast"], name="/enc/Cast", to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["/enc/cast", "axis1"], ["/enc/latent"], name="/enc/Unsqueeze"),
+        helper.make_node("Conv", ["/enc/latent", "w"], ["/dec/conv"], name="/dec/Conv", pads=[1, 1]),
+        helper.make_node("ReduceMean", ["/dec/conv"], ["/dec/mean"], name="/dec/ReduceMean", axes=[2]),
+        helper.make_node("Add", ["/dec/conv", "/dec/mean"], ["output"], name="/dec/Add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "not-vits",
+        [helper.make_tensor_value_info("input", TensorProto.INT64, [1, None]),
+         helper.make_tensor_value_info("input_lengths", TensorProto.INT64, [1]),
+         helper.make_tensor_value_info("scales", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, None])],
+        [numpy_helper.from_array(np.ones((1, 1, 3), np.float32), "w"), axis],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]), str(path))
+    return path
+
+
+def test_a_voice_that_cannot_be_split_says_why_once(tmp_path: Path, monkeypatch, caplog) -> None:
+    import onnxruntime
+
+    monkeypatch.setenv("VOXMILL_CACHE", str(tmp_path / "cache"))
+    model = _not_local_vits(tmp_path / "odd.onnx")
+    with caplog.at_level(logging.WARNING):
+        session = load_vits(model, session_options(1), providers_for("cpu"))
+        stamp = (split_folder(model) / "split.json").stat().st_mtime_ns
+        again = load_vits(model, session_options(1), providers_for("cpu"))
+    assert isinstance(session, onnxruntime.InferenceSession) and isinstance(again, onnxruntime.InferenceSession)
+    note = split_note(model)
+    assert note is not None and note.startswith("runs as one session: ValueError: the split's samples differ")
+    warnings = [r.getMessage() for r in caplog.records if "cannot split the voice" in r.getMessage()]
+    assert len(warnings) == 1 and "differ" in warnings[0]  # logged once, with the reason
+    assert (split_folder(model) / "split.json").stat().st_mtime_ns == stamp  # not tried again
+    assert sorted(p.name for p in split_folder(model).iterdir()) == ["split.json"]

@@ -17,7 +17,7 @@ import numpy as np
 from voxmill.audio.analysis import CLIP_LEVEL, FRAME_SECONDS, SILENCE_DB, frame_rms_db
 from voxmill.audio.io import blocks, probe
 from voxmill.audio.loudness import MIN_SECONDS, LoudnessMeter
-from voxmill.audio.vad import SpeechTracker
+from voxmill.audio.vad import SpeechDetector, SpeechTracker
 
 __all__ = ["FileReport", "describe"]
 
@@ -80,13 +80,13 @@ def _silence_pct(quiet: np.ndarray, size: int, speech: list[tuple[int, int]] | N
     return 100 * float(np.count_nonzero(quiet)) / quiet.size
 
 
-def describe(path: str | Path, vad: bool = True) -> FileReport:
+def describe(path: str | Path, vad: bool = True, detector: SpeechDetector | None = None) -> FileReport:
     """Read ``path`` in blocks and measure it; raises AudioDecodeError for a damaged file."""
     info = probe(path)
     sr = info.sample_rate
     meter = LoudnessMeter(sr, info.channels)
     quiet = _QuietFrames(sr)
-    tracker = SpeechTracker(sr) if vad else None
+    tracker = SpeechTracker(sr, detector=detector) if vad else None
     frames = clipped = 0
     for block in blocks(path, seconds=BLOCK_SECONDS, mono=False):
         data = block.samples.reshape(block.samples.shape[0], -1)

@@ -4,18 +4,27 @@ Cuts go in pauses (RMS below a threshold, or outside Silero VAD speech), so chun
 audible seam. Where speech runs on past the longest chunk allowed, the cut is forced at the
 quietest point of a search window and marked, so the stitcher crossfades there. Long pauses are cut
 out as silent chunks of their own, which skip the processor.
+
+The limits that depend on each other (the shortest chunk and the search window at most the longest,
+the context at pauses at most the context at forced cuts, the crossfade at most the context both
+sides processed) are clamped here, in :meth:`SliceOptions.checked`, and nowhere else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from voxmill import errors
 from voxmill.audio.types import Block
+
+if TYPE_CHECKING:
+    from voxmill.audio.vad import SpeechDetector
 
 __all__ = ["MAX_CHUNK_SECONDS", "Chunk", "SliceOptions", "slice_blocks"]
 
@@ -53,23 +62,47 @@ class SliceOptions:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first value out of its range (NaN is out of every range)."""
-        hop_s = self.hop_ms / 1000
+        self.checked()
+
+    def checked(self) -> SliceOptions:
+        """These options with each value checked against its own range (ConfigError naming the first
+        bad one; NaN is out of every range) and the limits that depend on each other clamped: the
+        shortest chunk and the search window at most the longest chunk, the context at pauses at most
+        the context at forced cuts. The one place slicing limits are reconciled."""
+        hop_s = self.hop_ms / 1000 if _number(self.hop_ms) else 0.0
         checks = [
             ("--chunk-seconds", "chunk length (s)", self.max_seconds, 1.0, MAX_CHUNK_SECONDS),
-            ("--min-chunk-seconds", "minimum chunk length (s)", self.min_seconds, 0.0, self.max_seconds),
+            ("--min-chunk-seconds", "minimum chunk length (s)", self.min_seconds, 0.0, MAX_CHUNK_SECONDS),
             ("--threshold-db", "silence threshold (dBFS)", self.threshold_db, -120.0, -0.1),
             ("hop_ms", "hop (ms)", self.hop_ms, 1.0, 100.0),
             ("--min-silence-ms", "minimum silence (ms)", self.min_silence_ms, self.hop_ms, 60_000.0),
             ("--max-silence-kept-ms", "silence kept (ms)", self.max_silence_kept_ms, 0.0, 60_000.0),
             # A forced cut searches at least a few hops (fewer left nothing to choose from).
-            ("search_seconds", "search window (s)", self.search_seconds, max(0.1, 4 * hop_s), self.max_seconds),
+            ("search_seconds", "search window (s)", self.search_seconds, max(0.1, 4 * hop_s), MAX_CHUNK_SECONDS),
             ("pad_seconds", "context padding (s)", self.pad_seconds, 0.0, 10.0),
             ("pause_pad_seconds", "context padding at pauses (s)", self.pause_pad_seconds, 0.0, 10.0),
             ("tail_split", "tail split", self.tail_split, 1, 1000),
         ]
         for name, what, value, low, high in checks:
-            if not (isinstance(value, (int, float)) and low <= value <= high):  # NaN fails both sides
+            if not (_number(value) and low <= value <= high):  # NaN fails both sides
                 raise errors.ConfigError(f"{name} {value}: {what} must be between {low:g} and {high:g}")
+        if not isinstance(self.tail_split, int) or isinstance(self.tail_split, bool):
+            raise errors.ConfigError(f"tail_split {self.tail_split!r}: must be a whole number")
+        return dataclasses.replace(
+            self,
+            min_seconds=min(self.min_seconds, self.max_seconds),
+            search_seconds=min(self.search_seconds, self.max_seconds),
+            pause_pad_seconds=min(self.pause_pad_seconds, self.pad_seconds),
+        )
+
+    def crossfade_ms(self, requested_ms: float) -> float:
+        """The crossfade at a cut forced inside speech: ``requested_ms``, at most the context both
+        chunks processed there (twice ``pad_seconds``): past it, one side would fade into silence."""
+        return min(requested_ms, 2000.0 * self.pad_seconds)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -99,7 +132,9 @@ class Chunk:
         return (self.end - self.start) / self.sample_rate
 
 
-def _silent_hops(samples: np.ndarray, sr: int, hop: int, opts: SliceOptions) -> np.ndarray:
+def _silent_hops(
+    samples: np.ndarray, sr: int, hop: int, opts: SliceOptions, detector: SpeechDetector | None
+) -> np.ndarray:
     """One bool per whole hop: True where the recording pauses."""
     count = samples.shape[0] // hop
     frames = samples[: count * hop].reshape(count, hop)
@@ -109,7 +144,7 @@ def _silent_hops(samples: np.ndarray, sr: int, hop: int, opts: SliceOptions) -> 
     from voxmill.audio.vad import speech_segments
 
     quiet = np.ones(count, dtype=bool)
-    for segment in speech_segments(samples[: count * hop], sr):
+    for segment in speech_segments(samples[: count * hop], sr, detector=detector):
         quiet[segment.start // hop : -(-segment.end // hop)] = False
     return quiet
 
@@ -120,7 +155,9 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions, longest: float) -> tuple[int, bool, bool]:
+def _decide(
+    buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions, longest: float, detector: SpeechDetector | None
+) -> tuple[int, bool, bool]:
     """(cut, silent, forced): where the chunk at the head of ``buf`` ends.
 
     ``buf`` holds at least ``max_seconds`` (more when context follows) unless ``at_end``.
@@ -128,10 +165,10 @@ def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions, longest:
     hop = max(1, round(sr * opts.hop_ms / 1000))
     limit = min(buf.shape[0], round(longest * sr))
     if at_end and buf.shape[0] <= limit:
-        quiet = _silent_hops(buf, sr, hop, opts)
+        quiet = _silent_hops(buf, sr, hop, opts, detector)
         return buf.shape[0], bool(quiet.size and quiet.all()), False
     window = buf[: limit + hop]  # one hop past the limit tells whether a pause goes on there
-    quiet = _silent_hops(window, sr, hop, opts)
+    quiet = _silent_hops(window, sr, hop, opts, detector)
     hops_limit = limit // hop
     keep = round(opts.max_silence_kept_ms / opts.hop_ms)
     min_run = max(1, round(opts.min_silence_ms / opts.hop_ms))
@@ -158,7 +195,10 @@ def _decide(buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions, longest:
 
 
 def slice_blocks(
-    blocks: Iterable[Block], opts: SliceOptions | None = None, total: int | None = None
+    blocks: Iterable[Block],
+    opts: SliceOptions | None = None,
+    total: int | None = None,
+    detector: SpeechDetector | None = None,
 ) -> Iterator[Chunk]:
     """Chunks of a block stream, in order; their ``[start, end)`` tile the whole recording.
 
@@ -169,9 +209,11 @@ def slice_blocks(
     scheduling: at most the remaining audio over ``tail_split``, never under ``min_seconds``), so
     parallel workers finish together instead of one waiting on a last full-length chunk. The cuts
     do not depend on the number of workers: any worker count gives the same chunks.
+
+    ``detector``: the Silero VAD (leased from a model manager) that finds pauses with ``opts.vad``;
+    None uses the process's own.
     """
-    opts = opts or SliceOptions()
-    opts.validate()
+    opts = (opts or SliceOptions()).checked()
     buf = np.zeros(0, dtype=np.float32)
     before = buf  # context preceding ``buf``
     start = 0
@@ -202,13 +244,13 @@ def slice_blocks(
             remaining = (total - start) / sr
             longest = min(longest, max(opts.min_seconds, opts.search_seconds, remaining / opts.tail_split))
         mix = buf if buf.ndim == 1 else buf.mean(axis=1, dtype=np.float32)  # mono: no copy
-        cut, silent, forced = _decide(mix, sr, exhausted, opts, longest)
+        cut, silent, forced = _decide(mix, sr, exhausted, opts, longest, detector)
         cut = max(1, min(cut, buf.shape[0]))
         pad = round(opts.pad_seconds * sr)
         # Full context only where a cut was forced inside speech: there the processor must see across
         # the cut and the crossfade needs both sides. At a pause a little is enough (measured: full
         # context at every cut cost 4% more audio to process on a 10-minute recording).
-        light = round(min(opts.pad_seconds, opts.pause_pad_seconds) * sr)
+        light = round(opts.pause_pad_seconds * sr)
         left = before[max(0, before.shape[0] - (pad if forced_start else light)) :]
         right = buf[cut : cut + (pad if forced else light)]
         samples = np.concatenate((left, buf[:cut], right))

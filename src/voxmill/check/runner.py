@@ -1,4 +1,9 @@
-"""``voxmill.check.run(CheckOptions) -> Report``: is this dataset (and config, checkpoint, voices) ready to train?"""
+"""``voxmill.check.run(CheckOptions) -> Report``: is this dataset (and config, checkpoint, voices) ready to train?
+
+Two stages run on the engine, each on one Pool built from ``opts.run``: every clip is measured
+(:class:`~voxmill.check.stats.AnalyseClip`), then, with ``asr``, transcribed. The voices given with
+``models`` are resolved by the model registry and leased from one model manager in this process.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from voxmill.check.html import plot_data, report_folder_usable, write_report
 from voxmill.check.report import Report
 from voxmill.check.stats import AnalyseClip, ClipStats
 from voxmill.corpus import Source, read_rows
-from voxmill.engine import Failed, Ok, Pool, RunOptions, check_number
+from voxmill.engine import Failed, Ok, Pool, RunOptions, ThreadPlan, check_number
+from voxmill.errors import Reason
 
 __all__ = ["CheckOptions", "run"]
 
@@ -33,17 +39,14 @@ class CheckOptions:
     asr: bool = False
     report_dir: Path | None = None
     strict: bool = False
-    workers: int | str = "auto"
-    backend: str = "process"
-    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
     batch_size: int = 32
     source_format: str | None = None
     allow_outside: bool = False  # read audio that metadata names outside its dataset folder
-    progress: bool | None = None
+    run: RunOptions = field(default_factory=RunOptions)  # workers, backend ("auto": process), budget, device, ...
 
     def validate(self) -> None:
         """Every option checked before any work: a bad one is a ConfigError (exit 2) naming it."""
-        RunOptions(self.workers, self.backend, self.ray_address, progress=self.progress).validate()
+        self.run.validate()
         check_number("--batch-size", self.batch_size, 1, math.inf, integer=True)
         if self.config is not None and self.config.is_dir():
             raise errors.ConfigError(f"--config {self.config}: is a folder; give the Piper config.json file")
@@ -85,25 +88,28 @@ def _gather(opts: CheckOptions) -> CheckData:
     )
 
 
-def _analyse(data: CheckData, opts: CheckOptions) -> None:
+def _analyse(data: CheckData, opts: CheckOptions) -> ThreadPlan | None:
+    """Measure every clip with audio; returns the plan the stage ran on."""
     todo = [r for r in data.rows if r.error is None and (r.audio_path or r.audio_bytes)]
-    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="checking",
-                window=64, address=opts.ray_address)  # fmt: skip
-    for outcome in pool.imap(AnalyseClip(data.espeak_voice), todo):
+    pool = Pool.from_options(opts.run, description="checking", window=64)
+    for outcome in pool.imap(AnalyseClip(data.espeak_voice), todo, timeout=opts.run.timeout):
         result = outcome.result
         if isinstance(result, Ok):
             data.clips.append(result.value)
         else:
-            row = outcome.item
-            reason = result.message if isinstance(result, Failed) else str(result)
-            data.clips.append(ClipStats(row.id, row.speaker, row.text, row.audio_path or "", error=reason))
+            # A Failed (a worker that died twice, a timeout, a bug) keeps its code: the audio check
+            # groups clips by code, never by message text.
+            message, code = (
+                (result.message, result.code) if isinstance(result, Failed) else (result.reason, Reason.ERROR)
+            )
+            data.clips.append(ClipStats.failed(outcome.item, message, code))
+    return pool.plan
 
 
-def _transcripts(data: CheckData, opts: CheckOptions) -> dict[str, str]:
-    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="transcribing",
-                address=opts.ray_address)  # fmt: skip
+def _transcripts(data: CheckData, opts: CheckOptions, task: asr.Transcribe) -> dict[str, str]:
+    pool = Pool.from_options(opts.run, description="transcribing")
     heard: dict[str, str] = {}
-    for outcome in pool.imap(asr.Transcribe(), [c for c in data.good if c.path], ordered=False):
+    for outcome in pool.imap(task, [c for c in data.good if c.path], ordered=False, timeout=opts.run.timeout):
         if isinstance(outcome.result, Ok):
             clip_id, said = outcome.result.value
             heard[clip_id] = said
@@ -112,8 +118,12 @@ def _transcripts(data: CheckData, opts: CheckOptions) -> dict[str, str]:
 
 def run(opts: CheckOptions) -> Report:
     opts.validate()
+    # A missing extra or model for --asr is one error now, not after every clip has been measured.
+    transcribe = asr.Transcribe() if opts.asr else None
+    if transcribe is not None:
+        transcribe.preflight()
     data = _gather(opts)
-    _analyse(data, opts)
+    plan = _analyse(data, opts)
     findings: list[Finding] = []
     findings += metadata.run(data)
     findings += amount.run(data)
@@ -131,9 +141,9 @@ def run(opts: CheckOptions) -> Report:
             )
         )
     findings += checkpoint.run(data, opts.checkpoint)
-    findings += voices.run(opts.models)
-    if opts.asr:
-        findings += asr.run(data.good, _transcripts(data, opts), data.espeak_voice)
+    findings += voices.run(opts.models, opts.run)
+    if transcribe is not None:
+        findings += asr.run(data.good, _transcripts(data, opts, transcribe), data.espeak_voice)
     good = data.good
     train_clips = len(good)
     summary = {
@@ -146,7 +156,7 @@ def run(opts: CheckOptions) -> Report:
         "batch_size": opts.batch_size,
         "steps_per_epoch": math.ceil(train_clips / opts.batch_size),
     }
-    report = Report(findings, summary, opts.strict, plot_data(data.clips))
+    report = Report(findings, summary, opts.strict, plot_data(data.clips), plan=plan)
     if opts.report_dir is not None:
         write_report(report, opts.report_dir)
     return report

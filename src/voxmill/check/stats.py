@@ -9,7 +9,7 @@ from voxmill.audio import integrated_lufs, load
 from voxmill.audio.analysis import analyze
 from voxmill.corpus import Row
 from voxmill.engine import Task, WorkerContext
-from voxmill.errors import AudioDecodeError
+from voxmill.errors import AudioDecodeError, Reason
 from voxmill.text.phonemes import Phonemizer, UnknownVoiceError
 
 __all__ = ["AnalyseClip", "ClipStats"]
@@ -17,7 +17,8 @@ __all__ = ["AnalyseClip", "ClipStats"]
 
 @dataclass(frozen=True, slots=True)
 class ClipStats:
-    """One clip as found on disk. ``error`` set means it did not decode (the reason, file named)."""
+    """One clip as found on disk. ``error`` set means it did not decode: ``error`` is the line for the
+    user (the file named), ``code`` its kind (:class:`~voxmill.errors.Reason`), which the checks group by."""
 
     id: str
     speaker: str | None
@@ -38,6 +39,15 @@ class ClipStats:
     phonemes: str = ""  # one code point per phoneme, as Piper's phoneme_id_map keys them
     phoneme_error: str | None = None
     error: str | None = None
+    code: Reason | None = None  # set with ``error``
+
+    @classmethod
+    def failed(
+        cls, row: Row, error: str, code: Reason, phonemes: str = "", phoneme_error: str | None = None
+    ) -> ClipStats:
+        """A clip that could not be measured, and why."""
+        return cls(row.id, row.speaker, row.text, row.audio_path or "", phonemes=phonemes, error=error, code=code,
+                   phoneme_error=phoneme_error)  # fmt: skip
 
 
 @dataclass
@@ -65,21 +75,11 @@ class AnalyseClip(Task):
             phonemes = "".join(self._phonemizer.sentences(row.text))
         path = row.audio_path or ""
         if row.audio_path is None:
-            return ClipStats(
-                row.id,
-                row.speaker,
-                row.text,
-                path,
-                phonemes=phonemes,
-                error=row.error or "no audio",
-                phoneme_error=self._voice_error,
-            )
+            return ClipStats.failed(row, row.error or "no audio", Reason.MISSING, phonemes, self._voice_error)
         try:
             audio = load(row.audio_path, mono=True)
         except AudioDecodeError as exc:
-            return ClipStats(
-                row.id, row.speaker, row.text, path, phonemes=phonemes, error=str(exc), phoneme_error=self._voice_error
-            )
+            return ClipStats.failed(row, str(exc), exc.code, phonemes, self._voice_error)
         stats = analyze(audio.samples, audio.sample_rate)
         info = audio.source
         # A clip silent throughout is all leading silence: counted at one end, not both (it is not

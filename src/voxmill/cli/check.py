@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,16 @@ from rich.table import Table
 from rich.text import Text
 
 from voxmill.check import CheckOptions, Report, Severity, run
-from voxmill.cli.common import BACKEND_HELP, RAY_ADDRESS_HELP, backend_value, console, state, workers_value
+from voxmill.cli.common import (
+    BackendFlag,
+    RayAddressFlag,
+    ThreadsFlag,
+    TimeoutFlag,
+    WorkersFlag,
+    console,
+    err_console,
+    run_options,
+)
 from voxmill.corpus.sources import FORMATS
 
 _STYLE = {
@@ -79,9 +89,11 @@ def check(
             "--allow-outside", help="Read audio that metadata names outside its dataset folder (symlinks, ../, /abs)."
         ),
     ] = False,
-    workers: Annotated[str, typer.Option(help="Worker processes, or 'auto'.")] = "auto",
-    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "process",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
+    workers: WorkersFlag = None,
+    backend: BackendFlag = None,
+    ray_address: RayAddressFlag = None,
+    threads_per_worker: ThreadsFlag = None,
+    timeout: TimeoutFlag = None,
 ) -> None:
     """Is this dataset ready to train a Piper voice? Every problem listed, each with a fix.
 
@@ -89,7 +101,9 @@ def check(
     texts (characters, speaking rate, phonemes), speakers, the Piper config, a checkpoint to resume
     from and exported voices. Exit code 0 READY, 1 NOT READY (a FAIL, or a WARN with --strict), 2 usage error.
     """
-    settings = state(ctx).settings
+    run_opts = run_options(ctx, workers, backend, ray_address, threads_per_worker, timeout)
+    if json_out:  # stdout is the JSON document; a bar on stderr would only be noise
+        run_opts = dataclasses.replace(run_opts, progress=False)
     opts = CheckOptions(
         dataset=dataset,
         config=config,
@@ -99,15 +113,14 @@ def check(
         asr=asr,
         report_dir=report,
         strict=strict,
-        workers=workers_value(ctx, workers),
-        backend=backend_value(backend, ray_address),
-        ray_address=ray_address,
         batch_size=batch_size,
         source_format=source_format,
         allow_outside=allow_outside,
-        progress=False if settings.quiet or json_out else None,
+        run=run_opts,
     )
     result = run(opts)
+    if result.plan is not None:
+        err_console.print(f"ran on {result.plan.describe()}", markup=False, highlight=False)
     if json_out:
         sys.stdout.write(result.to_json())
     else:

@@ -1,4 +1,4 @@
-"""``voxmill convert IN... OUT --processor NAME``: only turns flags into ConvertOptions and reports."""
+"""``voxmill convert IN... OUT --processor NAME``: flags into ConvertOptions, ``convert.run``, one line per file."""
 
 from __future__ import annotations
 
@@ -8,10 +8,25 @@ from typing import Annotated, Any
 import typer
 
 from voxmill.audio.slicing import SliceOptions
-from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, err_console, state, workers_value
-from voxmill.convert import ConvertOptions, ConvertResult, convert_file, make_processor
-from voxmill.convert.run import plan_outputs
-from voxmill.errors import AudioDecodeError, ConfigError, OutputError
+from voxmill.cli.common import (
+    BackendFlag,
+    RayAddressFlag,
+    ThreadsFlag,
+    TimeoutFlag,
+    WorkersFlag,
+    console,
+    err_console,
+    run_options,
+    state,
+)
+from voxmill.convert import ConvertedFile, ConvertOptions, make_processor, run
+from voxmill.errors import ConfigError, Reason
+
+# Failures of one input that are usage errors (exit 2): what it is, or where it goes, not the work.
+USAGE = {
+    Reason.MISSING, Reason.UNREADABLE, Reason.EMPTY, Reason.DECODE, Reason.TRUNCATED, Reason.NON_FINITE,
+    Reason.CONFIG, Reason.OUTPUT,
+}  # fmt: skip
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:
@@ -66,14 +81,18 @@ def convert(
         bool, typer.Option("--vad", help="Find pauses with Silero VAD instead of the RMS threshold.")
     ] = False,
     sample_rate: Annotated[int | None, typer.Option(help="Output sample rate (default: the input's).")] = None,
-    workers: Annotated[str, typer.Option(help="Workers, or 'auto' (one per core).")] = "auto",
+    workers: WorkersFlag = None,
     no_parallel: Annotated[
-        bool, typer.Option("--no-parallel", help="One chunk after another, in this process.")
+        bool, typer.Option("--no-parallel", help="One chunk after another, in this process (--backend serial).")
     ] = False,
-    backend: Annotated[
-        str, typer.Option(help="auto (threads if the processor frees the GIL), process, thread or ray.")
-    ] = "auto",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
+    backend: BackendFlag = None,
+    ray_address: RayAddressFlag = None,
+    threads_per_worker: ThreadsFlag = None,
+    timeout: TimeoutFlag = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Keep the chunks a killed or failed run of the same input and options finished."),
+    ] = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="A chunk that fails twice is an error (exit 1, no output).")
     ] = False,
@@ -88,7 +107,9 @@ def convert(
 
     IN: wav/flac/mp3/ogg/m4a/...; OUT: a file (wav/flac/ogg/mp3 by suffix) or, for several inputs,
     a folder. A chunk the processor fails on is retried once, then keeps its original audio and is
-    listed at the end (--strict: exit 1 instead). Exit 2 for unreadable input or bad options.
+    listed at the end (--strict: that input fails, exit 1). An input that cannot be converted is
+    reported and the others still are: exit 2 for unreadable input or an unusable output, as for bad
+    options. A run killed mid-file goes on from its finished chunks with --resume (same output bytes).
 
     The output keeps the input's channels (revoice makes one: it says so) and never clips: peaks the
     processor pushes past --peak-ceiling-db are limited. Every output is checked before any work: an
@@ -103,58 +124,54 @@ def convert(
         "pitch_median": pitch_median, "target_lufs": target_lufs, "voice": voice,
     }  # fmt: skip
     options = {k: v for k, v in options.items() if v is not None} | _settings(set_)
-    proc = make_processor(processor, options)
-    quiet = state(ctx).settings.quiet
     slicing = SliceOptions(
         max_seconds=chunk_seconds,
-        min_seconds=min(min_chunk_seconds, chunk_seconds),
+        min_seconds=min_chunk_seconds,
         threshold_db=threshold_db,
         min_silence_ms=min_silence_ms,
         max_silence_kept_ms=max_silence_kept_ms,
-        search_seconds=min(SliceOptions.search_seconds, chunk_seconds),
         vad=vad,
     )
     opts = ConvertOptions(
+        inputs=inputs,
+        output=output,
+        processor=make_processor(processor, options),
         slicing=slicing,
         sample_rate=sample_rate,
-        workers=workers_value(ctx, workers),
-        parallel=not no_parallel,
-        backend=backend_value(backend, ray_address),
-        ray_address=ray_address,
+        run=run_options(ctx, workers, "serial" if no_parallel else backend, ray_address, threads_per_worker, timeout),
         strict=strict,
-        progress=False if quiet else None,
         peak_ceiling_db=peak_ceiling_db,
+        resume=resume,
+        voices_dir=state(ctx).settings.voices_dir,
     )
-    opts.validate()
-    pairs = plan_outputs(inputs, output)  # every output checked before the first is written
-    unreadable = 0
-    for path, target in pairs:
-        try:
-            result = convert_file(path, target, proc, opts)
-        except (AudioDecodeError, OutputError) as exc:
-            # One unreadable input, or one output another run holds, fails that input only: the
-            # others are still converted, and the run exits 2.
-            err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
-            unreadable += 1
-            continue
-        _report(path, result)
-    raise typer.Exit(2 if unreadable else 0)
+    result = run(opts)
+    for file in result.files:
+        if file.converted is not None:
+            _report(file.converted)
+        elif file.failed is not None:
+            err_console.print(f"voxmill: error: {file.failed.message}", markup=False, highlight=False)
+    if result.plan is not None:
+        err_console.print(f"ran on {result.plan.describe()}", markup=False, highlight=False)
+    failed = [f.failed.code for f in result.files if f.failed is not None]
+    # Unreadable input, an unusable output, options the input cannot take: usage errors (2), as a
+    # single-input run reports them; a chunk failed with --strict: a failed item (1).
+    raise typer.Exit(2 if USAGE & set(failed) else 1 if failed else 0)
 
 
-def _report(path: Path, result: ConvertResult) -> None:
-    d = result.to_dict()
-    limited = f", peaks limited by up to {d['peak_reduction_db']:.1f} dB" if d["peak_reduction_db"] >= 0.05 else ""
+def _report(result: ConvertedFile) -> None:
+    limited = f", peaks limited by up to {result.peak_reduction_db:.1f} dB" if result.peak_reduction_db >= 0.05 else ""
+    resumed = f", {result.resumed_chunks} resumed" if result.resumed_chunks else ""
     console.print(
-        f"{result.output}: {d['seconds']:.1f}s in {d['wall_seconds']:.1f}s ({d['x_realtime']}x realtime), "
-        f"{result.chunks} chunks ({result.silent_chunks} silent), {result.backend} x{result.workers}{limited}",
+        f"{result.output}: {result.seconds:.1f}s in {result.wall_seconds:.1f}s ({result.x_realtime}x realtime), "
+        f"{result.chunks} chunks ({result.silent_chunks} silent{resumed}){limited}",
         markup=False, highlight=False,
     )  # fmt: skip
     if result.mixed_to_mono:
         message = (
-            f"warning: {path}: this processor makes one channel: the {result.input_channels} input channels "
+            f"warning: {result.input}: this processor makes one channel: the {result.input_channels} input channels "
             f"were mixed to mono in {result.output}"
         )
         err_console.print(message, markup=False, highlight=False)
-    for index, at, reason in result.kept_original:
-        err_console.print(f"warning: {path}: chunk {index} at {at:.1f}s kept its original audio: {reason}",
-                          markup=False, highlight=False)  # fmt: skip
+    for kept in result.kept_original:
+        err_console.print(f"warning: {result.input}: chunk {kept.index} at {kept.at_seconds:.1f}s kept its original "
+                          f"audio: {kept.message}", markup=False, highlight=False)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -11,7 +12,9 @@ import typer
 from rich.table import Table
 
 from voxmill.audio.describe import FileReport, describe
-from voxmill.cli.common import console, err_console
+from voxmill.audio.vad import SpeechDetector
+from voxmill.cli.common import console, err_console, state
+from voxmill.cli.models import manager_from_settings
 from voxmill.errors import AudioError
 
 
@@ -30,6 +33,7 @@ def _duration(seconds: float) -> str:
 
 
 def info(
+    ctx: typer.Context,
     files: Annotated[
         list[Path], typer.Argument(metavar="FILE...", help="Audio files (wav, flac, ogg, mp3, m4a, opus, webm, ...).")
     ],
@@ -44,11 +48,26 @@ def info(
     one at a sample rate voxmill does not handle (4-768 kHz), prints one line 'FILE: reason' to
     stderr; the others are still reported. Exit code 1 if any file failed.
     """
+    with contextlib.ExitStack() as leases:
+        detector = None if no_vad else leases.enter_context(_vad(ctx))
+        failed = _report(files, as_json, not no_vad, detector)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _vad(ctx: typer.Context) -> contextlib.AbstractContextManager[SpeechDetector]:
+    """Silero VAD leased once for every file, from a manager built from Settings like every command's."""
+    manager = manager_from_settings(state(ctx).settings)
+    return manager.lease(manager.registry.resolve("silero-vad"), device="cpu")
+
+
+def _report(files: list[Path], as_json: bool, vad: bool, detector: SpeechDetector | None) -> int:
+    """Print each file's report (or its one-line error); returns how many failed."""
     reports: list[FileReport] = []
     failed = 0
     for path in files:
         try:
-            report = describe(path, vad=not no_vad)
+            report = describe(path, vad=vad, detector=detector)
         except (AudioError, MemoryError, OSError, ValueError, RuntimeError) as exc:
             # One file's problem is that file's line: the files after it are still measured.
             failed += 1
@@ -62,8 +81,7 @@ def info(
         reports.append(report)
     if reports and not as_json:
         console.print(_table(reports))
-    if failed:
-        raise typer.Exit(1)
+    return failed
 
 
 def _reason(exc: BaseException) -> str:

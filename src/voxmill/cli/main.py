@@ -61,11 +61,25 @@ def root(
     """
     overrides = {"quiet": True if quiet else None, "debug": True if debug else None}
     ctx.obj = State(settings=load_settings(config, overrides=overrides))
+    # main() decides how to show an error after the command has unwound: it reads debug from here,
+    # so `debug: true` in voxmill.yaml and VOXMILL_DEBUG=1 show tracebacks as --debug does.
+    _debug_from_settings[0] = ctx.obj.settings.debug
+
+
+_debug_from_settings = [False]  # this invocation's Settings.debug, once the root callback has loaded them
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also what the console script exits with)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _debug_from_settings[0] = False
+    try:
+        return _main(argv)
+    finally:
+        _debug_from_settings[0] = False
+
+
+def _main(argv: list[str] | None) -> int:
+    flag = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         # Outside standalone mode click returns the code of typer.Exit instead of raising it.
         code = app(args=argv, prog_name="voxmill", standalone_mode=False)
@@ -75,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except (ConfigError, DatasetError) as exc:
         # Bad settings and unreadable inputs are usage errors: nothing was processed.
-        if debug:
+        if flag or _debug_from_settings[0]:
             raise
         # An unusable output (OutputError) is a usage error too, but no setting is wrong.
         kind = "config error" if isinstance(exc, ConfigError) and not isinstance(exc, OutputError) else "error"
         err_console.print(f"voxmill: {kind}: {exc}", markup=False, highlight=False)
         return 2
     except VoxmillError as exc:
-        if debug:
+        if flag or _debug_from_settings[0]:
             raise
         err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
         return 1

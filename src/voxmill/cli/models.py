@@ -22,7 +22,8 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.0f}"
 
 
-def _manager(settings: Settings) -> ModelManager:
+def manager_from_settings(settings: Settings) -> ModelManager:
+    """A model manager for one CLI command: budget, GPU budget, keep-alive, voices dir, device from Settings."""
     return ModelManager(
         budget_bytes=settings.budget,
         gpu_budget_bytes=settings.gpu_budget,
@@ -41,9 +42,10 @@ def voices(
     """List the Piper voices voxmill can use: installed packages, the voices folder (VOXMILL_VOICES_DIR)."""
     registry = Registry(state(ctx).settings.voices_dir)
     specs = registry.all("piper")
+    broken = registry.broken("piper")
     if as_json:
-        for spec in specs:
-            print(json.dumps(spec.to_dict()))
+        for row in [*(s.to_dict() for s in specs), *(b.to_dict() for b in broken)]:
+            print(json.dumps(row))
         return
     table = Table(box=None, header_style="bold")
     for column in ("name", "language", "quality", "rate", "speakers", "MiB", "path"):
@@ -54,6 +56,10 @@ def voices(
             _mib(s.size_bytes), str(s.path),
         )  # fmt: skip
     console.print(table if specs else f"no voices found (voices folder: {registry.voices_dir})")
+    # A voice that cannot be used is listed with the reason, not hidden: otherwise naming it only
+    # says "unknown model".
+    for b in broken:
+        console.print(f"broken {b.name} ({b.path}): {b.reason}")
 
 
 @models_app.command("status")
@@ -65,9 +71,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model.")] = False,
 ) -> None:
     """Models known to this process's manager: device, estimated and measured size, refs, expiry."""
-    manager = _manager(state(ctx).settings)
+    manager = manager_from_settings(state(ctx).settings)
     for name in load or []:
-        with manager.lease(name):
+        with manager.lease(manager.registry.resolve(name)):
             pass
     rows = manager.status()
     if as_json:
@@ -95,7 +101,8 @@ def status(
         table.add_row(
             r.name, r.kind, r.device, _mib(r.estimated_bytes), _mib(r.measured_bytes), str(r.refs),
             "yes" if r.pinned else "no", f"{r.load_seconds:.2f}",
-            "-" if r.expires_in is None else f"{r.expires_in:.0f}", r.fallback_reason or "",
+            "-" if r.expires_in is None else f"{r.expires_in:.0f}",
+            "; ".join(filter(None, [r.fallback_reason, r.note])),
         )  # fmt: skip
     console.print(table)
     console.print(f"budget: {_mib(manager.budget_bytes)} MiB RAM, in use {_mib(manager.used_bytes())} MiB")
@@ -128,6 +135,11 @@ def doctor(
     for label, key in (("voices", "voices"), ("asr models", "asr_models"), ("vad", "vad_models")):
         names = ", ".join(m["name"] for m in report[key]) or "none"
         say(f"[bold]{label}[/] {_e(names)}")
+    for v in report["voices"]:
+        if v.get("note"):
+            say(f"[bold]voice[/] {_e(v['name'])}: [yellow]{_e(v['note'])}[/]")
+    for b in report["broken_models"]:
+        say(f"[bold]broken[/] [yellow]{_e(b['name'])}[/]: {_e(b['broken'])}")
     say(f"[bold]voices folder[/] {_e(report['voices_dir'])}")
     audio = report["audio"]
     say(

@@ -10,17 +10,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from voxmill.cli.common import (
-    BACKEND_HELP,
-    RAY_ADDRESS_HELP,
-    backend_value,
+    BackendFlag,
+    RayAddressFlag,
+    ThreadsFlag,
+    TimeoutFlag,
+    WorkersFlag,
     console,
     err_console,
-    state,
-    workers_value,
+    run_options,
 )
 from voxmill.corpus import FORMATS, check_label
 from voxmill.errors import ConfigError
-from voxmill.prepare import PrepareOptions, parse_source, run
+from voxmill.prepare import ClipOptions, PrepareOptions, ReasonGroup, parse_source, run
 
 
 def _labels(values: list[str]) -> dict[str, str]:
@@ -34,10 +35,12 @@ def _labels(values: list[str]) -> dict[str, str]:
     return labels
 
 
-def _reason_line(reason: str, count: int, examples: list[str]) -> str:
-    """``audio cannot be decoded (5: a, b, c, ...)``: one kind of reason, with a few of its rows."""
-    more = ", ..." if count > len(examples) else ""
-    return f"{reason} ({count}: {', '.join(examples)}{more})" if examples else f"{reason} ({count})"
+def _reason_line(group: ReasonGroup) -> str:
+    """``truncated audio (5: a, b, c, ...)``: one kind of reason, with a few of its rows."""
+    more = ", ..." if group.count > len(group.examples) else ""
+    if not group.examples:
+        return f"{group.words} ({group.count})"
+    return f"{group.words} ({group.count}: {', '.join(group.examples)}{more})"
 
 
 def prepare(
@@ -74,11 +77,18 @@ def prepare(
     espeak_voice: Annotated[
         str | None, typer.Option(help="Phonemize every text with this espeak-ng voice (e.g. en-us).")
     ] = None,
-    workers: Annotated[str, typer.Option(help="Worker processes, or 'auto'.")] = "auto",
-    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "process",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
+    workers: WorkersFlag = None,
+    backend: BackendFlag = None,
+    ray_address: RayAddressFlag = None,
+    threads_per_worker: ThreadsFlag = None,
+    timeout: TimeoutFlag = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run in OUT (finished clips are kept).")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run in OUT (finished clips are kept); a finished run whose rows and "
+            "options are unchanged is left as it is.",
+        ),
     ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier run's output in OUT (only files voxmill wrote).")
@@ -97,50 +107,50 @@ def prepare(
     file never stops the run. Exit code 0 when all rows are ok or dropped by filters, 1 when some
     failed, 2 for usage errors or an unreadable source.
     """
-    settings = state(ctx).settings
     labels = _labels(label)
     opts = PrepareOptions(
         sources=[parse_source(s, labels, source_format, speaker_from_dir) for s in sources],
         out=out,
         formats=formats,
-        sample_rate=sample_rate,
-        trim=trim,
-        keep_silence=keep_silence,
-        loudness=None if no_loudness else loudness,
-        min_duration=min_duration,
-        max_duration=max_duration,
-        max_clipping=max_clipping,
+        clip=ClipOptions(
+            sample_rate=sample_rate,
+            trim=trim,
+            keep_silence=keep_silence,
+            loudness=None if no_loudness else loudness,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            max_clipping=max_clipping,
+            espeak_voice=espeak_voice,
+        ),
         max_per_speaker=max_per_speaker,
         seed=seed,
         val_fraction=val_fraction,
         val_size=val_size,
-        espeak_voice=espeak_voice,
-        workers=workers_value(ctx, workers),
-        backend=backend_value(backend, ray_address),
-        ray_address=ray_address,
         resume=resume,
         overwrite=overwrite,
         allow_outside=allow_outside,
         fail_fast=fail_fast,
-        progress=False if settings.quiet else None,
+        run=run_options(ctx, workers, backend, ray_address, threads_per_worker, timeout),
     )
     result = run(opts)
     for layout in result.layouts:
-        err_console.print(f"read {layout}", markup=False, highlight=False)
+        err_console.print(f"read {layout}", highlight=False)
+    if result.unchanged:
+        err_console.print(f"nothing to do: {out} holds a finished run of the same rows and options", highlight=False)
+    elif result.plan is not None:
+        err_console.print(f"ran on {result.plan.describe()}", highlight=False)
+    s = result.stats
     table = Table(title=f"prepared {out}", box=None, header_style="bold")
     table.add_column("outcome")
     table.add_column("rows", justify="right")
     table.add_column("top reasons")
     for status in ("ok", "dropped", "failed"):
-        reasons = result.stats["reasons"].get(status, {})
-        examples = result.stats["reason_examples"].get(status, {})
-        top = "; ".join(_reason_line(r, n, examples.get(r, [])) for r, n in list(reasons.items())[:4])
-        table.add_row(status, str(result.counts.get(status, 0)), escape(top))
+        top = "; ".join(_reason_line(group) for group in s.top(status))
+        table.add_row(status, str(s.counts.get(status, 0)), escape(top))
     console.print(table)
-    s = result.stats
     console.print(
-        f"speakers {s['speakers']} (avg {s['avg_clips_per_speaker']} clips), hours in {s['hours_in']:.3f}, "
-        f"out {s['hours_out']:.3f}; train {s['train_clips']}, validation {s['validation_clips']}; "
+        f"speakers {s.speakers} (avg {s.avg_clips_per_speaker} clips), hours in {s.hours_in:.3f}, "
+        f"out {s.hours_out:.3f}; train {s.train_clips}, validation {s.validation_clips}; "
         f"details in {out / 'report.jsonl'} and {out / 'stats.json'}"
     )
     raise typer.Exit(result.exit_code)

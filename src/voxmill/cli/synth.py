@@ -2,58 +2,27 @@
 
 from __future__ import annotations
 
-import codecs
 import sys
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
 
-from voxmill.cli.common import RAY_ADDRESS_HELP, backend_value, console, err_console, state, workers_value
+from voxmill.cli.common import (
+    BackendFlag,
+    RayAddressFlag,
+    ThreadsFlag,
+    TimeoutFlag,
+    WorkersFlag,
+    console,
+    err_console,
+    run_options,
+    state,
+)
 from voxmill.errors import ConfigError
-from voxmill.synth import SynthOptions, synthesize_file
-
-# A whole book is a few MB; past this the "text" is a device or a mistake (``-i /dev/urandom``).
-MAX_TEXT_BYTES = 64 * 1024 * 1024
-_READ_BLOCK = 1024 * 1024
-
-
-def _read_text(text: str | None, input_file: str | None) -> tuple[str, bool]:
-    """(text, is markdown). ``-i -`` reads stdin."""
-    if text is not None and input_file is not None:
-        raise ConfigError("give the text as an argument or with -i, not both")
-    if input_file is None:
-        if text is None:
-            raise ConfigError("no text: give it as an argument, or -i FILE (-i - for stdin)")
-        return text, False
-    if input_file == "-":
-        return _decode(sys.stdin.buffer, "stdin"), False
-    path = Path(input_file)
-    try:
-        with path.open("rb") as stream:
-            body = _decode(stream, str(path))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return body, path.suffix.lower() in (".md", ".markdown")
-
-
-def _decode(stream: BinaryIO, name: str) -> str:
-    """UTF-8 text from ``stream``, read in blocks: a binary file or a device fails at its first bad
-    byte or at ``MAX_TEXT_BYTES``, instead of being read whole (or forever) first."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    parts: list[str] = []
-    total = 0
-    while True:
-        block = stream.read(_READ_BLOCK)
-        total += len(block)
-        if total > MAX_TEXT_BYTES:
-            raise ConfigError(f"{name}: more than {MAX_TEXT_BYTES // (1024 * 1024)} MB of text; split it")
-        try:
-            parts.append(decoder.decode(block, final=not block))
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{name}: not UTF-8 text (byte {total - len(block) + exc.start})") from None
-        if not block:
-            return "".join(parts)
+from voxmill.synth import SynthOptions, run
+from voxmill.synth.options import DEFAULT_VOICE
+from voxmill.text.source import read_stream
 
 
 def synth(
@@ -67,8 +36,14 @@ def synth(
         typer.Option("--output", "-o", help="OUT.wav/.flac/.ogg/.mp3, or a folder: one file per chapter."),
     ] = Path("speech.wav"),
     voice: Annotated[
-        str, typer.Option("--voice", "-v", help="Piper voice: a name (see voxmill voices) or a path to X.onnx.")
-    ] = "piper:en_US-joe-medium",
+        str,
+        typer.Option(
+            "--voice",
+            "-v",
+            help="Piper voice: a name (installed or in the settings' voices_dir; see voxmill voices) or a path "
+            "to X.onnx.",
+        ),
+    ] = DEFAULT_VOICE,
     speaker: Annotated[str | None, typer.Option(help="Speaker id or name (multi-speaker voices).")] = None,
     length_scale: Annotated[float | None, typer.Option(help="Slower > 1 > faster (default: the voice's own).")] = None,
     noise_scale: Annotated[float | None, typer.Option(help="Voice variation; 0 = deterministic.")] = None,
@@ -100,11 +75,11 @@ def synth(
         typer.Option("--overwrite", help="Replace an output folder an earlier run left (only its files are removed)."),
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="Chapter file format with --chapters.")] = "wav",
-    workers: Annotated[str, typer.Option(help="Workers, or 'auto' (one per core).")] = "auto",
-    backend: Annotated[
-        str, typer.Option(help="thread (one process, one voice shared by the workers), process or ray.")
-    ] = SynthOptions.backend,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=RAY_ADDRESS_HELP)] = None,
+    workers: WorkersFlag = None,
+    backend: BackendFlag = None,
+    ray_address: RayAddressFlag = None,
+    threads_per_worker: ThreadsFlag = None,
+    timeout: TimeoutFlag = None,
 ) -> None:
     """Speak a long text (a book, an article) with a Piper voice, in parallel and in order.
 
@@ -114,10 +89,18 @@ def synth(
     unknown voice, a text in a script the voice cannot read, an unwritable output, the input file as
     output, or an output another run is writing.
     """
-    body, markdown = _read_text(text, input_file)
+    if text is not None and input_file is not None:
+        raise ConfigError("give the text as an argument or with -i, not both")
+    if input_file == "-":
+        text, input_file = read_stream(sys.stdin.buffer, "stdin"), None
     if fmt.lower().lstrip(".") not in ("wav", "flac", "ogg", "mp3"):
         raise ConfigError(f"--format {fmt}: use wav, flac, ogg or mp3")
     opts = SynthOptions(
+        text=text,
+        input=None if input_file is None else Path(input_file),
+        output=output,
+        voice=voice,
+        voices_dir=state(ctx).settings.voices_dir,
         speaker=speaker,
         length_scale=length_scale,
         noise_scale=noise_scale,
@@ -126,7 +109,6 @@ def synth(
         paragraph_silence=paragraph_silence,
         chapter_silence=chapter_silence,
         max_chars=max_chars,
-        markdown=markdown,
         target_lufs=None if keep_level else target_lufs,
         peak_ceiling_db=peak_ceiling,
         chapters=chapters,
@@ -134,21 +116,19 @@ def synth(
         srt=srt,
         resume=resume,
         overwrite=overwrite,
-        workers=workers_value(ctx, workers),
-        backend=backend_value(backend, ray_address),
-        ray_address=ray_address,
-        progress=False if state(ctx).settings.quiet else None,
+        run=run_options(ctx, workers, backend, ray_address, threads_per_worker, timeout),
     )
-    source = None if input_file in (None, "-") else Path(input_file)
-    result = synthesize_file(body, output, voice, opts, source=source)
-    d = result.to_dict()
+    result = run(opts)
     resumed = sum(1 for c in result.chapters if c.resumed)
     level = result.loudness
     lufs = f", {level.lufs:.1f} LUFS" if level is not None and level.lufs is not None else ""
     console.print(
-        f"{result.output}: {d['seconds']:.1f}s of speech in {d['wall_seconds']:.1f}s ({d['x_realtime']}x realtime), "
-        f"{len(result.chapters)} chapter(s)" + (f", {resumed} resumed" if resumed else "") + f"{lufs}, {result.voice}",
+        f"{result.output}: {result.seconds:.1f}s of speech in {result.wall_seconds:.1f}s ({result.x_realtime}x "
+        f"realtime), {len(result.chapters)} chapter(s)" + (f", {resumed} resumed" if resumed else "")
+        + f"{lufs}, {result.voice}",
         markup=False, highlight=False,
     )  # fmt: skip
+    if result.plan is not None:
+        err_console.print(f"speaking: {result.plan.describe()}", markup=False, highlight=False)
     for note in result.notes:  # never hidden by --quiet: each says the audio is not what was asked for
         err_console.print(f"warning: {note.message}", markup=False, highlight=False)

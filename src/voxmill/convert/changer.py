@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from voxmill.audio.slicing import SliceOptions
+from voxmill.convert.options import ConvertOptions
 from voxmill.convert.processors.base import make_processor
-from voxmill.convert.run import ConvertOptions, ConvertResult, convert_file
+from voxmill.convert.result import ConvertedFile
+from voxmill.convert.run import convert_file
+from voxmill.engine import RunOptions
 
 __all__ = ["VoiceChanger"]
 
@@ -23,15 +26,17 @@ class VoiceChanger:
     def __init__(
         self, enable_parallel: bool = True, chunk_duration_minutes: float = 0.5, max_workers: int | None = None
     ) -> None:
+        # No cut at a pause before half a chunk: short chunks still find pauses to end at.
+        seconds = chunk_duration_minutes * 60
         self.options = ConvertOptions(
-            slicing=SliceOptions(
-                max_seconds=chunk_duration_minutes * 60, min_seconds=min(5.0, chunk_duration_minutes * 30)
+            slicing=SliceOptions(max_seconds=seconds, min_seconds=min(SliceOptions.min_seconds, seconds / 2)),
+            run=RunOptions(
+                workers=max_workers if max_workers else "auto",
+                backend="auto" if enable_parallel else "serial",
+                progress=False,
             ),
-            parallel=enable_parallel,
-            workers=max_workers if max_workers else "auto",
-            progress=False,
         )
-        self.results: list[ConvertResult] = []
+        self.results: list[ConvertedFile] = []
 
     def process_file(
         self,
@@ -40,7 +45,7 @@ class VoiceChanger:
         method: str = "pitch",
         voice_model: str | None = None,
         **options: Any,
-    ) -> ConvertResult:
+    ) -> ConvertedFile:
         if voice_model is not None:
             options["voice"] = voice_model
         result = convert_file(input_file, output_file, make_processor(method, options), self.options)

@@ -7,6 +7,7 @@ channel (``channels = "each"``) runs on each, and channels that are the same (du
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,7 +16,18 @@ from voxmill.audio.stitch import to_rate
 from voxmill.convert.processors.base import ChunkAudio, Processor
 from voxmill.engine import SharedArray, Task, WorkerContext, share
 
-__all__ = ["ChunkItem", "ChunkResult", "ChunkTask"]
+__all__ = ["ChunkItem", "ChunkResult", "ChunkSamples", "ChunkTask"]
+
+
+class ChunkSamples(Protocol):
+    """Where a processed chunk's samples wait for the stitcher: shared memory (a chunk just done) or
+    a part file of a run being resumed (:mod:`voxmill.convert.resume`)."""
+
+    def take(self) -> np.ndarray:
+        """The samples, a private copy; shared memory is freed (a part file stays for a later resume)."""
+        ...
+
+    def release(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -40,9 +52,11 @@ class ChunkItem:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """Processed audio at the output rate (context included, ``pad_left`` samples before the chunk)."""
+    """Chunk ``index`` processed: audio at the output rate (context included, ``pad_left`` samples
+    before the chunk)."""
 
-    audio: SharedArray
+    index: int
+    audio: ChunkSamples
     pad_left: int
     attempts: int
 
@@ -65,6 +79,9 @@ class ChunkTask(Task):
 
     processor: Processor
     out_rate: int
+
+    def preflight(self) -> None:
+        self.processor.preflight()
 
     def setup(self, ctx: WorkerContext) -> None:
         self.processor.setup(ctx)
@@ -114,4 +131,4 @@ class ChunkTask(Task):
             fitted, pad_left, attempts = self._each_channel(item, samples)
         else:
             fitted, pad_left, attempts = self._run(item, samples)
-        return ChunkResult(share(fitted), pad_left, attempts)
+        return ChunkResult(item.index, share(fitted), pad_left, attempts)

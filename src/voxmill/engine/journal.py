@@ -163,7 +163,7 @@ class Journal:
         elif isinstance(result, Dropped):
             status, reason, code = "dropped", result.reason, result.code
         else:
-            status, reason, code = "failed", str(result), result.error
+            status, reason, code = "failed", str(result), result.code.value  # a Reason, as reports group it
         self._db.execute(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (outcome.id, status, value, reason, code, outcome.seconds, outcome.audio_seconds, time.time()),

@@ -91,9 +91,13 @@ def check_address(address: Any) -> str | None:
     ignore it: an application may run serially (one item, ``--no-parallel``) whatever the address."""
     if address is None:
         return None
-    if not isinstance(address, str) or not address.strip() or any(c.isspace() or not c.isprintable() for c in address):
-        raise ConfigError(f"--ray-address {address!r}: expected 'auto' or HOST:PORT")
-    return address
+    # Ray itself answers a malformed address ("foo", "host:99999999") with a ValueError traceback or a
+    # minute of connection retries: the form is checked here, before any work.
+    text = address if isinstance(address, str) else ""
+    match = re.fullmatch(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})", text, re.ASCII)
+    if text in ("auto", "local") or (match and 0 < int(match.group(2)) < 65536):
+        return text
+    raise ConfigError(f"--ray-address {address!r}: expected 'auto' or HOST:PORT")
 
 
 def check_device(device: Any) -> str:
@@ -102,10 +106,10 @@ def check_device(device: Any) -> str:
     return device
 
 
-def check_budget(budget: Any) -> int | None:
+def check_budget(budget: Any, option: str = "budget") -> int | None:
     if budget is None or (isinstance(budget, int) and not isinstance(budget, bool) and budget > 0):
         return budget
-    raise ConfigError(f"budget {budget!r}: expected a positive number of bytes, or None (auto)")
+    raise ConfigError(f"{option} {budget!r}: expected a positive number of bytes, or None (auto)")
 
 
 @dataclass
@@ -120,7 +124,8 @@ class RunOptions:
     ``threads_per_worker``: native threads per worker, ``"auto"`` = max(1, cores // workers).
     ``timeout``: seconds after which one item fails (None: no limit). ``budget``: bytes of models all
     workers together may hold (None: the manager's automatic budget). ``device``: where models run
-    (auto, cpu, cuda, cuda:N). ``progress``: a bar on stderr; None shows it when stderr is a terminal.
+    (auto, cpu, cuda, cuda:N). ``gpu_budget``: bytes of GPU memory per device the workers' models may
+    hold (None: the device's free memory). ``progress``: a bar on stderr; None shows it when stderr is a terminal.
     """
 
     workers: int | str = "auto"
@@ -131,6 +136,7 @@ class RunOptions:
     progress: bool | None = None
     budget: int | None = None
     device: str = "auto"
+    gpu_budget: int | None = None
 
     def validate(self, backends: Collection[str] = BACKENDS) -> RunOptions:
         """Raise ConfigError naming the first bad option; ``backends``: the ones this application runs
@@ -141,6 +147,7 @@ class RunOptions:
         parse_count(self.threads_per_worker, "--threads-per-worker")
         parse_timeout(self.timeout)
         check_budget(self.budget)
+        check_budget(self.gpu_budget, "gpu_budget")
         check_device(self.device)
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ConfigError(f"progress {self.progress!r}: expected true, false or None")
@@ -180,6 +187,7 @@ class RunOptions:
             timeout=parse_timeout(timeout),
             progress=False if settings.quiet else progress,
             budget=settings.budget,
+            gpu_budget=settings.gpu_budget,
             device=settings.device,
         ).validate()
 

@@ -176,11 +176,17 @@ def sweep_temp_files(folder: Path, path: Path | None = None) -> list[Path]:
 
 class OutputFile:
     """Guard for a run writing one file: overlap with ``inputs`` refused, a lock held, leftovers of a
-    killed run (temp files beside it) removed. Use as a context manager around the writing."""
+    killed run (temp files beside it) removed. Use as a context manager around the writing.
+
+    ``state`` (``.NAME.voxmill-state`` beside the file) is the run's own folder for what a resume
+    needs (a journal, finished parts): :meth:`open_state` makes it while the lock is held, and
+    :meth:`clear_state` removes it once the file is written.
+    """
 
     def __init__(self, path: Path, inputs: Sequence[Path] = ()) -> None:
         self.path = Path(path)
         self.inputs = list(inputs)
+        self.state = self.path.with_name(f".{self.path.name}.voxmill-state")
         self._lock = OutputLock(self.path.with_name(f".{self.path.name}.voxmill-lock"), self.path)
 
     def __enter__(self) -> OutputFile:
@@ -191,6 +197,22 @@ class OutputFile:
         self._lock.acquire()
         sweep_temp_files(self.path.parent, self.path)
         return self
+
+    def open_state(self, keep: bool) -> Path:
+        """The state folder, made; an earlier run's state is kept with ``keep`` (a resume), else removed.
+        A symlink or file in its place, and symlinks inside, are removed (never followed): voxmill
+        makes none there, and one planted would have the run write elsewhere."""
+        if self.state.is_symlink() or (os.path.lexists(self.state) and not self.state.is_dir()):
+            os.unlink(self.state)
+        if not keep:
+            self.clear_state()
+        _make_folder(self.state, self.path)
+        _unlink_symlinks(self.state)
+        return self.state
+
+    def clear_state(self) -> None:
+        if self.state.is_dir() and not self.state.is_symlink():
+            shutil.rmtree(self.state, ignore_errors=True)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._lock.release()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from voxmill.engine.backends import Backend, Job, JobResult, create_backend
+from voxmill.engine.backends import Backend, Job, JobResult, backend_class, create_backend
 from voxmill.engine.options import BACKENDS, LOCAL_BACKENDS, RunOptions, parse_timeout
 from voxmill.engine.outcome import Outcome
-from voxmill.engine.sharing import keep_inline
-from voxmill.engine.task import Task
+from voxmill.engine.sharing import inline_arrays
+from voxmill.engine.task import Task, as_task
 from voxmill.engine.threads import ThreadPlan, plan, usable_cores
 from voxmill.errors import ConfigError
 
@@ -23,7 +23,7 @@ __all__ = ["BACKENDS", "Pool"]
 
 @dataclass
 class Pool:
-    """Runs a :class:`Task` over items on ``workers`` workers of ``backend``.
+    """Runs a :class:`Task` (or any picklable callable) over items on ``workers`` workers of ``backend``.
 
     ``workers``: a count or ``"auto"`` (usable cores); on this machine never more than the items nor
     than a few per usable core (:func:`~voxmill.engine.threads.plan`), and worker processes and threads
@@ -31,13 +31,16 @@ class Pool:
     ``threads_per_worker``: native threads each worker may use, ``"auto"`` = max(1, cores // workers).
     ``window``: most items pulled from the input and not yet yielded (default 2 x workers); memory
     stays bounded however long the input. ``progress``: None shows a bar when stderr is a terminal.
-    ``model_budget``: bytes of models all workers together may hold (each worker's ``ctx.models``
-    gets an equal share); ``device``: where those models run (auto, cpu, cuda). ``prefetch``: items
-    sent ahead to each worker process: 2 keeps short items flowing between round trips; 1 for long
-    items, so none waits behind another while a worker sits idle. ``address``: the Ray cluster for
-    ``backend="ray"`` (``auto``, ``HOST:PORT``; None starts a local Ray with this machine's cores, kept
-    for the rest of the process). With Ray, ``workers="auto"`` is the cluster's CPUs / threads per worker,
-    and every path an item names must be visible on every node.
+    ``model_budget``: bytes of models all workers together may hold (thread workers share one
+    ``ctx.models`` with all of it; each worker process gets an equal share); ``gpu_budget``: the
+    same for GPU memory per device; ``device``: where those models run (auto, cpu, cuda).
+    ``prefetch``: items sent ahead to each worker process: 2 keeps short items flowing between round
+    trips; 1 for long items, so none waits behind another while a worker sits idle. ``address``: the
+    Ray cluster for ``backend="ray"`` (``auto``, ``HOST:PORT``; None starts a local Ray with this
+    machine's cores, kept for the rest of the process). With Ray,
+    ``workers="auto"`` is the cluster's CPUs / threads per worker, and every path an item names must be
+    visible on every node. ``plan``: the :class:`ThreadPlan` of the current (or last) run, set when
+    :meth:`imap` is called: what a result reports, never a second Pool.
     """
 
     workers: int | str = "auto"
@@ -50,6 +53,8 @@ class Pool:
     device: str = "auto"
     prefetch: int = 2
     address: str | None = None
+    gpu_budget: int | None = None
+    plan: ThreadPlan | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
         # The one validation of run options (ConfigError naming the option), now, not at the first item.
@@ -68,6 +73,7 @@ class Pool:
             progress=options.progress,
             address=options.address,
             model_budget=options.budget,
+            gpu_budget=options.gpu_budget,
             device=options.device,
             **settings,
         )
@@ -83,6 +89,7 @@ class Pool:
             self.progress,
             self.model_budget,
             self.device,
+            self.gpu_budget,
         )
 
     def plan_for(self, total: int | None) -> ThreadPlan:
@@ -92,12 +99,12 @@ class Pool:
 
             connect(self.address, usable_cores())
             threads = self.threads_per_worker if isinstance(self.threads_per_worker, int) else 1
-            return plan(max(1, cluster_cpus() // threads), threads, items=total, local=False)
-        return plan(self.workers, self.threads_per_worker, items=total, local=local)
+            return plan(max(1, cluster_cpus() // threads), threads, items=total, local=False, backend="ray")
+        return plan(self.workers, self.threads_per_worker, items=total, local=local, backend=self.backend)
 
     def imap(
         self,
-        task: Task,
+        task: Task | Callable[[Any], Any],
         items: Iterable[Any],
         ordered: bool = True,
         journal: Journal | None = None,
@@ -107,16 +114,20 @@ class Pool:
     ) -> Iterator[Outcome]:
         """Yield one :class:`Outcome` per item: in input order (``ordered``) or as items finish.
 
-        Items are pulled lazily. With a ``journal``, items it records as finished are not run
-        again: their recorded outcome is yielded with ``resumed=True``. ``key(item)`` gives the
-        journal id (default: the item's position). ``timeout`` fails an item that runs longer.
+        ``task``: a :class:`Task`, or any picklable callable (a module-level function, a
+        ``functools.partial``), run as ``task(item)``. ``task.preflight()`` runs once, here in the
+        parent, at the first ``next()``, before any worker starts: what it raises (a missing extra)
+        propagates from there, and no item is run or failed. Items are pulled lazily. With a
+        ``journal``, items it records as finished are not run again: their recorded outcome is
+        yielded with ``resumed=True``. ``key(item)`` gives the journal id (default: the item's
+        position). ``timeout`` fails an item that runs longer.
         """
         timeout = parse_timeout(timeout)
         if total is None and isinstance(items, Sized):
             total = len(items)
-        return _Run(self, task, items, ordered, journal, timeout, key, total).outcomes()
+        return _Run(self, as_task(task), items, ordered, journal, timeout, key, total).outcomes()
 
-    def map(self, task: Task, items: Iterable[Any], **options: Any) -> list[Outcome]:
+    def map(self, task: Task | Callable[[Any], Any], items: Iterable[Any], **options: Any) -> list[Outcome]:
         """All outcomes as a list, in input order."""
         return list(self.imap(task, items, **options))
 
@@ -142,7 +153,7 @@ class _Run:
         self.journal = journal
         self.key = key
         self.total = total
-        self.plan = pool.plan_for(total)
+        self.plan = pool.plan = pool.plan_for(total)
         self.window = pool.window or 2 * self.plan.workers
         self.timeout = timeout
         self.backend: Backend | None = None
@@ -162,6 +173,7 @@ class _Run:
                 self.pool.device,
                 self.pool.prefetch,
                 self.pool.address,
+                self.pool.gpu_budget,
             )
             self.backend.start(self.task)
         return self.backend
@@ -207,12 +219,12 @@ class _Run:
         # rich loads here, in the parent only: spawned workers import this module and never draw a bar.
         from voxmill.engine.progress import RunProgress
 
+        self.task.preflight()  # before anything starts: one error for the run, not one per item
         clean = False
         progress = RunProgress(self.pool.description, self.total, self.pool.progress)
-        # Ray's workers may be on other machines: arrays shared for this run go by value (object store).
-        inline = keep_inline(True) if self.pool.backend == "ray" else None
+        # Arrays shared while this run goes (its input's, too) travel the way its backend carries them.
         try:
-            with progress:
+            with progress, inline_arrays(backend_class(self.pool.backend).inline_arrays):
                 while True:
                     self._fill()
                     yielded = False
@@ -228,8 +240,6 @@ class _Run:
                             self._accept(result)
             clean = True
         finally:
-            if inline is not None:
-                keep_inline(inline)
             if self.backend is not None:
                 # Any exit but a clean finish (Ctrl-C, an error, the caller stopping early) cancels.
                 self.backend.close(cancel=not clean or sys.exc_info()[0] is not None)

@@ -5,8 +5,9 @@ direction. ``share(array)`` writes it once to ``/dev/shm`` (RAM-backed; falls ba
 and returns a tiny picklable :class:`SharedArray`; the receiver maps it without copying and
 ``release()`` deletes it. numpy's .npy format keeps dtype and shape, so no hand-written header.
 
-A file in ``/dev/shm`` is only visible on its own machine: runs on the Ray backend call
-``keep_inline(True)`` and arrays then travel inside the reference, through Ray's object store.
+A file in ``/dev/shm`` is only visible on its own machine: a backend whose workers may be elsewhere
+(Ray: ``Backend.inline_arrays``) has arrays travel inside the reference, through its own transport, in
+its workers and, while one of its runs is going, in the process that runs it (:func:`inline_arrays`).
 
 Files are named for the process that runs the pool (a worker's parent), which removes what is left of
 its own when it exits (results a cancelled run never took, a worker's half-written file), and those of
@@ -17,29 +18,55 @@ otherwise outlive the run until the next reboot.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SharedArray", "keep_inline", "own_spool", "share", "spool_owner"]
+__all__ = ["SharedArray", "begin_inline", "end_inline", "inline_arrays", "own_spool", "share", "spool_owner"]
 
-_inline = False
+# Runs going on in this process whose transport carries arrays by value. A count, not a flag: runs
+# may overlap (two generators consumed in turn), and arrays stay inline while any one of them needs it
+# (inline is correct everywhere; by file only on one machine).
+_inline_runs = 0
+_inline_lock = threading.Lock()
 _owner: int | None = None  # whose run this process's shared files belong to; None: its own
 _owned = False
 _NAME = re.compile(r"voxmill-(\d+)-[0-9a-f]+\.(npy|tmp)$")
 
 
-def keep_inline(on: bool) -> bool:
-    """Make :func:`share` keep arrays in the reference (for transports that carry arrays themselves,
-    Ray's object store) instead of in a file; returns the previous setting."""
-    global _inline
-    previous, _inline = _inline, on
-    return previous
+def begin_inline() -> None:
+    """From now until the matching :func:`end_inline`, :func:`share` keeps arrays in the reference (for
+    a transport that carries arrays itself, Ray's object store) instead of in a file."""
+    global _inline_runs
+    with _inline_lock:
+        _inline_runs += 1
+
+
+def end_inline() -> None:
+    global _inline_runs
+    with _inline_lock:
+        _inline_runs = max(0, _inline_runs - 1)
+
+
+@contextlib.contextmanager
+def inline_arrays(on: bool = True) -> Iterator[None]:
+    """Arrays shared inside the block travel in the reference when ``on`` (a run on such a backend)."""
+    if not on:
+        yield
+        return
+    begin_inline()
+    try:
+        yield
+    finally:
+        end_inline()
 
 
 def _spool_dir() -> Path:
@@ -108,7 +135,7 @@ class SharedArray:
 
 def share(array: np.ndarray) -> SharedArray:
     """Put ``array`` in shared memory; whoever ends up with the reference must ``take()`` or ``release()``."""
-    if _inline:
+    if _inline_runs:
         return SharedArray("", np.ascontiguousarray(array))
     own_spool()
     path = _spool_dir() / f"voxmill-{_owner or os.getpid()}-{uuid.uuid4().hex}.npy"

@@ -1,15 +1,58 @@
-"""The unit of work the engine runs: a picklable :class:`Task` with per-worker ``setup``."""
+"""The unit of work the engine runs: a picklable :class:`Task` with per-worker ``setup``.
+
+The engine runs any picklable callable, as ``multiprocessing.Pool.imap`` does: :func:`as_task` wraps a
+plain function (or a ``functools.partial``) in :class:`FunctionTask`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from voxmill.models import ModelManager
 
-__all__ = ["Task", "WorkerContext"]
+__all__ = ["FunctionTask", "ModelSlot", "Task", "WorkerContext", "as_task"]
+
+
+class ModelSlot:
+    """One :class:`~voxmill.models.ModelManager`, created on first use, for every worker context given
+    this slot: the thread and serial backends give all their workers one slot (one manager per process,
+    so threads share each loaded model: an onnxruntime session runs concurrent calls safely); the process
+    and Ray backends give each worker process its own. Pickles without its manager."""
+
+    def __init__(self, budget: int | None, threads: int, device: str, gpu_budget: int | None = None) -> None:
+        self.budget = budget
+        self.gpu_budget = gpu_budget
+        self.threads = threads
+        self.device = device
+        self._manager: ModelManager | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ModelManager:
+        with self._lock:
+            if self._manager is None:
+                from voxmill.models import ModelManager
+
+                self._manager = ModelManager(
+                    budget_bytes=self.budget, gpu_budget_bytes=self.gpu_budget, threads=self.threads, device=self.device
+                )
+            return self._manager
+
+    def close(self) -> None:
+        """Unload the models no one holds (the run is over); a later ``get`` starts a fresh manager."""
+        with self._lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"budget": self.budget, "threads": self.threads, "device": self.device, "gpu": self.gpu_budget}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["budget"], state["threads"], state["device"], state["gpu"])  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -17,9 +60,10 @@ class WorkerContext:
     """What a worker knows about itself, handed to ``Task.setup``.
 
     ``threads`` is this worker's share of the cores: give it to onnxruntime (see
-    :func:`voxmill.engine.threads.session_options`), BLAS, OpenMP. ``models`` is the worker's own
-    :class:`~voxmill.models.ModelManager`, created on first use, whose budget is the run's model
-    budget divided among the workers.
+    :func:`voxmill.engine.threads.session_options`), BLAS, OpenMP. ``models`` is the
+    :class:`~voxmill.models.ModelManager` of the worker's process, created on first use: thread (and
+    serial) workers share one, holding the run's whole model budget; each worker process (process, Ray)
+    has its own, with the budget divided among the workers.
     """
 
     index: int
@@ -28,13 +72,20 @@ class WorkerContext:
     backend: str
     model_budget: int | None = None
     device: str = "auto"
+    slot: ModelSlot | None = field(default=None, compare=False, repr=False)
+    gpu_budget: int | None = None
 
-    @cached_property
+    def __post_init__(self) -> None:
+        if self.slot is None:  # a context of its own (a test, a caller running a task by hand)
+            share = max(1, self.workers)
+            budget = None if self.model_budget is None else self.model_budget // share
+            gpu = None if self.gpu_budget is None else self.gpu_budget // share
+            object.__setattr__(self, "slot", ModelSlot(budget, self.threads, self.device, gpu))
+
+    @property
     def models(self) -> ModelManager:
-        from voxmill.models import ModelManager
-
-        budget = None if self.model_budget is None else self.model_budget // max(1, self.workers)
-        return ModelManager(budget_bytes=budget, threads=self.threads, device=self.device)
+        assert self.slot is not None  # set in __post_init__
+        return self.slot.get()
 
 
 class Task:
@@ -63,3 +114,23 @@ class Task:
 
     def teardown(self) -> None:
         """Once per worker when it stops cleanly."""
+
+
+@dataclass
+class FunctionTask(Task):
+    """A plain callable run as a Task: ``fn(item)`` per item, no setup. ``fn`` must pickle (a module-level
+    function, a ``functools.partial`` of one) for the process and Ray backends."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, item: Any) -> Any:
+        return self.fn(item)
+
+
+def as_task(fn: Task | Callable[[Any], Any]) -> Task:
+    """``fn`` itself when it is a Task, else ``fn`` wrapped in a :class:`FunctionTask`."""
+    if isinstance(fn, Task):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"expected a Task or a callable, got {type(fn).__name__}")
+    return FunctionTask(fn)

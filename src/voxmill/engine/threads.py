@@ -60,8 +60,18 @@ def usable_cores() -> int:
 
 @dataclass(frozen=True)
 class ThreadPlan:
+    """How a run is spread: ``workers`` workers of ``backend``, each with ``threads_per_worker`` native
+    threads. A run reports the plan it used (``Pool.plan``, an application's result)."""
+
     workers: int
     threads_per_worker: int
+    backend: str = "process"
+
+    def describe(self) -> str:
+        """``"2 process workers x 1 thread"``: the line a command prints on stderr."""
+        workers = "worker" if self.workers == 1 else "workers"
+        threads = "thread" if self.threads_per_worker == 1 else "threads"
+        return f"{self.workers} {self.backend} {workers} x {self.threads_per_worker} {threads}"
 
 
 # Workers on this machine past a few per usable core only queue for the CPU, and each worker process
@@ -71,10 +81,15 @@ WORKERS_PER_CORE = 4
 
 
 def plan(
-    workers: int | str = "auto", threads_per_worker: int | str = "auto", items: int | None = None, local: bool = True
+    workers: int | str = "auto",
+    threads_per_worker: int | str = "auto",
+    items: int | None = None,
+    local: bool = True,
+    backend: str = "process",
 ) -> ThreadPlan:
     """Workers = usable cores, never more than ``items`` nor, for workers on this machine (``local``),
     ``WORKERS_PER_CORE`` per core; threads = max(1, cores // workers), at most the cores when local.
+    The plan names ``backend``, for what a run reports.
 
     Bad values raise :class:`~voxmill.errors.ConfigError` (see :mod:`voxmill.engine.options`).
     """
@@ -90,7 +105,7 @@ def plan(
         threads = max(1, cores // count)
     else:
         threads = min(int(asked_threads), cores) if local else int(asked_threads)
-    return ThreadPlan(count, threads)
+    return ThreadPlan(count, threads, backend)
 
 
 def thread_env(threads: int) -> dict[str, str]:

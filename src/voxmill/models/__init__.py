@@ -12,17 +12,21 @@ from typing import TYPE_CHECKING
 import lazy_loader
 
 if TYPE_CHECKING:
-    from voxmill.models.manager import ModelManager, ModelStatus
+    from voxmill.models.budget import ModelStatus
+    from voxmill.models.manager import ModelManager
     from voxmill.models.monitor import MemoryMonitor
-    from voxmill.models.registry import ModelSpec, Registry
+    from voxmill.models.registry import BrokenModel, ModelSpec, Registry
+    from voxmill.models.voice_config import VoiceConfig
 
-__all__ = ["MemoryMonitor", "ModelManager", "ModelSpec", "ModelStatus", "Registry"]
+__all__ = ["BrokenModel", "MemoryMonitor", "ModelManager", "ModelSpec", "ModelStatus", "Registry", "VoiceConfig"]
 
 __getattr__, __dir__, _ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "manager": ["ModelManager", "ModelStatus"],
+        "budget": ["ModelStatus"],
+        "manager": ["ModelManager"],
         "monitor": ["MemoryMonitor"],
-        "registry": ["ModelSpec", "Registry"],
+        "registry": ["BrokenModel", "ModelSpec", "Registry"],
+        "voice_config": ["VoiceConfig"],
     },
 )

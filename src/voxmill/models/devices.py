@@ -93,6 +93,8 @@ def _cuda_capable(kind: str) -> str | None:
         except ImportError:
             return "ctranslate2 is not installed"
         return None if ctranslate2.get_cuda_device_count() > 0 else "ctranslate2 sees no CUDA device"
+    if kind == "silero-vad":
+        return "Silero VAD runs on CPU: a 32-ms step costs less than a GPU call"
     if "CUDAExecutionProvider" not in onnx_providers():
         return "onnxruntime has no CUDAExecutionProvider"
     return None

@@ -38,6 +38,8 @@ def _audio_formats() -> dict[str, Any]:
 
 
 def environment_report(registry: Registry | None = None) -> dict[str, Any]:
+    from voxmill.models.loaders.vits import split_note  # numpy and friends: only for this report
+
     registry = registry or Registry()
     memory = psutil.virtual_memory()
     found, why = gpus()
@@ -58,9 +60,10 @@ def environment_report(registry: Registry | None = None) -> dict[str, Any]:
         "gpus": [g.__dict__ for g in found],
         "gpu_note": why,
         "onnxruntime_providers": onnx_providers(),
-        "voices": [s.to_dict() for s in registry.all("piper")],
+        "voices": [{**s.to_dict(), "note": split_note(s.path)} for s in registry.all("piper")],
         "asr_models": [s.to_dict() for s in registry.all("whisper")],
         "vad_models": [s.to_dict() for s in registry.all("silero-vad")],
+        "broken_models": [b.to_dict() for b in registry.broken()],
         "voices_dir": str(registry.voices_dir),
         "audio": _audio_formats(),
         "extras": extras,

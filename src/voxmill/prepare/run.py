@@ -4,7 +4,8 @@ The output folder is guarded (:class:`voxmill.engine.outputs.OutputFolder`): nev
 one, one run at a time, an earlier run's folder only with ``resume`` or ``overwrite``, and only files
 voxmill recorded as its own are ever removed. Each row's journal id holds a fingerprint of the row,
 its audio and the options, so a resumed run re-runs whatever changed. After a run that went through
-every row, the staging (journal, staged WAV/FLAC copies) is removed.
+every row, the staging (journal, staged WAV/FLAC copies) is removed, and a resume of that run on the
+same rows and options does nothing (:mod:`voxmill.prepare.finished`); a changed one runs every row.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import math
 import os
 import stat
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,9 +25,12 @@ import soundfile as sf
 
 from voxmill import errors
 from voxmill.corpus import Problem, Row, Source, collision_key, read_rows
-from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, RunOptions, check_number
+from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, RunOptions, ThreadPlan, check_number
 from voxmill.engine.outputs import OutputFolder
+from voxmill.errors import Reason
+from voxmill.models import ModelSpec, Registry
 from voxmill.prepare.balance import cap_per_speaker, split_validation
+from voxmill.prepare.finished import Fingerprint, forget, read_mark, write_mark
 from voxmill.prepare.report import RowReport
 from voxmill.prepare.sinks import (
     OUTPUT_FORMATS,
@@ -38,7 +41,8 @@ from voxmill.prepare.sinks import (
     write_piper,
     write_text,
 )
-from voxmill.prepare.steps import Clip, ClipOptions, DropCode, PrepareItem, PrepareTask, options_digest
+from voxmill.prepare.stats import PrepareStats
+from voxmill.prepare.steps import Clip, ClipOptions, DropCode, PrepareItem, PrepareTask
 from voxmill.text.phonemes import Phonemizer
 
 __all__ = ["PrepareOptions", "PrepareResult", "run"]
@@ -46,48 +50,38 @@ __all__ = ["PrepareOptions", "PrepareResult", "run"]
 
 @dataclass
 class PrepareOptions:
-    """Everything ``voxmill prepare`` can be told; the CLI only fills this in."""
+    """Everything ``voxmill prepare`` can be told; the CLI only fills this in.
+
+    ``clip``: what happens to each clip. ``max_per_speaker``: keep at most N clips per speaker (seeded);
+    ``val_fraction`` / ``val_size``: a speaker-aware validation split (``seed``). ``resume``: continue an
+    interrupted run in ``out``; ``overwrite``: replace an earlier run's output there (only files
+    voxmill wrote). ``allow_outside``: read audio that metadata names outside its dataset folder.
+    ``fail_fast``: stop at the first failed row. ``run``: workers, backend and the rest of the engine's options.
+    """
 
     sources: list[Source]
     out: Path
     formats: list[str] = field(default_factory=lambda: ["piper"])
-    sample_rate: int = 22050
-    trim: bool = True
-    keep_silence: float = 0.25
-    loudness: float | None = -23.0
-    peak_ceiling: float = -1.0
-    min_duration: float = 0.0
-    max_duration: float = 30.0
-    max_clipping: float = 0.001
+    clip: ClipOptions = field(default_factory=ClipOptions)
     max_per_speaker: int | None = None
     seed: int = 0
     val_fraction: float | None = None
     val_size: int | None = None
-    espeak_voice: str | None = None
-    workers: int | str = "auto"
-    backend: str = "process"
-    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
     resume: bool = False
-    overwrite: bool = False  # replace an earlier run's output in OUT (only files voxmill wrote there)
-    allow_outside: bool = False  # read audio that metadata names outside its dataset folder
+    overwrite: bool = False
+    allow_outside: bool = False
     fail_fast: bool = False
-    progress: bool | None = None
+    run: RunOptions = field(default_factory=RunOptions)
 
     def validate(self) -> None:
         """Raise ConfigError naming the option and its allowed range for any value out of range."""
-        check_number("--sample-rate", self.sample_rate, 8000, 192000, integer=True)
-        check_number("--keep-silence", self.keep_silence, 0, 60)
-        if self.loudness is not None:
-            check_number("--loudness", self.loudness, -70, 0)
-        check_number("peak ceiling", self.peak_ceiling, -60, 0)
-        check_number("--min-duration", self.min_duration, 0, 3600)
-        check_number("--max-duration", self.max_duration, 0, math.inf)
-        if self.max_duration <= 0 or self.max_duration < self.min_duration:
+        self.run.validate()
+        self.clip.validate()
+        unknown = [f for f in self.formats if f not in OUTPUT_FORMATS]
+        if unknown or not self.formats:
             raise errors.ConfigError(
-                f"--max-duration {self.max_duration:g}: must be above 0 and at least --min-duration "
-                f"({self.min_duration:g})"
+                f"--format: unknown {', '.join(unknown) or '(none)'}; use {', '.join(OUTPUT_FORMATS)}"
             )
-        check_number("--max-clipping", self.max_clipping, 0, 1)
         if self.max_per_speaker is not None:
             check_number("--max-per-speaker", self.max_per_speaker, 1, math.inf, integer=True)
         check_number("--seed", self.seed, -(2**63), 2**63 - 1, integer=True)
@@ -103,10 +97,22 @@ class PrepareOptions:
 
 @dataclass
 class PrepareResult:
-    counts: dict[str, int]
-    stats: dict[str, Any]
+    """What one run did: ``stats`` (also ``OUT/stats.json``), and the ``plan`` (workers x threads on a
+    backend) it ran with; None when it ran nothing (``unchanged``: a finished run resumed)."""
+
     out: Path
-    layouts: list[str]
+    stats: PrepareStats
+    plan: ThreadPlan | None = None
+    unchanged: bool = False  # --resume found this very run finished in OUT: nothing was run or written
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.stats.counts
+
+    @property
+    def layouts(self) -> list[str]:
+        """How each source was read (``PATH: layout``)."""
+        return self.stats.sources
 
     @property
     def exit_code(self) -> int:
@@ -157,49 +163,58 @@ def _root(source: Source) -> Path:
 
 
 def run(opts: PrepareOptions) -> PrepareResult:
-    RunOptions(opts.workers, opts.backend, opts.ray_address, progress=opts.progress).validate()
+    """Prepare ``opts.sources`` into ``opts.out``; see the module docstring. Bad options raise
+    ConfigError and an unreadable source DatasetError, before the output folder is touched."""
     opts.validate()
-    unknown = [f for f in opts.formats if f not in OUTPUT_FORMATS]
-    if unknown or not opts.formats:
-        raise errors.ConfigError(f"--format: unknown {', '.join(unknown) or '(none)'}; use {', '.join(OUTPUT_FORMATS)}")
     for source in opts.sources:
         if not source.path.exists():
             raise errors.DatasetError(f"{source.path}: no such file or folder")
-    if opts.espeak_voice:
-        Phonemizer(opts.espeak_voice)  # an unknown voice is a usage error, not a failure on every clip
+    if opts.clip.espeak_voice:
+        Phonemizer(opts.clip.espeak_voice)  # an unknown voice is a usage error, not a failure on every clip
+    # Resolved here, once: the workers lease this spec, and a missing model stops the run before any work.
+    vad = Registry().resolve("silero-vad") if opts.clip.trim else None
     inputs = [_root(s) for s in opts.sources]
     with OutputFolder(opts.out, "prepare", inputs, resume=opts.resume, overwrite=opts.overwrite) as guard:
-        return _prepare(opts, guard)
+        return _prepare(opts, guard, vad)
 
 
-def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
+def _prepare(opts: PrepareOptions, guard: OutputFolder, vad: ModelSpec | None) -> PrepareResult:
     out = opts.out
+    formats = set(opts.formats)
     # The fixed names are known now: a user's own metadata.csv in OUT stops the run before any work.
-    validation = ["metadata_val.csv"] if "piper" in opts.formats and (opts.val_fraction or opts.val_size) else []
+    validation = ["metadata_val.csv"] if "piper" in formats and (opts.val_fraction or opts.val_size) else []
     guard.check_free(_output_files(opts.formats, [], [], []) + validation)
     stage = guard.state / "clips"
-    stage.mkdir(parents=True, exist_ok=True)
-    # The per-clip settings are PrepareOptions' fields of the same names, plus what the outputs imply.
-    shared = {f.name: getattr(opts, f.name) for f in dataclasses.fields(ClipOptions) if hasattr(opts, f.name)}
-    clip_options = ClipOptions(
-        stage_dir=str(stage),
-        for_piper="piper" in opts.formats,
-        write_flac="hf" in opts.formats,
-        write_wav=bool({"piper", "nemo"} & set(opts.formats)),
-        **shared,
+    task = PrepareTask(
+        opts.clip,
+        str(stage),
+        for_piper="piper" in formats,
+        write_wav=bool({"piper", "nemo"} & formats),
+        write_flac="hf" in formats,
+        vad=vad,
     )
-    digest = options_digest(clip_options)
+    digest = task.digest
+    # What shapes the dataset besides each clip; a finished run's mark holds it (see prepare.finished).
+    shaping = [digest, sorted(formats), opts.max_per_speaker, opts.seed, opts.val_fraction, opts.val_size,
+               str(out.resolve())]  # fmt: skip
+    if guard.resumed:
+        unchanged = _unchanged(opts, guard, shaping, digest)
+        if unchanged is not None:
+            return PrepareResult(out, unchanged, unchanged=True)
+    forget(guard.state)
+    stage.mkdir(parents=True, exist_ok=True)
+    fingerprint = Fingerprint(shaping)
     layouts: list[str] = []
     per_source: list[int] = []
     clips: list[Clip] = []
     stopped = False
-    pool = Pool(workers=opts.workers, backend=opts.backend, progress=opts.progress, description="preparing", window=64,
-                address=opts.ray_address)  # fmt: skip
-    journal = Journal(guard.state / "journal.db", encode=Clip.to_record, decode=partial(_restore, stage, clip_options))
+    pool = Pool.from_options(opts.run, description="preparing", window=64)
+    journal = Journal(guard.state / "journal.db", encode=Clip.to_record, decode=partial(_restore, stage, task))
     with journal, RowReport(guard.state / "report.partial.jsonl") as report:
         rows = _counted(_rows(opts.sources, layouts, opts.allow_outside), layouts, per_source)
-        items = (PrepareItem.of(row, digest) for row in rows)
-        for outcome in pool.imap(PrepareTask(clip_options), items, journal=journal, key=lambda item: item.key):
+        items = (_fingerprinted(PrepareItem.of(row, digest), fingerprint) for row in rows)
+        outcomes = pool.imap(task, items, journal=journal, key=lambda item: item.key, timeout=opts.run.timeout)
+        for outcome in outcomes:
             row: Row = outcome.item.row
             entry: dict[str, Any] = {"id": row.id, "source": row.source}
             result = outcome.result
@@ -209,7 +224,9 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
             elif isinstance(result, Dropped):
                 entry.update(status="dropped", reason=result.reason, code=result.code or "dropped")
             else:
-                entry.update(status="failed", reason=_reason(result), code=row.problem or result.error)
+                # A row its reader refused says why in its Problem; the rest by the failure's code.
+                code = (row.problem if row.error else None) or result.code
+                entry.update(status="failed", reason=_reason(result), code=str(code))
             report.add(entry)
             if opts.fail_fast and isinstance(result, Failed):
                 stopped = True
@@ -221,22 +238,41 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder) -> PrepareResult:
     train, val = split_validation(kept, opts.val_fraction, opts.val_size, opts.seed)
     files = _output_files(opts.formats, kept, train, val)
     guard.own(files)  # recorded before written: a run killed while writing still knows its files
-    if {"piper", "nemo"} & set(opts.formats):
+    if {"piper", "nemo"} & formats:
         place_wavs(kept, stage, out, keep_staged=stopped)
-    if "piper" in opts.formats:
-        write_piper(train, val, out, opts.sample_rate, opts.espeak_voice)
-    if "nemo" in opts.formats:
+    if "piper" in formats:
+        write_piper(train, val, out, opts.clip.sample_rate, opts.clip.espeak_voice)
+    if "nemo" in formats:
         write_nemo(train, val, out)
-    if "hf" in opts.formats:
+    if "hf" in formats:
         write_hf(train, val, out, stage)
     cap_reason = f"speaker cap ({opts.max_per_speaker} per speaker)"
     report.write(out / "report.jsonl", {c.id for c in capped}, cap_reason, DropCode.SPEAKER_CAP.value)
-    stats = _stats(report, clips, kept, train, val, layouts)
-    write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
+    stats = PrepareStats.of(layouts, report.rows, report.counts(), report.reasons(), clips, kept, len(val))
+    write_text(out / "stats.json", json.dumps(stats.to_dict(), ensure_ascii=False, indent=2) + "\n")
     guard.prune(files)  # an earlier run's files this run did not write (rows now dropped, old shards)
     if not stopped:
         guard.clear_state()  # every row went through: the journal and staged copies have served
-    return PrepareResult(report.counts(), stats, out, layouts)
+        if not stats.counts.get("failed"):
+            write_mark(guard.state, fingerprint.hexdigest(), stats)
+    return PrepareResult(out, stats, pool.plan)
+
+
+def _fingerprinted(item: PrepareItem, fingerprint: Fingerprint) -> PrepareItem:
+    fingerprint.add(item.key)
+    return item
+
+
+def _unchanged(opts: PrepareOptions, guard: OutputFolder, shaping: list[Any], digest: str) -> PrepareStats | None:
+    """The stats of the finished run in OUT when this resume would make exactly that run again (the
+    same rows, audio and options, and every file it wrote still there); else None."""
+    mark = read_mark(guard.state)
+    if mark is None or not all(os.path.lexists(opts.out / name) for name in guard.owned):
+        return None
+    fingerprint = Fingerprint(shaping)
+    for row in _rows(opts.sources, [], opts.allow_outside):
+        fingerprint.add(PrepareItem.of(row, digest).key)
+    return mark[1] if fingerprint.hexdigest() == mark[0] else None
 
 
 def _check_rows_read(sources: list[Source], layouts: list[str], per_source: list[int], guard: OutputFolder) -> None:
@@ -266,13 +302,13 @@ def _output_files(formats: list[str], kept: list[Clip], train: list[Clip], val: 
     return files
 
 
-def _restore(stage: Path, options: ClipOptions, key: str, data: Any) -> Clip:
+def _restore(stage: Path, task: PrepareTask, key: str, data: Any) -> Clip:
     """A journal record back as a Clip, only when it is one this run would make and its staged files
     are intact; anything else raises ValueError and the row simply runs again."""
     clip = Clip.from_record(data)
     if PrepareItem(Row(clip.id, ""), clip.fingerprint).key != key:
         raise ValueError("record belongs to another row")
-    wanted = [(".wav", options.write_wav), (".flac", options.write_flac)]
+    wanted = [(".wav", task.write_wav), (".flac", task.write_flac)]
     for suffix in (s for s, on in wanted if on):
         path = clip.staged(stage, suffix)
         try:
@@ -282,7 +318,7 @@ def _restore(stage: Path, options: ClipOptions, key: str, data: Any) -> Clip:
         except (OSError, RuntimeError) as exc:
             raise ValueError(f"{path}: staged clip unreadable: {exc}") from None
         if (info.samplerate, info.channels, info.frames) != (
-            options.sample_rate, 1, round(clip.seconds_out * options.sample_rate)
+            task.clip.sample_rate, 1, round(clip.seconds_out * task.clip.sample_rate)
         ):  # fmt: skip
             raise ValueError(f"{path}: staged clip damaged")
     return clip
@@ -302,41 +338,6 @@ def _shared(clip: Clip, row: Row) -> Clip:
 
 
 def _reason(failed: Failed) -> str:
-    # Decode errors already say "path: reason", row errors say what is wrong; others get their type.
-    if failed.error in ("AudioDecodeError", "BadRow", "ValueError"):
-        return failed.message
-    return str(failed)
-
-
-def _stats(
-    report: RowReport,
-    clips: list[Clip],
-    kept: list[Clip],
-    train: list[Clip],
-    val: list[Clip],
-    layouts: list[str],
-) -> dict[str, Any]:
-    counts = report.counts()
-    reasons, examples = report.reasons()
-    speakers = Counter(c.speaker or "" for c in kept)
-    per_label: dict[str, float] = defaultdict(float)
-    for clip in kept:
-        for key, value in clip.labels.items():
-            per_label[f"{key}={value}"] += clip.seconds_out / 3600
-    return {
-        "sources": layouts,
-        "rows": report.rows,
-        "counts": dict(counts),
-        "reasons": reasons,
-        "reason_examples": examples,
-        "speakers": len(speakers),
-        "avg_clips_per_speaker": round(len(kept) / max(1, len(speakers)), 2),
-        "hours_in": round(sum(c.seconds_in for c in clips) / 3600, 4),
-        "hours_out": round(sum(c.seconds_out for c in kept) / 3600, 4),
-        "hours_per_label": {k: round(v, 4) for k, v in sorted(per_label.items())},
-        # Phonemes espeak produced that piper's default phoneme map lacks: training would drop them.
-        "unknown_phonemes": dict(Counter(p for c in kept for p in c.unknown_phonemes).most_common()),
-        "phonemized": sum(1 for c in kept if c.phonemes is not None),
-        "train_clips": len(train),
-        "validation_clips": len(val),
-    }
+    # A known failure's message says what is wrong ("path: truncated ..."); an unexpected exception
+    # keeps its type, which is most of what its message means.
+    return str(failed) if failed.code == Reason.ERROR else failed.message

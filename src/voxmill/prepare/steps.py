@@ -5,24 +5,29 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from voxmill import errors
 from voxmill.audio import Audio, load, normalize, resample, save, speech_segments
 from voxmill.audio.analysis import CLIP_LEVEL
 from voxmill.corpus import PIPER_SEGMENT_SAMPLES, Row, piper_min_seconds
-from voxmill.engine import Drop, Task, WorkerContext
+from voxmill.engine import Drop, Task, WorkerContext, check_number
 from voxmill.text import clean_text
 from voxmill.text.phonemes import Phonemizer
 
-__all__ = ["BadRow", "Clip", "ClipOptions", "DropCode", "PrepareItem", "PrepareTask", "options_digest"]
+if TYPE_CHECKING:
+    from voxmill.models import ModelManager, ModelSpec
+
+__all__ = ["BadRow", "Clip", "ClipOptions", "DropCode", "PrepareItem", "PrepareTask"]
 
 SILENT_PEAK = 10 ** (-60 / 20)  # a clip whose loudest sample is below -60 dBFS holds no usable speech
 RECORD_VERSION = "prepare-clip/2"  # bump when a Clip record or the per-clip processing changes meaning
@@ -46,15 +51,21 @@ class DropCode(str, Enum):  # enum.StrEnum is 3.11+; voxmill supports 3.10
     SPEAKER_CAP = "speaker cap"
 
 
-class BadRow(ValueError):
-    """The source row itself is unusable (its reader said why); reports group these as one kind."""
+class BadRow(errors.DatasetError):
+    """The source row itself is unusable; its reader said why (``Row.problem``, the code reports use)."""
 
 
 @dataclass(frozen=True)
 class ClipOptions:
-    """What happens to each clip. See ``voxmill prepare --help`` for the user-facing side."""
+    """What happens to each clip (``PrepareOptions.clip``). See ``voxmill prepare --help``.
 
-    stage_dir: str
+    ``sample_rate``: output rate. ``trim``: cut leading/trailing non-speech (Silero VAD), keeping
+    ``keep_silence`` seconds of it. ``loudness``: target LUFS (None leaves levels), under a
+    ``peak_ceiling`` in dBFS. Clips shorter than ``min_duration`` or longer than ``max_duration``
+    seconds (after trimming), or with more than ``max_clipping`` of their samples at full scale, are
+    dropped. ``espeak_voice``: phonemize every text with this espeak-ng voice.
+    """
+
     sample_rate: int = 22050
     trim: bool = True
     keep_silence: float = 0.25
@@ -63,16 +74,23 @@ class ClipOptions:
     min_duration: float = 0.0
     max_duration: float = 30.0
     max_clipping: float = 0.001
-    for_piper: bool = True
     espeak_voice: str | None = None
-    write_flac: bool = False
-    write_wav: bool = True
 
-
-def options_digest(options: ClipOptions) -> str:
-    """What in the options shapes every clip (all but where it is staged), as one stable string."""
-    shaping = {k: v for k, v in dataclasses.asdict(options).items() if k != "stage_dir"}
-    return json.dumps([RECORD_VERSION, shaping], sort_keys=True)
+    def validate(self) -> None:
+        """Raise ConfigError naming the option and its allowed range for any value out of range."""
+        check_number("--sample-rate", self.sample_rate, 8000, 192000, integer=True)
+        check_number("--keep-silence", self.keep_silence, 0, 60)
+        if self.loudness is not None:
+            check_number("--loudness", self.loudness, -70, 0)
+        check_number("peak ceiling", self.peak_ceiling, -60, 0)
+        check_number("--min-duration", self.min_duration, 0, 3600)
+        check_number("--max-duration", self.max_duration, 0, math.inf)
+        if self.max_duration <= 0 or self.max_duration < self.min_duration:
+            raise errors.ConfigError(
+                f"--max-duration {self.max_duration:g}: must be above 0 and at least --min-duration "
+                f"({self.min_duration:g})"
+            )
+        check_number("--max-clipping", self.max_clipping, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -167,24 +185,53 @@ class Clip:
 
 @dataclass
 class PrepareTask(Task):
-    options: ClipOptions
+    """Decode, check, resample, trim, normalize, phonemize and stage one row's clip.
+
+    ``stage_dir``: where workers stage clips (each in its own sub-folder). ``for_piper``: refuse clips
+    shorter than Piper's training window; ``write_wav`` / ``write_flac``: the staged copies the outputs
+    need. ``vad``: the Silero model (resolved in the parent) each trim leases from ``ctx.models``.
+    """
+
+    clip: ClipOptions
+    stage_dir: str
+    for_piper: bool = True
+    write_wav: bool = True
+    write_flac: bool = False
+    vad: ModelSpec | None = None
+
+    @property
+    def digest(self) -> str:
+        """What shapes every clip (all but where it is staged and which file holds the VAD), as one
+        stable string: part of each row's journal id, so other options re-run the row."""
+        shaping = {
+            **dataclasses.asdict(self.clip),
+            "for_piper": self.for_piper,
+            "write_wav": self.write_wav,
+            "write_flac": self.write_flac,
+        }
+        return json.dumps([RECORD_VERSION, shaping], sort_keys=True)
+
+    def preflight(self) -> None:
+        if self.clip.trim and self.vad is None:
+            raise errors.ConfigError("trimming needs the Silero VAD model: resolve it into PrepareTask.vad")
 
     def setup(self, ctx: WorkerContext) -> None:
         # Each worker stages into its own folder: creating and renaming files in one shared folder
         # serializes the workers on the folder's lock (measured: 10% slower on 2 cores).
         self._worker_dir = f"w{ctx.index}"
-        self._stage = Path(self.options.stage_dir) / self._worker_dir
+        self._stage = Path(self.stage_dir) / self._worker_dir
         self._stage.mkdir(parents=True, exist_ok=True)
+        self._models: ModelManager | None = ctx.models if self.clip.trim else None
         self._phonemizer: Phonemizer | None = None
         self._known: set[str] = set()
-        if self.options.espeak_voice:
+        if self.clip.espeak_voice:
             from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
 
-            self._phonemizer = Phonemizer(self.options.espeak_voice)
+            self._phonemizer = Phonemizer(self.clip.espeak_voice)
             self._known = set(DEFAULT_PHONEME_ID_MAP)
 
     def __call__(self, item: PrepareItem) -> Clip:
-        opts = self.options
+        opts = self.clip
         row = item.row
         if row.error:
             raise BadRow(row.error)
@@ -206,9 +253,9 @@ class PrepareTask(Task):
         if audio.sample_rate != opts.sample_rate:
             samples = resample(samples, audio.sample_rate, opts.sample_rate)
         if opts.trim:
-            samples = _trim(samples, opts.sample_rate, opts.keep_silence)
+            samples = self._trim(samples)
         seconds = samples.shape[0] / opts.sample_rate
-        if opts.for_piper and samples.shape[0] < PIPER_SEGMENT_SAMPLES:
+        if self.for_piper and samples.shape[0] < PIPER_SEGMENT_SAMPLES:
             minimum = piper_min_seconds(opts.sample_rate)
             raise Drop(f"too short for Piper training: {seconds:.2f}s < {minimum:.2f}s", DropCode.TOO_SHORT_FOR_PIPER)
         if seconds < opts.min_duration:
@@ -219,9 +266,9 @@ class PrepareTask(Task):
             samples = normalize(samples, opts.sample_rate, opts.loudness, opts.peak_ceiling).samples
         phonemes, unknown = self._phonemize(text)
         name = f"{row.file_id}.{item.fingerprint}"
-        if opts.write_wav:
+        if self.write_wav:
             save(self._stage / f"{name}.wav", Audio(samples, opts.sample_rate), subtype="PCM_16")
-        if opts.write_flac:
+        if self.write_flac:
             save(self._stage / f"{name}.flac", Audio(samples, opts.sample_rate), subtype="PCM_16")
         return Clip(
             row.id,
@@ -238,6 +285,20 @@ class PrepareTask(Task):
             item.fingerprint,
         )
 
+    def _trim(self, samples: np.ndarray) -> np.ndarray:
+        """Cut leading/trailing non-speech (Silero VAD), keeping ``keep_silence`` seconds of it on each side."""
+        if self._models is None or self.vad is None:
+            raise RuntimeError("PrepareTask: trim without a VAD model (setup not run?)")
+        sr = self.clip.sample_rate
+        with self._models.lease(self.vad) as detector:
+            segments = speech_segments(samples, sr, detector=detector)
+        if not segments:
+            raise Drop("no speech found (VAD)", DropCode.NO_SPEECH)
+        pad = int(self.clip.keep_silence * sr)
+        start = max(0, segments[0].start - pad)
+        end = min(samples.shape[0], segments[-1].end + pad)
+        return np.ascontiguousarray(samples[start:end])
+
     def _phonemize(self, text: str) -> tuple[str | None, tuple[str, ...]]:
         if self._phonemizer is None:
             return None, ()
@@ -251,7 +312,7 @@ def _decode(row: Row) -> Audio:
     if row.audio_path is not None:
         return load(row.audio_path, mono=True)
     if row.audio_bytes is None:
-        raise ValueError("row has no audio")
+        raise BadRow("row has no audio")
     fd, name = tempfile.mkstemp(prefix="voxmill-", suffix=".audio")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -259,14 +320,3 @@ def _decode(row: Row) -> Audio:
         return load(name, mono=True)
     finally:
         os.unlink(name)
-
-
-def _trim(samples: np.ndarray, sr: int, keep: float) -> np.ndarray:
-    """Cut leading/trailing non-speech (Silero VAD), keeping ``keep`` seconds of it on each side."""
-    segments = speech_segments(samples, sr)
-    if not segments:
-        raise Drop("no speech found (VAD)", DropCode.NO_SPEECH)
-    pad = int(keep * sr)
-    start = max(0, segments[0].start - pad)
-    end = min(samples.shape[0], segments[-1].end + pad)
-    return np.ascontiguousarray(samples[start:end])

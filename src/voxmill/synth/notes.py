@@ -50,6 +50,18 @@ class Loudness:
         return {"target_lufs": self.target_lufs, "lufs": rounded(self.lufs), "gain_db": round(self.gain_db, 3),
                 "peak_db": rounded(self.peak_db), "limited": self.limited}  # fmt: skip
 
+    def to_record(self) -> dict[str, Any]:
+        """Unrounded, for the journal: chapters written after a resume get exactly the gain of those before."""
+        return {"lufs": self.lufs, "gain_db": self.gain_db, "peak_db": self.peak_db, "limited": self.limited}
+
+    @classmethod
+    def from_record(cls, data: Any, target_lufs: float | None, peak_ceiling_db: float) -> Loudness:
+        """A :meth:`to_record` back; ValueError/TypeError/KeyError for anything else."""
+        lufs, gain, peak, limited = data["lufs"], data["gain_db"], data["peak_db"], data["limited"]
+        if not isinstance(limited, bool) or not all(isinstance(v, float | int | None) for v in (lufs, gain, peak)):
+            raise TypeError("not a loudness record")
+        return cls(target_lufs, lufs, float(gain), peak, limited, peak_ceiling_db)
+
 
 def loudness_note(level: Loudness) -> SynthNote | None:
     if not level.limited or level.target_lufs is None:

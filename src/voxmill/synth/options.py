@@ -1,18 +1,20 @@
-"""``SynthOptions``: how text is spoken and written, and the one place its values are checked."""
+"""``SynthOptions``: what is spoken, by which voice, how, and where to; the one place its values are checked."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from voxmill import errors
 from voxmill.engine import RunOptions, check_number
+from voxmill.text.source import MARKDOWN_SUFFIXES, read_text_file
 from voxmill.text.split import Piece
 
-__all__ = ["BACKENDS", "SynthOptions", "WRITABLE"]
+__all__ = ["DEFAULT_VOICE", "SynthOptions", "WRITABLE"]
 
 WRITABLE = (".wav", ".flac", ".ogg", ".mp3")
-BACKENDS = ("process", "thread", "ray")
+DEFAULT_VOICE = "piper:en_US-joe-medium"
 
 # (low, high, low included) for each number a user can give. Beyond these a value is a typo or an
 # attack, not a reading: a 1e12-second pause once asked numpy for 78 PiB; NaN slipped through every check.
@@ -40,8 +42,23 @@ def _check_number(name: str, value: Any) -> None:
 
 @dataclass
 class SynthOptions:
-    """How text is spoken and written; see ``voxmill synth --help``. Scales None: the voice's own defaults."""
+    """What is spoken and how; see ``voxmill synth --help``. Scales None: the voice's own defaults.
 
+    The text is ``text``, or the contents of the file ``input`` (UTF-8, read in bounded blocks).
+    ``run``: workers, backend, ... (the engine's :class:`RunOptions`); ``auto`` backend is ``thread``:
+    one process whose workers share one voice (onnxruntime runs without the GIL), and ``auto``
+    threads per worker is 1 (fastest per core, and the audio does not depend on the worker count).
+    """
+
+    text: str | None = None
+    input: Path | None = None
+    """A .txt or .md file to speak (instead of ``text``); the output may never overwrite it."""
+    output: Path = Path("speech.wav")
+    """OUT.wav/.flac/.ogg/.mp3, or a folder (no suffix, or ``chapters``): one file per chapter."""
+    voice: str | Path = DEFAULT_VOICE
+    """``piper:NAME``, ``NAME`` or a path to ``X.onnx`` (next to ``X.onnx.json``)."""
+    voices_dir: Path | None = None
+    """Where voices are looked for besides installed packages; None: VOXMILL_VOICES_DIR or the default."""
     speaker: int | str | None = None
     """Speaker id or name, for multi-speaker voices."""
     length_scale: float | None = None
@@ -71,22 +88,35 @@ class SynthOptions:
     """Chapters whose text, voice and parameters are unchanged are not synthesized again."""
     overwrite: bool = False
     """An output folder an earlier run left is replaced (only the files that run wrote are removed)."""
-    workers: int | str = "auto"
-    backend: str = "thread"
-    ray_address: str | None = None  # backend "ray": the cluster to join; None starts a local Ray
-    """thread: one process, the voice loaded once and shared by the workers (onnxruntime runs without
-    the GIL); process: a voice per worker process."""
-    progress: bool | None = None
+    run: RunOptions = field(default_factory=RunOptions)
 
     def validate(self) -> None:
         """ConfigError naming the first option whose value is out of range (NaN, infinite, absurd)."""
-        RunOptions(self.workers, self.backend, self.ray_address, progress=self.progress).validate(BACKENDS)
+        self.run.validate()
+        if self.text is not None and self.input is not None:
+            raise errors.ConfigError("give the text or an input file, not both")
         for name in _RANGES:
             value = getattr(self, name)
             if value is not None:
                 _check_number(name, value)
         if self.chapter_format.lower() not in WRITABLE:
             raise errors.ConfigError(f"chapter format {self.chapter_format}: use one of {', '.join(WRITABLE)}")
+
+    def read_text(self) -> tuple[str, bool]:
+        """(the text to speak, whether it is markdown)."""
+        if self.input is not None:
+            body = read_text_file(Path(self.input))
+            markdown = Path(self.input).suffix.lower() in MARKDOWN_SUFFIXES
+        elif self.text is not None:
+            body, markdown = self.text, False
+        else:
+            raise errors.ConfigError("no text: give it as an argument, or -i FILE (-i - for stdin)")
+        return body, markdown if self.markdown is None else self.markdown
+
+    def engine_run(self) -> RunOptions:
+        """The run options the pool gets: synth's own choices for ``auto`` (see the class docstring)."""
+        threads = 1 if self.run.threads_per_worker == "auto" else self.run.threads_per_worker
+        return replace(self.run, backend=self.run.backend_or("thread"), threads_per_worker=threads)
 
     def pause(self, piece: Piece) -> float:
         """Seconds of silence after ``piece``."""

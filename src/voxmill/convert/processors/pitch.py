@@ -37,6 +37,7 @@ class PitchShift(Processor):
 
     name: ClassVar[str] = "pitch"
     releases_gil: ClassVar[bool] = True
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("pyworld", "voice"),)
 
     def __post_init__(self) -> None:
         check_range("semitones", self.semitones, -24, 24)

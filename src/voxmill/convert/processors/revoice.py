@@ -3,12 +3,16 @@
 Each chunk (cut in pauses, so words are not split) is transcribed, spoken by the voice, and the
 speech is fitted to where the chunk's own speech was (Piper's length_scale), so the timing of the
 recording is kept. English only: the ASR model is tiny.en.
+
+Both models are resolved once, in the parent (:meth:`Revoice.resolve`, from the run's voices folder):
+an unknown voice is a usage error before any work, and the workers lease the resolved specs from
+``ctx.models`` without a registry of their own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -16,7 +20,9 @@ from voxmill import errors
 from voxmill.audio import resample
 from voxmill.convert.processors.base import ChunkAudio, Processor, check_range
 from voxmill.engine import WorkerContext
-from voxmill.models.registry import Registry
+
+if TYPE_CHECKING:
+    from voxmill.models import ModelSpec, Registry
 
 __all__ = ["Revoice"]
 
@@ -41,25 +47,34 @@ class Revoice(Processor):
     asr: str = "tiny.en"
     noise_scale: float = 0.667
     noise_w: float = 0.8
+    # Resolved in the parent (resolve), pickled to the workers with the processor: not options.
+    voice_model: ModelSpec | None = field(default=None, init=False, repr=False, compare=False)
+    asr_model: ModelSpec | None = field(default=None, init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "revoice"
     releases_gil: ClassVar[bool] = True  # onnxruntime and CTranslate2 run without the GIL
     channels: ClassVar[str] = "mono"  # one voice speaks again: there is one channel to say it in
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("faster_whisper", "asr"),)
 
     def __post_init__(self) -> None:
         check_range("noise_scale", self.noise_scale, 0, 2)
         check_range("noise_w", self.noise_w, 0, 2)
+
+    def resolve(self, registry: Registry) -> None:
         # An unknown voice or ASR model is a usage error found now, not a failure of every chunk
         # (which kept each chunk's original audio and exited 0).
-        registry = Registry()
-        for model in (f"piper:{self.voice}", f"whisper:{self.asr}"):
-            try:
-                registry.get(model)
-            except errors.ModelNotFound as exc:
-                raise ValueError(str(exc)) from None
+        try:
+            self.voice_model = registry.resolve(self.voice, kind="piper")
+            self.asr_model = registry.resolve(self.asr, kind="whisper")
+        except errors.ModelError as exc:
+            raise errors.ConfigError(f"--processor revoice: {exc}") from None
 
     def setup(self, ctx: WorkerContext) -> None:
+        if self.voice_model is None or self.asr_model is None:
+            raise RuntimeError("Revoice.resolve(registry) must run (in the parent) before the workers start")
         self._models = ctx.models
+        self._asr: ModelSpec = self.asr_model
+        self._voice: ModelSpec = self.voice_model
 
     def _speak(self, voice: Any, text: str, length_scale: float) -> tuple[np.ndarray, int]:
         from piper import SynthesisConfig
@@ -78,12 +93,12 @@ class Revoice(Processor):
         silence = np.zeros(chunk.samples.shape[0], np.float32)
         if span is None:
             return silence, sr
-        with self._models.lease(f"whisper:{self.asr}") as model:
+        with self._models.lease(self._asr) as model:
             segments, _ = model.transcribe(resample(core, sr, 16000), language="en", beam_size=1)
             text = " ".join(s.text.strip() for s in segments).strip()
         if not text:
             return silence, sr
-        with self._models.lease(f"piper:{self.voice}") as voice:
+        with self._models.lease(self._voice) as voice:
             spoken, rate = self._speak(voice, text, 1.0)
             target = (span[1] - span[0]) / sr
             if spoken.size and target > 0:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import traceback
 from collections import deque
 
-from voxmill.engine.backends.base import Backend, Job, JobResult, run_job, setup_failed
+from voxmill.engine.backends.base import Backend, Job, JobResult, TaskHost
 from voxmill.engine.task import Task
 
 
@@ -13,15 +12,11 @@ class SerialBackend(Backend):
     """No parallelism and no per-item timeout (nothing could interrupt the item)."""
 
     name = "serial"
+    shares_models = True
 
     def start(self, task: Task) -> None:
-        self._task = task
         self._queue: deque[Job] = deque()
-        self._setup_error: tuple[BaseException, str] | None = None
-        try:
-            task.setup(self.context(0))
-        except Exception as exc:
-            self._setup_error = (exc, traceback.format_exc())
+        self._host = TaskHost(lambda: task, self.context(0))
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)
@@ -29,12 +24,11 @@ class SerialBackend(Backend):
     def poll(self, timeout: float | None) -> list[JobResult]:
         if not self._queue:
             return []
-        job = self._queue.popleft()
-        if self._setup_error is not None:
-            return [setup_failed(job, *self._setup_error)]
-        return [run_job(self._task, job)]
+        return [self._host.run(self._queue.popleft())]
 
     def close(self, cancel: bool = False) -> None:
+        if not hasattr(self, "_host"):
+            return
         self._queue.clear()
-        if self._setup_error is None:
-            self._task.teardown()
+        self._host.teardown()
+        self.close_models()

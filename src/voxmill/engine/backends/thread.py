@@ -1,22 +1,21 @@
 """Worker threads in this process: for work that releases the GIL (C extensions, I/O).
 
-Each thread gets its own copy of the task (and so its own models from ``setup``). A thread cannot be
-killed, so an item past its timeout is reported Failed at once, its thread is retired (it exits when
-the item finally returns, and its late result is discarded) and a fresh thread takes its place.
+Each thread gets its own copy of the task; all share one model manager (``ctx.models``), so a model
+is loaded once and its session runs the threads' calls concurrently. A thread cannot be killed, so an
+item past its timeout is reported Failed at once, its thread is retired (it exits when the item
+finally returns, and its late result is discarded) and a fresh thread takes its place.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import queue
 import threading
 import time
-import traceback
 
-from voxmill.engine.backends.base import Backend, Job, JobResult, run_job, setup_failed
-from voxmill.engine.outcome import Failed
+from voxmill.engine.backends.base import Backend, Job, JobResult, TaskHost, timeout_failure
 from voxmill.engine.task import Task
-from voxmill.errors import Reason
 
 
 class _Worker:
@@ -29,6 +28,7 @@ class _Worker:
 
 class ThreadBackend(Backend):
     name = "thread"
+    shares_models = True
 
     def start(self, task: Task) -> None:
         self._task = task
@@ -46,30 +46,24 @@ class ThreadBackend(Backend):
         worker.thread.start()
 
     def _run(self, worker: _Worker) -> None:
-        task = copy.deepcopy(self._task)
-        setup_error: tuple[BaseException, str] | None = None
-        try:
-            task.setup(self.context(worker.index))
-        except Exception as exc:
-            setup_error = (exc, traceback.format_exc())
+        host = TaskHost(functools.partial(copy.deepcopy, self._task), self.context(worker.index))
         while not worker.retired.is_set():
             job = self._inbox.get()
             if job is None:
                 break
             with self._lock:
                 worker.current = (job.seq, time.monotonic())
-            result = setup_failed(job, *setup_error) if setup_error else run_job(task, job)
+            result = host.run(job)
             with self._lock:
                 worker.current = None
                 if job.seq in self._abandoned:
                     self._abandoned.discard(job.seq)
                     continue
             self._outbox.put(result)
-        if setup_error is None:
-            task.teardown()
+        host.teardown()
 
     def submit(self, job: Job) -> None:
-        # Threads (each with its own copy of the task and its models) start as items arrive.
+        # Threads (each with its own copy of the task) start as items arrive.
         self._submitted += 1
         with self._lock:
             if len(self._workers) < min(self.plan.workers, self._submitted):
@@ -89,8 +83,7 @@ class ThreadBackend(Backend):
                     worker.retired.set()
                     worker.current = None
                     self._workers.remove(worker)
-                    message = f"timeout: item took longer than {self.timeout:g}s"
-                    results.append(JobResult(seq, Failed("Timeout", message, code=Reason.TIMEOUT), self.timeout))
+                    results.append(JobResult(seq, timeout_failure(self.timeout), self.timeout))
                     self._spawn(worker.index)
         return results
 
@@ -109,6 +102,8 @@ class ThreadBackend(Backend):
         return results + self._overdue()
 
     def close(self, cancel: bool = False) -> None:
+        if not hasattr(self, "_workers"):
+            return
         if cancel:
             try:
                 while True:
@@ -122,3 +117,4 @@ class ThreadBackend(Backend):
         for worker in self._workers:
             if worker.thread is not None:
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
+        self.close_models()  # a thread still in an item keeps what it leased: only idle models go

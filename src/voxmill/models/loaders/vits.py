@@ -58,14 +58,29 @@ def conv1d_as_conv2d(model: Any) -> Any:
     weights = {init.name: init for init in graph.initializer}
     axis = "voxmill_axis2"
     graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), axis))
+    convs = ("Conv", "ConvTranspose")
+    # torch's exporter stores identical weights once and hands the copies out through Identity nodes
+    # (an untrained model's zero-initialised flow layers, say): follow them to the one initializer,
+    # reshape it once, and rewrite every convolution that uses it, unless something else uses it too.
+    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    elsewhere = {
+        alias.get(name, name)
+        for n in graph.node
+        if n.op_type != "Identity"
+        for k, name in enumerate(n.input)
+        if not (n.op_type in convs and k == 1)
+    }
     nodes = []
+    reshaped: set[str] = set()
     for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type in ("Conv", "ConvTranspose") else None
-        if weight is None or len(weight.dims) != 3:
+        weight = weights.get(alias.get(node.input[1], node.input[1])) if node.op_type in convs else None
+        if weight is None or weight.name in elsewhere or (len(weight.dims) != 3 and weight.name not in reshaped):
             nodes.append(node)
             continue
-        array = numpy_helper.to_array(weight)
-        weight.CopyFrom(numpy_helper.from_array(array[:, :, None, :], weight.name))
+        if weight.name not in reshaped:
+            array = numpy_helper.to_array(weight)
+            weight.CopyFrom(numpy_helper.from_array(array[:, :, None, :], weight.name))
+            reshaped.add(weight.name)
         for attr in node.attribute:
             if attr.type != AttributeProto.INTS:
                 continue
@@ -119,9 +134,23 @@ def split_vits(model: Any) -> VitsParts | None:
     if first_conv is None or first_conv.input[0] not in boundary:
         return None
     weights = {init.name: init for init in graph.initializer}
-    weight = weights.get(first_conv.input[1])
+    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    weight = weights.get(alias.get(first_conv.input[1], first_conv.input[1]))
     if weight is None or len(weight.dims) != 3:
         return None
+    typed = {v.name for v in (*graph.value_info, *graph.input, *graph.output)}
+    if any(name not in typed for name in boundary):
+        # The Extractor needs the boundary's types. torch's exporter of today writes no value_info, and
+        # onnx >= 1.19's Extractor no longer infers them itself: infer them here (piper's older exports
+        # carried them, which is why those split and a fresh piper-train export did not).
+        from onnx.shape_inference import infer_shapes
+
+        model = infer_shapes(model)
+        graph = model.graph
+        typed = {v.name for v in (*graph.value_info, *graph.input, *graph.output)}
+        untyped = [name for name in boundary if name not in typed]
+        if untyped:
+            raise ValueError(f"shape inference gives no type for the decoder's input {', '.join(untyped)}")
     extractor = Extractor(model)
     return VitsParts(
         encoder=extractor.extract_model([i.name for i in graph.input], boundary),
@@ -192,7 +221,7 @@ def _zeros_like(arg: Any) -> np.ndarray:
 
 
 # Bump when the rewrite changes, so caches made by an older voxmill are not used.
-REWRITE_VERSION = 2
+REWRITE_VERSION = 3
 
 
 def cache_root() -> Path:
@@ -211,18 +240,26 @@ def split_folder(path: Path) -> Path:
 
 def write_split(path: Path, folder: Path) -> None:
     """Split ``path`` into ``folder`` (``split.json`` + encoder.onnx + decoder.onnx), atomically: a
-    temporary folder renamed into place, so a reader sees all of it or nothing."""
+    temporary folder renamed into place, so a reader sees all of it or nothing.
+
+    A split is kept only if it speaks the samples of the plain graph (``_verify``). A model the rewrite
+    does not understand is recorded as ``{"vits": false, "reason": ...}``: it then runs as one session,
+    the reason is logged once and shown by ``voxmill models status`` and ``voxmill doctor``, and the
+    split is not tried again for that file. Only an unwritable cache fails (and is retried next time).
+    """
     import onnx
 
-    parts = split_vits(onnx.load(str(path)))
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        meta: dict[str, Any] = {"vits": parts is not None}
-        if parts is not None:
-            onnx.save(conv1d_as_conv2d(parts.encoder), str(temporary / "encoder.onnx"))
-            onnx.save(conv1d_as_conv2d(parts.decoder), str(temporary / "decoder.onnx"))
-            meta |= {"latent": parts.latent, "channels": parts.channels}
+        try:
+            meta = _split_into(onnx.load(str(path)), path, temporary)
+        except (OSError, MemoryError):
+            raise
+        except Exception as exc:  # onnx and onnxruntime raise their own types for a graph they reject
+            for part in ("encoder.onnx", "decoder.onnx"):
+                (temporary / part).unlink(missing_ok=True)
+            meta = {"vits": False, "reason": _one_line(exc)}
         (temporary / "split.json").write_text(json.dumps(meta), encoding="utf-8")
         try:
             temporary.rename(folder)
@@ -231,6 +268,84 @@ def write_split(path: Path, folder: Path) -> None:
                 raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _split_into(model: Any, path: Path, folder: Path) -> dict[str, Any]:
+    import onnx
+
+    parts = split_vits(model)
+    if parts is None:
+        return {"vits": False}
+    del model  # ~60 MB of protobuf: the parts are copies
+    onnx.save(conv1d_as_conv2d(parts.encoder), str(folder / "encoder.onnx"))
+    onnx.save(conv1d_as_conv2d(parts.decoder), str(folder / "decoder.onnx"))
+    meta = {"vits": True, "latent": parts.latent, "channels": parts.channels}
+    _verify(path, folder, meta)
+    return meta
+
+
+# Phoneme ids for the check: any Piper voice has at least this many symbols.
+VERIFY_PHONEMES = 160
+VERIFY_TOLERANCE = 1e-4  # float rounding of 2-D vs 1-D kernels is ~3e-7
+
+
+def _verify(path: Path, folder: Path, meta: dict[str, Any]) -> None:
+    """Speak one deterministic utterance through the plain graph and through the split; ValueError if
+    they differ. Skipped for a model without Piper's inputs (the probe in WindowedVits still runs)."""
+    import onnxruntime
+
+    from voxmill.models.devices import session_options
+
+    providers = ["CPUExecutionProvider"]
+    plain = onnxruntime.InferenceSession(str(path), session_options(1), providers=providers)
+    names = {i.name for i in plain.get_inputs()}
+    if not {"input", "input_lengths", "scales"} <= names <= {"input", "input_lengths", "scales", "sid"}:
+        return
+    ids = np.random.default_rng(0).integers(1, 40, size=(1, VERIFY_PHONEMES)).astype(np.int64)
+    feeds = {"input": ids, "input_lengths": np.array([ids.shape[1]], np.int64),
+             "scales": np.array([0.0, 1.0, 0.0], np.float32)}  # fmt: skip
+    if "sid" in names:
+        feeds["sid"] = np.array([0], np.int64)
+    expected = np.asarray(plain.run(None, feeds)[0]).reshape(-1)
+    del plain
+    split = WindowedVits(
+        onnxruntime.InferenceSession(str(folder / "encoder.onnx"), session_options(1), providers=providers),
+        onnxruntime.InferenceSession(str(folder / "decoder.onnx"), session_options(1), providers=providers),
+        meta["latent"],
+        int(meta["channels"]),
+    )
+    got = split.run(None, feeds)[0].reshape(-1)
+    if got.shape != expected.shape:
+        raise ValueError(f"the split speaks {got.size} samples where the voice speaks {expected.size}")
+    worst = float(np.abs(got - expected).max()) if got.size else 0.0
+    if not worst <= VERIFY_TOLERANCE:
+        raise ValueError(f"the split's samples differ from the voice's by up to {worst:.2g}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def split_note(path: Path) -> str | None:
+    """Why ``path`` runs as one session instead of split, if its split was tried and failed; else None."""
+    try:
+        meta = json.loads((split_folder(path) / "split.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    reason = meta.get("reason") if isinstance(meta, dict) else None
+    return f"runs as one session: {reason}" if reason else None
+
+
+# Each voice's fallback is logged once per process, not once per worker thread or per reload.
+_logged: set[str] = set()
+
+
+def _log_once(path: Path, level: int, message: str, *args: Any) -> None:
+    key = f"{path}|{message}"
+    if key not in _logged:
+        _logged.add(key)
+        log.log(level, message, *args)
 
 
 def load_vits(path: Path, options: Any, providers: list[Any], window: int = DEFAULT_WINDOW) -> Any:
@@ -251,11 +366,17 @@ def load_vits(path: Path, options: Any, providers: list[Any], window: int = DEFA
         )
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            log.warning("%s: cannot split the voice (%s); it runs as one session", path.name, reason)
+            _log_once(
+                path, logging.WARNING, "%s: cannot split the voice (%s); it runs as one session", path.name, reason
+            )
             return onnxruntime.InferenceSession(str(path), options, providers=providers)
     meta = json.loads((folder / "split.json").read_text(encoding="utf-8"))
     if not meta["vits"]:
-        log.info("%s: not a VITS export, runs as one session", path.name)
+        if meta.get("reason"):
+            _log_once(path, logging.WARNING, "%s: cannot split the voice (%s); it runs as one session",
+                      path.name, meta["reason"])  # fmt: skip
+        else:
+            _log_once(path, logging.INFO, "%s: not a VITS export, runs as one session", path.name)
         return onnxruntime.InferenceSession(str(path), options, providers=providers)
     decoder = onnxruntime.InferenceSession(str(folder / "decoder.onnx"), options, providers=providers)
     # onnxruntime's memory planner takes 0.85 of the encoder's 1.15 s load (2,458 nodes); without it

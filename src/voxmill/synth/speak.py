@@ -1,0 +1,85 @@
+"""Pieces of text spoken in parallel, in order: the one Pool of a synth run and the chunks it yields."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxmill.engine import Ok, Pool, ThreadPlan
+from voxmill.models import ModelSpec
+from voxmill.synth.options import SynthOptions
+from voxmill.synth.task import SpeakItem, SpeakTask, Speech
+from voxmill.synth.voice import speaker_id, voice_config
+from voxmill.text.split import Piece
+
+__all__ = ["AudioChunk", "Speaker"]
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One piece of text spoken: ``samples`` (float32, the voice's level) then ``pause`` seconds of silence."""
+
+    samples: np.ndarray
+    sample_rate: int
+    text: str
+    chapter: int
+    paragraph: int
+    sentence: int
+    pause: float
+
+    def with_pause(self) -> np.ndarray:
+        return np.concatenate([self.samples, np.zeros(round(self.pause * self.sample_rate), np.float32)])
+
+
+def _task(spec: ModelSpec, opts: SynthOptions) -> SpeakTask:
+    config = voice_config(spec)
+    return SpeakTask(
+        spec,
+        config.length_scale if opts.length_scale is None else opts.length_scale,
+        config.noise_scale if opts.noise_scale is None else opts.noise_scale,
+        config.noise_w if opts.noise_w is None else opts.noise_w,
+        speaker_id(spec, opts.speaker),
+    )
+
+
+class Speaker:
+    """Speaks the pieces of chapters with one voice on one :class:`Pool` (built once per run).
+
+    A piece that failed yields a chunk without samples and is listed in ``failures``; ``spoken``
+    counts the pieces spoken; ``plan`` is the pool's worker plan (None until something was spoken).
+    """
+
+    def __init__(self, spec: ModelSpec, opts: SynthOptions) -> None:
+        self.sample_rate = voice_config(spec).sample_rate
+        self.failures: list[str] = []
+        self.spoken = 0
+        self._opts = opts
+        self._task = _task(spec, opts)
+        self._pool = Pool.from_options(opts.engine_run(), description="speaking")
+
+    @property
+    def plan(self) -> ThreadPlan | None:
+        return self._pool.plan if self.spoken else None
+
+    def chunks(
+        self, pieces: Sequence[Sequence[Piece]], skip: set[int] | frozenset[int] = frozenset()
+    ) -> Iterator[AudioChunk]:
+        """AudioChunks of every chapter not in ``skip``, in order."""
+        items = [SpeakItem(c, i, piece.text) for c, chapter in enumerate(pieces) if c not in skip
+                 for i, piece in enumerate(chapter)]  # fmt: skip
+        if not items:
+            return
+        for outcome in self._pool.imap(self._task, items):
+            item: SpeakItem = outcome.item
+            piece = pieces[item.chapter][item.index]
+            result = outcome.result
+            self.spoken += 1
+            if isinstance(result, Ok) and isinstance(result.value, Speech):
+                samples = result.value.audio.take()
+            else:
+                self.failures.append(f"chapter {item.chapter + 1}, {piece.text[:50]!r}: {result}")
+                samples = np.zeros(0, np.float32)
+            yield AudioChunk(samples, self.sample_rate, piece.text, item.chapter, piece.paragraph, piece.sentence,
+                             self._opts.pause(piece))  # fmt: skip
