@@ -86,11 +86,11 @@ def test_settings_reach_synth_and_the_plan_is_reported(clean_env: Path) -> None:
     out = str(clean_env / "a.wav")
     done = voxmill("synth", "The wheel turned. Water ran.", "-o", out, cwd=clean_env)
     assert done.returncode == 0, done.stderr
-    assert "speaking: 1 process worker x 1 thread" in done.stderr, done.stderr
+    assert "ran on 1 process worker x 1 thread" in done.stderr, done.stderr
     done = voxmill("synth", "The wheel turned. Water ran.", "-o", out, "--backend", "serial", cwd=clean_env,
                    env={"VOXMILL_WORKERS": "2"})  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "speaking: 2 serial workers x 1 thread" in done.stderr, done.stderr
+    assert "ran on 1 serial worker x 1 thread" in done.stderr, done.stderr
     bad = voxmill("synth", "Hello.", "-o", out, cwd=clean_env, env={"VOXMILL_BACKEND": "warp"})
     no_traceback(bad)
     assert bad.returncode == 2 and "VOXMILL_BACKEND" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from voxmill.cli.common import (
     TimeoutFlag,
     WorkersFlag,
     console,
-    err_console,
+    print_plan,
     run_options,
 )
 from voxmill.corpus.sources import FORMATS
@@ -119,8 +119,7 @@ def check(
         run=run_opts,
     )
     result = run(opts)
-    if result.plan is not None:
-        err_console.print(f"ran on {result.plan.describe()}", markup=False, highlight=False)
+    print_plan(result.plan)
     if json_out:
         sys.stdout.write(result.to_json())
     else:

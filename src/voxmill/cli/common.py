@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from voxmill.config import Settings
-from voxmill.engine import RunOptions
+from voxmill.engine import RunOptions, ThreadPlan
 
 # Piped output is not cut to 80 columns: a table that lands in a file should keep whole paths.
 # Markup and emoji codes are off by default: ids, texts, paths and messages are user data, and a
@@ -89,13 +89,7 @@ def run_options(
     )
 
 
-# TEMPORARY (issue 18 in progress): the old per-command helpers, until every command uses run_options.
-def backend_value(backend: str, ray_address: str | None) -> str:
-    return "ray" if ray_address else backend
-
-
-def workers_value(ctx: typer.Context, value: str) -> int | str:
-    from voxmill.engine import parse_workers
-
-    workers = parse_workers(value)
-    return state(ctx).settings.workers if workers == "auto" else workers
+def print_plan(plan: ThreadPlan | None) -> None:
+    """The plan a run used ("ran on 2 process workers x 1 thread"), on stderr: every batch command says it."""
+    if plan is not None:
+        err_console.print(f"ran on {plan.describe()}", markup=False, highlight=False)

@@ -16,6 +16,7 @@ from voxmill.cli.common import (
     WorkersFlag,
     console,
     err_console,
+    print_plan,
     run_options,
     state,
 )
@@ -150,8 +151,7 @@ def convert(
             _report(file.converted)
         elif file.failed is not None:
             err_console.print(f"voxmill: error: {file.failed.message}", markup=False, highlight=False)
-    if result.plan is not None:
-        err_console.print(f"ran on {result.plan.describe()}", markup=False, highlight=False)
+    print_plan(result.plan)
     failed = [f.failed.code for f in result.files if f.failed is not None]
     # Unreadable input, an unusable output, options the input cannot take: usage errors (2), as a
     # single-input run reports them; a chunk failed with --strict: a failed item (1).

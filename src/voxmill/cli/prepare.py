@@ -17,6 +17,7 @@ from voxmill.cli.common import (
     WorkersFlag,
     console,
     err_console,
+    print_plan,
     run_options,
 )
 from voxmill.corpus import FORMATS, check_label
@@ -137,8 +138,8 @@ def prepare(
         err_console.print(f"read {layout}", highlight=False)
     if result.unchanged:
         err_console.print(f"nothing to do: {out} holds a finished run of the same rows and options", highlight=False)
-    elif result.plan is not None:
-        err_console.print(f"ran on {result.plan.describe()}", highlight=False)
+    else:
+        print_plan(result.plan)
     s = result.stats
     table = Table(title=f"prepared {out}", box=None, header_style="bold")
     table.add_column("outcome")

@@ -16,6 +16,7 @@ from voxmill.cli.common import (
     WorkersFlag,
     console,
     err_console,
+    print_plan,
     run_options,
     state,
 )
@@ -128,7 +129,6 @@ def synth(
         + f"{lufs}, {result.voice}",
         markup=False, highlight=False,
     )  # fmt: skip
-    if result.plan is not None:
-        err_console.print(f"speaking: {result.plan.describe()}", markup=False, highlight=False)
+    print_plan(result.plan)
     for note in result.notes:  # never hidden by --quiet: each says the audio is not what was asked for
         err_console.print(f"warning: {note.message}", markup=False, highlight=False)

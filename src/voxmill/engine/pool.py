@@ -100,7 +100,9 @@ class Pool:
             connect(self.address, usable_cores())
             threads = self.threads_per_worker if isinstance(self.threads_per_worker, int) else 1
             return plan(max(1, cluster_cpus() // threads), threads, items=total, local=False, backend="ray")
-        return plan(self.workers, self.threads_per_worker, items=total, local=local, backend=self.backend)
+        # Serial runs every item in the calling thread: one worker, whatever was asked.
+        workers = 1 if self.backend == "serial" else self.workers
+        return plan(workers, self.threads_per_worker, items=total, local=local, backend=self.backend)
 
     def imap(
         self,

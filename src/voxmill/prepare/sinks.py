@@ -11,6 +11,7 @@ from typing import Any
 from voxmill import errors
 from voxmill.audio.io import atomic_path
 from voxmill.corpus import RESERVED_LABELS, join_fields
+from voxmill.models.voice_config import DEFAULT_LENGTH_SCALE, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_W
 from voxmill.prepare.steps import Clip
 
 __all__ = ["OUTPUT_FORMATS", "hf_files", "place_wavs", "write_hf", "write_nemo", "write_piper", "write_text"]
@@ -84,7 +85,11 @@ def write_piper(train: list[Clip], val: list[Clip], out: Path, sample_rate: int,
         "num_symbols": max(i for ids in DEFAULT_PHONEME_ID_MAP.values() for i in ids) + 1,
         "num_speakers": max(1, len(speakers)),
         "speaker_id_map": {s: i for i, s in enumerate(speakers)},
-        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "inference": {
+            "noise_scale": DEFAULT_NOISE_SCALE,
+            "length_scale": DEFAULT_LENGTH_SCALE,
+            "noise_w": DEFAULT_NOISE_W,
+        },
         "piper_version": "1.0.0",
     }
     write_text(out / "config.json", json.dumps(config, ensure_ascii=False, indent=2) + "\n")

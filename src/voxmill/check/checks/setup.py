@@ -7,6 +7,7 @@ from typing import Any
 
 from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding
+from voxmill.models.voice_config import DEFAULT_LENGTH_SCALE, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_W
 
 __all__ = ["run"]
 
@@ -130,7 +131,10 @@ def _config(data: CheckData) -> list[Finding]:
         if value is not None and (not isinstance(value, int | float) or not low <= value <= high):
             odd.append(f"{key} = {value} (expected {low:g}..{high:g})")
     if odd:
-        hint = "Piper's defaults: noise_scale 0.667, length_scale 1.0, noise_w 0.8"
+        hint = (
+            f"Piper's defaults: noise_scale {DEFAULT_NOISE_SCALE:g}, length_scale {DEFAULT_LENGTH_SCALE:g}, "
+            f"noise_w {DEFAULT_NOISE_W:g}"
+        )
         out.append(finding("config.inference", Severity.WARN, f"{len(odd)} inference settings out of range", odd, hint))
     else:
         out.append(finding("config.inference", Severity.PASS, "inference settings in range"))

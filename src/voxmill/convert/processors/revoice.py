@@ -20,6 +20,7 @@ from voxmill import errors
 from voxmill.audio import resample
 from voxmill.convert.processors.base import ChunkAudio, Processor, check_range
 from voxmill.engine import WorkerContext
+from voxmill.models.voice_config import DEFAULT_NOISE_SCALE, DEFAULT_NOISE_W
 
 if TYPE_CHECKING:
     from voxmill.models import ModelSpec, Registry
@@ -45,8 +46,8 @@ class Revoice(Processor):
 
     voice: str = "en_US-joe-medium"
     asr: str = "tiny.en"
-    noise_scale: float = 0.667
-    noise_w: float = 0.8
+    noise_scale: float = DEFAULT_NOISE_SCALE
+    noise_w: float = DEFAULT_NOISE_W
     # Resolved in the parent (resolve), pickled to the workers with the processor: not options.
     voice_model: ModelSpec | None = field(default=None, init=False, repr=False, compare=False)
     asr_model: ModelSpec | None = field(default=None, init=False, repr=False, compare=False)
