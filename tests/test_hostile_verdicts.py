@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 
 def _check_report(dataset, **options):  # type: ignore[no-untyped-def]
     """``voxmill.check.run`` in this process (serial backend: no worker start-up per test)."""
@@ -115,3 +119,26 @@ def test_prepare_top_reasons_group_by_kind_with_examples(tmp_path, short_speech)
     assert stats["reason_examples"]["failed"]["truncated audio"] == ["bad0", "bad1", "bad2"]
     assert "truncated audio (5: bad0, bad1, bad2, ...)" in " ".join(done.stdout.split())
     assert "bad3.wav" not in done.stdout  # one group, not a file path per line
+
+
+def test_cli_an_unexpected_os_error_is_one_line_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A full disk mid-run is the system's "no", not a voxmill bug: one line naming the file, exit 1.
+    import errno
+
+    import voxmill.cli.prepare
+    from voxmill.cli.main import main
+
+    def full_disk(_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "wavs" / "a.wav"))
+
+    monkeypatch.setattr(voxmill.cli.prepare, "run", full_disk)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "metadata.csv").write_text("a|hello\n", encoding="utf-8")
+    code = main(["prepare", str(tmp_path / "corpus"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"voxmill: error: [Errno 28] No space left on device: '{tmp_path}/out/wavs/a.wav'"
+    ]

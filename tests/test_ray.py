@@ -184,10 +184,12 @@ def test_arrays_travel_through_the_object_store_not_dev_shm() -> None:
 
 def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from voxmill.engine.backends import ray as ray_backend
+    from voxmill.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra sees
-    with pytest.raises(ConfigError, match=r"voxmill\[ray\]"):
+    with pytest.raises(MissingExtraError, match=r"voxmill\[ray\]") as raised:
         ray_backend.connect(None, 1)
+    assert raised.value.extra == "ray"
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -278,3 +280,18 @@ def test_prepare_on_a_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
     finally:
         _stop_cluster(starters, temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_an_unreachable_cluster_is_a_config_error_in_seconds() -> None:
+    # Ray itself retries an unreachable head for minutes; voxmill asks the port once first.
+    from voxmill.engine.backends import ray as ray_backend
+
+    with socket.socket() as sock:  # a port nothing listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        start = time.monotonic()
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            with pytest.raises(ConfigError, match="cannot reach a Ray cluster"):
+                ray_backend._probe(address)
+    assert time.monotonic() - start < 10
+    ray_backend._probe("auto")  # Ray's to find: no probe

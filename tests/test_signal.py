@@ -168,3 +168,16 @@ def test_multichannel_chunks_cut_like_their_mix(speech: Audio) -> None:
     two, one = list(slice_blocks(blocks, opts)), list(slice_blocks(mono, opts))
     assert [(c.start, c.end, c.forced_end) for c in two] == [(c.start, c.end, c.forced_end) for c in one]
     assert all(c.samples.shape[1] == 2 for c in two) and two[-1].end == x.shape[0]
+
+
+def test_limiter_survives_absurd_plugin_samples() -> None:
+    # A plug-in processor may return 1e30: the gain underflows to 0, and the report must not fail on log10(0).
+    import numpy as np
+
+    from voxmill.audio.limiter import PeakLimiter
+
+    limiter = PeakLimiter(22050, ceiling_db=-1.0)
+    block = np.full(22050, 1e30, dtype=np.float32)
+    out = np.concatenate([*limiter.push(block), *limiter.flush()])
+    assert out.shape == (22050,) and np.isfinite(out).all() and np.abs(out).max() <= 10 ** (-1 / 20) + 1e-6
+    assert np.isfinite(limiter.max_reduction_db) and limiter.max_reduction_db > 100

@@ -124,6 +124,22 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _parse_device(value: Any) -> str:
+    """auto, cpu, cuda or cuda:N: what the engine's RunOptions and ``--device`` accept, from any source."""
+    text = str(value).strip().lower()
+    if text in DEVICES or re.fullmatch(r"cuda:[0-9]+", text, re.ASCII):
+        return text
+    raise ValueError(f"expected one of {', '.join(DEVICES)} (or cuda:N), got {value!r}")
+
+
+def _positive_size(value: Any) -> int:
+    """A budget: a size above 0 (0 is refused here, naming the key, not later by the run's check)."""
+    size = parse_size(value)
+    if size <= 0:
+        raise ValueError(f"expected a size above 0 like 4GB (or auto), got {value!r}")
+    return size
+
+
 def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def wrapped(value: Any) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "none")):
@@ -134,7 +150,8 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _parse_path(value: Any) -> Path:
-    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+    # A NUL makes every later os call on the path raise ValueError, far from the setting that caused it.
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip() or "\0" in str(value):
         raise ValueError(f"expected a path, got {value!r}")
     return Path(os.path.expandvars(str(value))).expanduser()
 
@@ -169,9 +186,9 @@ class Settings:
 
     workers: int | str = _setting("auto", parse_whole_or_auto, "worker processes, or 'auto' (usable cores)")
     backend: str = _setting("auto", _choice(*BACKENDS), "engine backend: auto, serial, thread, process, ray")
-    device: str = _setting("auto", _choice(*DEVICES), "where models run: auto, cpu or cuda")
-    budget: int | None = _setting(None, _optional(parse_size), "RAM budget for models in bytes (None: auto)")
-    gpu_budget: int | None = _setting(None, _optional(parse_size), "GPU memory budget per device in bytes")
+    device: str = _setting("auto", _parse_device, "where models run: auto, cpu, cuda or cuda:N")
+    budget: int | None = _setting(None, _optional(_positive_size), "RAM budget for models in bytes (None: auto)")
+    gpu_budget: int | None = _setting(None, _optional(_positive_size), "GPU memory budget per device in bytes")
     keep_alive: float = _setting(300.0, parse_duration, "seconds an idle model stays loaded")
     voices_dir: Path = _setting(default_voices_dir, _parse_path, "folder searched for Piper voices")
     debug: bool = _setting(False, _parse_bool, "show tracebacks and debug logs")

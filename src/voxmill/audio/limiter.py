@@ -109,7 +109,10 @@ class PeakLimiter:
         lowered = gain < 1.0
         if lowered.any():
             self.limited_frames += int(np.count_nonzero(lowered))
-            self.max_reduction_db = max(self.max_reduction_db, -20 * math.log10(float(gain.min())))
+            # A plug-in's absurd samples (1e30) need a gain that underflows to 0: report the floor of
+            # float32 rather than fail on log10(0).
+            floor = max(float(gain.min()), float(np.finfo(np.float32).tiny))
+            self.max_reduction_db = max(self.max_reduction_db, -20 * math.log10(floor))
         shaped = gain.astype(np.float32)
         out = x[:ready] * (shaped if x.ndim == 1 else shaped[:, None])
         self._needed = needed[ready : ready + self.history].copy()

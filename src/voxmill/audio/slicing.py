@@ -7,7 +7,14 @@ out as silent chunks of their own, which skip the processor.
 
 The limits that depend on each other (the shortest chunk and the search window at most the longest,
 the context at pauses at most the context at forced cuts, the crossfade at most the context both
-sides processed) are clamped here, in :meth:`SliceOptions.checked`, and nowhere else.
+sides processed, the context at most what fits in the search window) are clamped here, in
+:meth:`SliceOptions.checked`, and nowhere else.
+
+A chunk that begins or ends at a forced cut is never shorter than the longest crossfade there (twice
+``pad_seconds``) and a hop: the stitcher fades over ``[cut - half, cut + half)`` of both chunks, and
+a chunk shorter than its fades cannot be placed. Without that floor, a forced cut searched the whole
+chunk when the tail split shrank it to the search window, and picked a quiet hop 10 ms in: at
+another output rate (``convert --sample-rate 16000``) the stitcher then stopped with a ValueError.
 """
 
 from __future__ import annotations
@@ -88,11 +95,16 @@ class SliceOptions:
                 raise errors.ConfigError(f"{name} {value}: {what} must be between {low:g} and {high:g}")
         if not isinstance(self.tail_split, int) or isinstance(self.tail_split, bool):
             raise errors.ConfigError(f"tail_split {self.tail_split!r}: must be a whole number")
+        search = min(self.search_seconds, self.max_seconds)
+        # A forced chunk holds both its fades (2 x pad) and a hop; the shortest forced chunk is the
+        # search window (the tail split shrinks chunks to no less), so the context fits in it.
+        pad = min(self.pad_seconds, max(0.0, (search - hop_s) / 2))
         return dataclasses.replace(
             self,
             min_seconds=min(self.min_seconds, self.max_seconds),
-            search_seconds=min(self.search_seconds, self.max_seconds),
-            pause_pad_seconds=min(self.pause_pad_seconds, self.pad_seconds),
+            search_seconds=search,
+            pad_seconds=pad,
+            pause_pad_seconds=min(self.pause_pad_seconds, pad),
         )
 
     def crossfade_ms(self, requested_ms: float) -> float:
@@ -156,15 +168,25 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _decide(
-    buf: np.ndarray, sr: int, at_end: bool, opts: SliceOptions, longest: float, detector: SpeechDetector | None
+    buf: np.ndarray,
+    sr: int,
+    at_end: bool,
+    opts: SliceOptions,
+    longest: float,
+    detector: SpeechDetector | None,
+    forced_start: bool = False,
 ) -> tuple[int, bool, bool]:
     """(cut, silent, forced): where the chunk at the head of ``buf`` ends.
 
     ``buf`` holds at least ``max_seconds`` (more when context follows) unless ``at_end``.
+    ``forced_start``: the chunk begins at a forced cut, so it must hold that cut's fade.
     """
     hop = max(1, round(sr * opts.hop_ms / 1000))
     limit = min(buf.shape[0], round(longest * sr))
-    if at_end and buf.shape[0] <= limit:
+    # The fewest hops of a chunk beside a forced cut: both fades (at most 2 x pad) and a hop for rounding.
+    fade = math.ceil(2 * opts.pad_seconds * sr / hop) + 1
+    if at_end and buf.shape[0] <= limit + fade * hop:
+        # All of it, also a little past the limit: a forced cut would leave a last chunk shorter than its fade.
         quiet = _silent_hops(buf, sr, hop, opts, detector)
         return buf.shape[0], bool(quiet.size and quiet.all()), False
     window = buf[: limit + hop]  # one hop past the limit tells whether a pause goes on there
@@ -173,11 +195,12 @@ def _decide(
     keep = round(opts.max_silence_kept_ms / opts.hop_ms)
     min_run = max(1, round(opts.min_silence_ms / opts.hop_ms))
     runs = _runs(quiet)
+    shortest = fade if forced_start else 1  # in hops
     if runs and runs[0][0] == 0:
         first_end = min(runs[0][1], hops_limit)
-        if first_end - keep >= min_run:  # a long pause opens the chunk: it becomes a silent chunk
+        if first_end - keep >= max(min_run, shortest):  # a long pause opens the chunk: a silent chunk
             return (first_end - keep if runs[0][1] <= hops_limit else first_end) * hop, True, False
-    min_hops = math.ceil(opts.min_seconds * sr / hop)
+    min_hops = max(math.ceil(opts.min_seconds * sr / hop), shortest)
     best = None
     for start, end in runs:
         if end - start < min_run or start == 0:
@@ -187,10 +210,14 @@ def _decide(
             best = cut
     if best is not None:
         return best * hop, False, False
-    # Speech all the way: cut at the quietest hop near the limit, and crossfade there.
-    lo = max(1, hops_limit - max(1, round(opts.search_seconds * sr / hop)))
-    frames = window[: hops_limit * hop].reshape(hops_limit, hop)
-    power = np.einsum("ij,ij->i", frames[lo:], frames[lo:])
+    # Speech all the way: cut at the quietest hop near the limit, and crossfade there; never so near the
+    # chunk's start, nor (at the end) its end, that a chunk is shorter than its fades.
+    lo = max(1, fade, hops_limit - max(1, round(opts.search_seconds * sr / hop)))
+    hi = hops_limit if not at_end else min(hops_limit, (buf.shape[0] - fade * hop) // hop)
+    if lo >= hi:  # no room to choose (a whole-number hop count rounds it away): cut at the limit
+        return max(1, hops_limit) * hop, False, True
+    frames = window[lo * hop : hi * hop].reshape(hi - lo, hop)
+    power = np.einsum("ij,ij->i", frames, frames)
     return (lo + int(np.argmin(power))) * hop, False, True
 
 
@@ -244,7 +271,7 @@ def slice_blocks(
             remaining = (total - start) / sr
             longest = min(longest, max(opts.min_seconds, opts.search_seconds, remaining / opts.tail_split))
         mix = buf if buf.ndim == 1 else buf.mean(axis=1, dtype=np.float32)  # mono: no copy
-        cut, silent, forced = _decide(mix, sr, exhausted, opts, longest, detector)
+        cut, silent, forced = _decide(mix, sr, exhausted, opts, longest, detector, forced_start)
         cut = max(1, min(cut, buf.shape[0]))
         pad = round(opts.pad_seconds * sr)
         # Full context only where a cut was forced inside speech: there the processor must see across

@@ -100,6 +100,13 @@ def _main(argv: list[str] | None) -> int:
             raise
         err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
         return 1
+    except OSError as exc:
+        # The system said no where voxmill did not expect it (a full disk, a read-only mount, a lost
+        # network share): one line naming the file, as for voxmill's own errors; --debug shows where.
+        if flag or _debug_from_settings[0]:
+            raise
+        err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
+        return 1
     except Exception as exc:
         # click's usage errors (typer vendors click, so match by shape): message + usage, exit 2.
         show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)

@@ -8,11 +8,18 @@ so whatever moment a run is killed at, a rerun with ``resume`` processes only th
 no part and stitches the others from their parts: the output is the same bytes an uninterrupted run
 writes. Memory stays at the engine's window: a part is read when the stitcher reaches it.
 
-Journal ids carry a fingerprint of the input file (path, size, modification time, inode) and of all
-that shapes a chunk's audio (slicing, output rate and channels, the processor and its options): a
-changed input or option gives new ids, so every chunk runs again, and parts of other fingerprints are
-removed. Parts hold the float32 samples exactly (``.npy``): no encoder stands between a processed
-chunk and its resumed copy.
+Journal ids carry a fingerprint of the input file (path, size, modification and change time, inode)
+and of all that shapes a chunk's audio (slicing, output rate and channels, the processor and its
+options): a changed input or option gives new ids, so every chunk runs again, and parts of other
+fingerprints are removed. The change time is there because the others can be forged: a file rewritten
+in place with its old size and ``os.utime`` back to its old mtime keeps them all, never its ctime.
+Parts hold the float32 samples exactly (``.npy``): no encoder stands between a processed chunk and
+its resumed copy.
+
+The state folder is writable by whoever can write beside the output, so a part is taken only when
+it is exactly what a worker would have made for that chunk: the id also carries the chunk's length
+and context at the output rate, and a part of another shape (a crafted 800 MB one, a short one, one
+of another channel count), another context, or with NaN or infinite samples is run again.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat as stat_mode
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,7 @@ import numpy as np
 
 from voxmill import __version__
 from voxmill.audio.slicing import SliceOptions
+from voxmill.audio.stitch import to_rate
 from voxmill.convert.processors.base import Processor
 from voxmill.convert.task import ChunkItem, ChunkResult
 from voxmill.engine import Journal, SharedArray
@@ -45,7 +54,15 @@ def fingerprint(input_path: Path, slicing: SliceOptions, out_rate: int, channels
     stat = os.stat(input_path)
     fields = {f.name: repr(getattr(processor, f.name, None)) for f in dataclasses.fields(processor)}
     identity = {
-        "input": [os.path.realpath(input_path), stat.st_size, stat.st_mtime_ns, stat.st_ino],
+        # ctime: a file rewritten in place with its old size and mtime (os.utime) changes only that.
+        "input": [
+            os.path.realpath(input_path),
+            stat.st_size,
+            stat.st_mtime_ns,
+            stat.st_ctime_ns,
+            stat.st_ino,
+            stat.st_dev,
+        ],
         "slicing": dataclasses.asdict(slicing.checked()),
         "out_rate": out_rate,
         "channels": channels,
@@ -70,19 +87,26 @@ class PartFile:
 
 class ChunkJournal:
     """The finished chunks of one input in ``state`` (an OutputFile's state folder): the journal the
-    engine records them in (``journal``, ``key``), and the part file of each."""
+    engine records them in (``journal``, ``key``), and the part file of each. ``out_rate`` and
+    ``channels`` are those of the processed chunks: with them the shape of every part is known."""
 
-    def __init__(self, state: Path, fingerprint: str) -> None:
+    def __init__(self, state: Path, fingerprint: str, out_rate: int, channels: int) -> None:
         self.fingerprint = fingerprint
+        self.out_rate = out_rate
+        self.channels = channels
         self.parts = state / PARTS
+        if os.path.lexists(self.parts) and not self.parts.is_dir():  # a file (or FIFO) planted in its place
+            os.unlink(self.parts)
         self.parts.mkdir(exist_ok=True)
         self._tidy()
         self.journal = Journal(state / JOURNAL, encode=self._encode, decode=self._decode)
 
     def _tidy(self) -> None:
-        """Remove parts of other fingerprints (another input or options) and temp files of a killed run."""
+        """Remove parts of other fingerprints (another input or options), temp files of a killed run, and
+        anything that is not a regular file (a folder or FIFO named like a part would stop the run)."""
         for entry in os.scandir(self.parts):
-            if not (entry.name.startswith(f"{self.fingerprint}-") and entry.name.endswith(".npy")):
+            ours = entry.name.startswith(f"{self.fingerprint}-") and entry.name.endswith(".npy")
+            if not (ours and entry.is_file(follow_symlinks=False)):
                 with contextlib.suppress(OSError):
                     if entry.is_dir(follow_symlinks=False):
                         shutil.rmtree(entry.path)
@@ -90,8 +114,10 @@ class ChunkJournal:
                         os.unlink(entry.path)
 
     def key(self, item: ChunkItem) -> str:
-        """The journal id of a chunk: its index, under this input's and options' fingerprint."""
-        return f"{self.fingerprint}:{item.index}"
+        """The journal id of a chunk: its index and the frames and context its processed audio has at
+        the output rate (what :func:`~voxmill.convert.task.fit` makes), under the fingerprint."""
+        frames = to_rate(item.pad_left + (item.end - item.start) + item.pad_right, item.sample_rate, self.out_rate)
+        return f"{self.fingerprint}:{item.index}:{frames}:{to_rate(item.pad_left, item.sample_rate, self.out_rate)}"
 
     def _part(self, index: int) -> Path:
         return self.parts / f"{self.fingerprint}-{index}.npy"
@@ -113,20 +139,27 @@ class ChunkJournal:
         return {"index": value.index, "pad_left": value.pad_left, "attempts": value.attempts, "shape": list(shape)}
 
     def _decode(self, item_id: str, data: Any) -> ChunkResult:
-        """A recorded chunk, if its part is there as recorded; else ValueError (the chunk runs again)."""
-        index, pad_left, attempts, shape = data["index"], data["pad_left"], data["attempts"], data["shape"]
-        if item_id != f"{self.fingerprint}:{index}" or not all(isinstance(n, int) for n in (pad_left, attempts)):
+        """A recorded chunk, if its part is there as a worker makes it; else ValueError (it runs again)."""
+        fingerprint, index, frames, pad = item_id.split(":")
+        expected = [int(frames)] if self.channels == 1 else [int(frames), self.channels]
+        recorded = (data["index"], data["pad_left"], data["shape"])
+        if fingerprint != self.fingerprint or recorded != (int(index), int(pad), expected):
             raise ValueError("a record of another chunk")
-        path = self._part(index)
+        if not isinstance(data["attempts"], int):
+            raise ValueError("not a chunk record")
+        path = self._part(int(index))
         try:
-            if path.is_symlink() or not path.is_file():
-                raise ValueError("its part is missing")
+            if not stat_mode.S_ISREG(os.lstat(path).st_mode):  # a symlink, a folder, a FIFO (that would block)
+                raise ValueError("its part is not a file")
             part = np.load(path, mmap_mode="r", allow_pickle=False)
-        except OSError as exc:  # unreadable, or shorter than its header says (an OS crash mid-write)
+        except OSError as exc:  # missing, unreadable, or shorter than its header says (an OS crash mid-write)
             raise ValueError(str(exc)) from None
-        if part.dtype != np.float32 or list(part.shape) != shape:
+        # The shape first: a crafted part of any size is refused from its header, never read.
+        if part.dtype != np.float32 or list(part.shape) != expected:
             raise ValueError("its part is not the one recorded")
-        return ChunkResult(index, PartFile(path), pad_left, attempts)
+        if not np.isfinite(part).all():  # a worker's chunk never holds NaN or inf (fit removes them)
+            raise ValueError("its part holds samples that are not finite")
+        return ChunkResult(int(index), PartFile(path), int(pad), data["attempts"])
 
     def close(self) -> None:
         self.journal.close()

@@ -135,7 +135,8 @@ def _convert(input_path: Path, output: Path, setup: _Setup) -> ConvertedFile:
     with OutputFile(output, inputs=[input_path]) as guard:
         state = guard.open_state(keep=setup.opts.resume)
         out_rate = setup.opts.sample_rate or info.sample_rate
-        chunks = ChunkJournal(state, fingerprint(input_path, setup.opts.slicing, out_rate, channels, setup.processor))
+        identity = fingerprint(input_path, setup.opts.slicing, out_rate, channels, setup.processor)
+        chunks = ChunkJournal(state, identity, out_rate, channels)
         try:
             result = _Conversion(input_path, output, setup, info, channels).stitch(chunks)
         except BaseException:

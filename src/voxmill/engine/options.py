@@ -68,16 +68,21 @@ def check_number(
     raise ConfigError(f"{option} {value!r}: must be {kind} {bounds}")
 
 
+# A year: longer is no limit at all, and 1e308 s overflows the OS's wait calls (an OverflowError).
+MAX_TIMEOUT = 365 * 24 * 3600.0
+
+
 def parse_timeout(value: Any) -> float | None:
-    """``--timeout``: None (no limit) or a positive, finite number of seconds."""
+    """``--timeout``: None (no limit) or a positive, finite number of seconds (at most a year)."""
     if value is None:
         return None
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and 0 < value <= MAX_TIMEOUT:
         return float(value)
-    raise ConfigError(f"--timeout {value!r}: expected a positive number of seconds")
+    raise ConfigError(f"--timeout {value!r}: expected a positive number of seconds (at most {MAX_TIMEOUT:g})")
 
 
 def check_backend(backend: Any, choices: Collection[str] = BACKENDS) -> str:
@@ -140,12 +145,14 @@ class RunOptions:
 
     def validate(self, backends: Collection[str] = BACKENDS) -> RunOptions:
         """Raise ConfigError naming the first bad option; ``backends``: the ones this application runs
-        on (an application may accept fewer). Returns self, for chaining."""
-        parse_workers(self.workers)
+        on (an application may accept fewer). The CLI's string forms are normalised in place
+        (``workers="3"`` becomes 3, ``timeout="30"`` 30.0): what passes is what every reader of these
+        fields sees, never a string where a number is expected. Returns self, for chaining."""
+        self.workers = parse_workers(self.workers)
         check_backend(self.backend, backends)
         check_address(self.address)
-        parse_count(self.threads_per_worker, "--threads-per-worker")
-        parse_timeout(self.timeout)
+        self.threads_per_worker = parse_count(self.threads_per_worker, "--threads-per-worker")
+        self.timeout = parse_timeout(self.timeout)
         check_budget(self.budget)
         check_budget(self.gpu_budget, "gpu_budget")
         check_device(self.device)

@@ -51,16 +51,25 @@ class Failed:
     @classmethod
     def from_exception(cls, exc: BaseException, message: str | None = None, traceback: str = "") -> Failed:
         """The outcome of an item that raised ``exc``; ``message`` replaces its text (e.g. with context)."""
-        code = getattr(exc, "code", None)
+        code = getattr(exc, "code", None)  # SystemExit's code is its exit status: not a Reason
         return cls(
             type(exc).__name__,
-            str(exc) if message is None else message,
+            exception_text(exc) if message is None else message,
             traceback,
             code if isinstance(code, Reason) else Reason.ERROR,
         )
 
     def __str__(self) -> str:
         return f"{self.error}: {self.message}" if self.message else self.error
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's ``__str__`` itself raises: describing a failed
+    item must not fail (in a worker thread that would leave the item unanswered)."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: its message cannot be shown>"
 
 
 Result = Ok | Dropped | Failed

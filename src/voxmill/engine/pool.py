@@ -60,23 +60,27 @@ class Pool:
         # The one validation of run options (ConfigError naming the option), now, not at the first item.
         self.options.validate()
         self.backend = self.options.backend_or("process")
-        if isinstance(self.window, bool) or not isinstance(self.window, int | None) or (self.window or 1) < 1:
+        # window=0 would silently mean the default, a float or a string fail later with a TypeError.
+        if self.window is not None and not _whole(self.window, 1):
             raise ConfigError(f"window {self.window!r}: expected a whole number >= 1")
+        if not _whole(self.prefetch, 1):
+            raise ConfigError(f"prefetch {self.prefetch!r}: expected a whole number >= 1")
 
     @classmethod
     def from_options(cls, options: RunOptions, **settings: Any) -> Pool:
-        """A pool for an application's :class:`RunOptions`; ``settings``: the other fields (window, ...)."""
-        return cls(
-            workers=options.workers,
-            backend=options.backend,
-            threads_per_worker=options.threads_per_worker,
-            progress=options.progress,
-            address=options.address,
-            model_budget=options.budget,
-            gpu_budget=options.gpu_budget,
-            device=options.device,
-            **settings,
-        )
+        """A pool for an application's :class:`RunOptions`; ``settings``: the other fields (window, ...),
+        and any of the options' own given again (``progress=False``), which win."""
+        fields: dict[str, Any] = {
+            "workers": options.workers,
+            "backend": options.backend,
+            "threads_per_worker": options.threads_per_worker,
+            "progress": options.progress,
+            "address": options.address,
+            "model_budget": options.budget,
+            "gpu_budget": options.gpu_budget,
+            "device": options.device,
+        }
+        return cls(**{**fields, **settings})  # not cls(**fields, **settings): a TypeError for progress=
 
     @property
     def options(self) -> RunOptions:
@@ -125,6 +129,8 @@ class Pool:
         position). ``timeout`` fails an item that runs longer.
         """
         timeout = parse_timeout(timeout)
+        if total is not None and not _whole(total, 0):  # "5" was a TypeError from the bar, -1 a "3/-1" bar
+            raise ConfigError(f"total {total!r}: expected a whole number >= 0, or None")
         if total is None and isinstance(items, Sized):
             total = len(items)
         return _Run(self, as_task(task), items, ordered, journal, timeout, key, total).outcomes()
@@ -132,6 +138,10 @@ class Pool:
     def map(self, task: Task | Callable[[Any], Any], items: Iterable[Any], **options: Any) -> list[Outcome]:
         """All outcomes as a list, in input order."""
         return list(self.imap(task, items, **options))
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 class _Run:
@@ -188,6 +198,10 @@ class _Run:
                 self.exhausted = True
                 return
             item_id = self.key(item) if self.key else str(index)
+            if not isinstance(item_id, str) or not item_id:
+                # A journal keys by text: None (or 5) was recorded but never found again, so a
+                # resumed run silently ran everything again.
+                raise ConfigError(f"key(item) gave {item_id!r} for item {index}: expected a non-empty string")
             self.pending[index] = (item_id, item)
             recorded = self.journal.lookup(item_id) if self.journal else None
             if recorded is not None:

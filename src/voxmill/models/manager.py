@@ -30,6 +30,17 @@ __all__ = ["ModelManager", "ModelStatus"]
 EVENTS = ("load", "unload", "evict", "alert")
 
 
+def _identity(spec: ModelSpec) -> tuple[Any, ...]:
+    """Which model ``spec`` is, beyond its name: its file (path, size, modification time) and, for a
+    voice, its config's digest. A lease whose identity differs from the loaded model's reloads."""
+    try:
+        info = spec.path.stat()
+        stamp: tuple[int, int] | None = (info.st_size, info.st_mtime_ns)
+    except OSError:
+        stamp = None  # the load says why
+    return spec.kind, str(spec.path), stamp, spec.voice.digest if spec.voice else ""
+
+
 class ModelManager:
     """Loads models on demand and holds them under ``budget_bytes`` (RAM) and ``gpu_budget_bytes``.
 
@@ -137,11 +148,22 @@ class ModelManager:
         spec = self._spec(spec_or_name)
         low, high = self.keep_alive_range
         alive = self.keep_alive if keep_alive is None else min(high, max(low, keep_alive))
+        identity = _identity(spec)
         with self._lock:
             while True:
                 entry = self._entries.get(spec.name)
                 if entry is None:
                     break
+                if entry.loaded.is_set() and entry.identity != identity:
+                    # Another file of the same name (two folders' "model.onnx"), or this one changed on
+                    # disk: what is loaded is not what was asked for.
+                    if entry.refs:
+                        raise errors.ModelError(
+                            f"{spec.name}: another model of that name ({entry.spec.path}) is in use; "
+                            "give the files different names"
+                        )
+                    self._drop(entry, "unload")
+                    continue
                 if entry.loaded.is_set():
                     entry.refs += 1
                     entry.last_used = time.monotonic()
@@ -151,6 +173,7 @@ class ModelManager:
             choice = choose_device(device, spec.kind, estimate(spec, "cuda"))
             entry = self._reserve(spec, choice, alive)
             entry.refs = 1
+            entry.identity = identity
         return self._load(entry)
 
     def _reserve(self, spec: ModelSpec, choice: DeviceChoice, alive: float) -> Entry:
@@ -180,7 +203,7 @@ class ModelManager:
                 with self._lock:
                     del self._entries[spec.name]
                     retry = self._reserve(spec, DeviceChoice("cpu", f"GPU load failed: {exc}"), entry.keep_alive)
-                    retry.refs = entry.refs
+                    retry.refs, retry.identity = entry.refs, entry.identity
                 return self._load(retry)
             with self._lock:
                 entry.error = exc

@@ -120,7 +120,18 @@ def piper_spec(onnx: Path, source: str) -> ModelSpec | None:
         return None
 
 
+def shown(name: str, limit: int = 80) -> str:
+    """``name`` as an error message may show it: control characters escaped (a newline in a file name
+    must not split the one-line message) and at most ``limit`` characters (a 100-kB name is not echoed)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _found_voice(onnx: Path, source: str) -> ModelSpec | BrokenModel:
+    if not onnx.stem.isprintable():
+        # Every listing and every "available models" line would break on it; listed, never usable.
+        reason = "its file name has control characters (a newline, a tab): rename the file"
+        return BrokenModel(f"piper:{shown(onnx.stem, 200)}", "piper", onnx, source, reason)
     try:
         return voice_spec(onnx, source)
     except errors.ModelLoadError as exc:
@@ -183,7 +194,11 @@ def spec_from_path(path: str | Path, kind: str | None = None) -> ModelSpec:
     model, unless ``kind="piper"`` asks for a voice, which then raises ModelLoadError saying so.
     """
     path = Path(path).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as exc:  # a NUL in the path, a name too long for the file system
+        raise errors.ModelNotFound(f"{shown(str(path))}: not a usable path ({exc})") from None
+    if not exists:
         raise errors.ModelNotFound(f"{path}: no such file or folder")
     if path.is_dir():
         if (path / "model.bin").exists():
@@ -191,6 +206,9 @@ def spec_from_path(path: str | Path, kind: str | None = None) -> ModelSpec:
         raise errors.ModelNotFound(f"{path}: a folder, but not a CTranslate2 Whisper model (no model.bin)")
     if path.suffix != ".onnx":
         raise errors.ModelNotFound(f"{path}: expected an .onnx file or a Whisper model folder")
+    if not path.is_file():
+        # A FIFO would block the load forever, /dev/zero (behind a symlink) would fill memory.
+        raise errors.ModelNotFound(f"{path}: not a regular file")
     config = config_path_for(path)
     if kind == "piper" or config.exists() or config.is_symlink():
         return voice_spec(path, "path")
@@ -310,12 +328,13 @@ class Registry:
             if candidate in self._broken:
                 raise errors.ModelLoadError(f"{candidate}: {self._broken[candidate].reason}")
         names = [n for n, s in specs.items() if kind in (None, s.kind)]
-        close = difflib.get_close_matches(candidates[-1], names, n=3, cutoff=0.4)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise errors.ModelNotFound(f"unknown model {name!r}{hint}; {self._available(kind)}")
+        # difflib is quadratic in the name's length: a name longer than any real one gets no hint.
+        close = difflib.get_close_matches(candidates[-1], names, n=3, cutoff=0.4) if len(name) <= 200 else []
+        hint = f" (did you mean {', '.join(map(shown, close))}?)" if close else ""
+        raise errors.ModelNotFound(f"unknown model {shown(repr(name))}{hint}; {self._available(kind)}")
 
     def _available(self, kind: str | None) -> str:
-        names = sorted(s.name for s in self._discover().values() if kind in (None, s.kind))
+        names = sorted(shown(s.name) for s in self._discover().values() if kind in (None, s.kind))
         what = f"{kind} models" if kind else "models"
         return f"available {what}: {', '.join(names) or 'none'}"
 

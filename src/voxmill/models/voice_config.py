@@ -30,6 +30,8 @@ DEFAULT_NOISE_SCALE = 0.667
 DEFAULT_NOISE_W = 0.8
 # A voice's config is tens of kilobytes; anything this large is not one (and must not fill memory).
 MAX_CONFIG_BYTES = 32 * 2**20
+# Speaker ids go to the model as int64 but index an embedding table: no real voice has millions.
+MAX_SPEAKERS = 2**20
 MISSING_CONFIG = "{name} is missing: a Piper voice needs its config beside the model"
 
 
@@ -80,9 +82,12 @@ class VoiceConfig:
         except OSError as exc:
             raise errors.ModelLoadError(f"{path}: cannot read the voice config: {exc.strerror or exc}") from None
         try:
-            raw = json.loads(data.decode("utf-8"))
+            # utf-8-sig: a BOM (Windows editors write one) is not a reason to refuse a voice.
+            raw = json.loads(data.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise errors.ModelLoadError(f"{path}: the voice config is not valid JSON: {exc}") from None
+        except RecursionError:  # "[[[[..." thousands deep: json's decoder recurses per level
+            raise errors.ModelLoadError(f"{path}: the voice config is not valid JSON: nested too deeply") from None
         try:
             return cls.from_dict(raw, digest=hashlib.sha256(data).hexdigest()[:16])
         except ValueError as exc:
@@ -107,9 +112,15 @@ class VoiceConfig:
         speakers = raw.get("num_speakers", 1) or 1
         if not _is_int(speakers) or speakers < 1:
             raise ValueError(f"num_speakers must be a positive integer, not {speakers!r}")
+        if speakers > MAX_SPEAKERS:
+            raise ValueError(f"num_speakers must be at most {MAX_SPEAKERS}, not {speakers!r}")
         id_map = raw.get("speaker_id_map") or {}
-        if not isinstance(id_map, dict) or not all(_is_int(v) for v in id_map.values()):
-            raise ValueError("speaker_id_map must map speaker names to integers")
+        # An id the model has no row for fails in onnxruntime at every sentence, not here, once.
+        if not isinstance(id_map, dict) or not all(_is_int(v) and 0 <= v < MAX_SPEAKERS for v in id_map.values()):
+            raise ValueError("speaker_id_map must map speaker names to integers from 0")
+        if speakers > 1 and any(v >= speakers for v in id_map.values()):
+            raise ValueError(f"speaker_id_map has ids beyond num_speakers ({speakers})")
+        _check_phoneme_id_map(raw.get("phoneme_id_map"))
         phoneme_type = raw.get("phoneme_type", "espeak") or "espeak"
         if not isinstance(phoneme_type, str):
             raise ValueError(f"phoneme_type must be a string, not {phoneme_type!r}")
@@ -123,7 +134,7 @@ class VoiceConfig:
             phoneme_type=phoneme_type,
             num_speakers=int(speakers),
             speaker_id_map={str(k): int(v) for k, v in id_map.items()},
-            length_scale=_scale(inference, "length_scale", DEFAULT_LENGTH_SCALE),
+            length_scale=_scale(inference, "length_scale", DEFAULT_LENGTH_SCALE, positive=True),
             noise_scale=_scale(inference, "noise_scale", DEFAULT_NOISE_SCALE),
             noise_w=_scale(inference, "noise_w", DEFAULT_NOISE_W),
             locale=code or espeak_voice or None,
@@ -159,10 +170,28 @@ def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _scale(inference: dict[str, Any], key: str, default: float) -> float:
+def _scale(inference: dict[str, Any], key: str, default: float, positive: bool = False) -> float:
+    """A scale in [0, 100); ``positive``: above 0 (a length scale of 0 gives every phoneme no time)."""
     value = inference.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 100:
-        raise ValueError(f"inference.{key} must be a number from 0 to 100, not {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < 100
+        or (positive and value == 0)
+    ):
+        low = "above 0" if positive else "from 0"
+        raise ValueError(f"inference.{key} must be a number {low} to 100, not {value!r}")
     return float(value)
+
+
+def _check_phoneme_id_map(id_map: Any) -> None:
+    """Piper looks each phoneme up and feeds the ids to the model: a map of the wrong shape would fail
+    on every sentence instead of once, here. Missing is left to Piper's own check at load."""
+    if id_map is None:
+        return
+    if not isinstance(id_map, dict) or not all(
+        isinstance(ids, list) and all(_is_int(i) and 0 <= i < 2**31 for i in ids) for ids in id_map.values()
+    ):
+        raise ValueError("phoneme_id_map must map phonemes to lists of ids (integers from 0)")

@@ -30,7 +30,7 @@ from voxmill.engine.outputs import OutputFolder
 from voxmill.errors import Reason
 from voxmill.models import ModelSpec, Registry
 from voxmill.prepare.balance import cap_per_speaker, split_validation
-from voxmill.prepare.finished import Fingerprint, forget, read_mark, write_mark
+from voxmill.prepare.finished import Fingerprint, forget, outputs_digest, read_mark, write_mark
 from voxmill.prepare.report import RowReport
 from voxmill.prepare.sinks import (
     OUTPUT_FORMATS,
@@ -254,7 +254,7 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder, vad: ModelSpec | None) -
     if not stopped:
         guard.clear_state()  # every row went through: the journal and staged copies have served
         if not stats.counts.get("failed"):
-            write_mark(guard.state, fingerprint.hexdigest(), stats)
+            write_mark(guard.state, fingerprint.hexdigest(), outputs_digest(out, guard.owned), stats)
     return PrepareResult(out, stats, pool.plan)
 
 
@@ -267,12 +267,12 @@ def _unchanged(opts: PrepareOptions, guard: OutputFolder, shaping: list[Any], di
     """The stats of the finished run in OUT when this resume would make exactly that run again (the
     same rows, audio and options, and every file it wrote still there); else None."""
     mark = read_mark(guard.state)
-    if mark is None or not all(os.path.lexists(opts.out / name) for name in guard.owned):
+    if mark is None or outputs_digest(opts.out, guard.owned) != mark[1]:  # a file deleted, edited or replaced
         return None
     fingerprint = Fingerprint(shaping)
     for row in _rows(opts.sources, [], opts.allow_outside):
         fingerprint.add(PrepareItem.of(row, digest).key)
-    return mark[1] if fingerprint.hexdigest() == mark[0] else None
+    return mark[2] if fingerprint.hexdigest() == mark[0] else None
 
 
 def _check_rows_read(sources: list[Source], layouts: list[str], per_source: list[int], guard: OutputFolder) -> None:

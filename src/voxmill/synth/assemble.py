@@ -157,7 +157,8 @@ def _write_single(book: Book, output: Path, store: PartStore) -> tuple[list[Chap
     all_cues: list[Cue] = []
     for c, pause in zip(order, pauses, strict=True):
         part = parts[c]
-        files[c] = ChapterFile(c, book.chapters[c].title, output.name, start, part.seconds, book.hashes[c], part.cues)
+        files[c] = ChapterFile(c, book.chapters[c].title, output.name, start, part.seconds, book.hashes[c], part.cues,
+                               c in store.resumed)  # fmt: skip
         all_cues += [Cue(start + cue.start, start + cue.end, cue.text) for cue in part.cues]
         start += part.seconds + pause
     if opts.srt:

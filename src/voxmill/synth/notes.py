@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,11 +57,38 @@ class Loudness:
 
     @classmethod
     def from_record(cls, data: Any, target_lufs: float | None, peak_ceiling_db: float) -> Loudness:
-        """A :meth:`to_record` back; ValueError/TypeError/KeyError for anything else."""
+        """A :meth:`to_record` back; ValueError/TypeError/KeyError for anything else.
+
+        The gain is applied to every chapter written after a resume, so a record must be one
+        :func:`~voxmill.synth.output.level_for` can make (the journal is in the output folder, and
+        JSON reads ``NaN`` and ``Infinity``): finite numbers, no gain without a target, a gain of at
+        most ``MAX_GAIN_DB`` either way, the peak after it at most the ceiling and the level reached at
+        most the target. A record of 300 dB would write the next chapters as clipped noise; one of
+        1e308 or NaN would stop the run with a traceback after writing them."""
         lufs, gain, peak, limited = data["lufs"], data["gain_db"], data["peak_db"], data["limited"]
-        if not isinstance(limited, bool) or not all(isinstance(v, float | int | None) for v in (lufs, gain, peak)):
+        numbers = (lufs, gain, peak)
+        if not isinstance(limited, bool) or not all(v is None or _finite(v) for v in numbers) or gain is None:
             raise TypeError("not a loudness record")
+        slack = 0.01  # dB: rounding of the measurement
+        if target_lufs is None:
+            plausible = gain == 0 and lufs is None and peak is None and not limited
+        else:
+            plausible = (
+                abs(gain) <= MAX_GAIN_DB
+                and (peak is None or peak <= peak_ceiling_db + slack)
+                and (lufs is None or lufs <= target_lufs + slack)
+            )
+        if not plausible:
+            raise ValueError("not a level a synth run makes")
         return cls(target_lufs, lufs, float(gain), peak, limited, peak_ceiling_db)
+
+
+# Speech at any level a voice makes is brought to any target with far less: more is a forged record.
+MAX_GAIN_DB = 100.0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def loudness_note(level: Loudness) -> SynthNote | None:

@@ -109,18 +109,24 @@ class BookJournal:
             level = Loudness.from_record(data["level"], book.opts.target_lufs, book.opts.peak_ceiling_db)
         except (KeyError, ValueError, TypeError):
             return None
+        if not (math.isfinite(duration) and duration >= 0):  # chapters.json cannot hold NaN or inf
+            return None
         title = book.chapters[index].title
         return ChapterFile(index, title, name, 0.0, duration, book.hashes[index], cues, True), level
 
 
 class PartStore:
-    """The parts of a book in ``folder``; ``finished``: the parts complete so far, by chapter index."""
+    """The parts of a book in ``folder``; ``finished``: the parts complete so far, by chapter index;
+    ``resumed``: the chapters among them an earlier run finished."""
 
     def __init__(self, folder: Path, journal: BookJournal, book: Book) -> None:
         self.folder = folder
         self.finished: dict[int, Part] = {}
+        self.resumed: set[int] = set()
         self._journal = journal
         self._book = book
+        if os.path.lexists(folder) and not folder.is_dir():  # a file or FIFO planted in the state folder
+            folder.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         # Parts of chapters the text no longer has (or had with other words) and a killed run's temp files go.
         wanted = {self.path(c).name for c in range(len(book))}
@@ -137,6 +143,7 @@ class PartStore:
             part = self._journal.part(self._book.key(c), self.path(c), self._book.sample_rate)
             if part is not None:
                 self.finished[c] = part
+                self.resumed.add(c)
 
     def speak(self, speaker: Speaker, skip: set[int]) -> None:
         """Speak every chapter not in ``skip`` into its part. A chapter with a failed piece is not kept:

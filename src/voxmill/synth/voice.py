@@ -51,6 +51,11 @@ def speaker_id(spec: ModelSpec, speaker: int | str | None) -> int | None:
 
 
 def fingerprint(spec: ModelSpec) -> str:
-    """Changes when the voice's model or config changes: part of every chapter's resume hash."""
+    """Changes when the voice's model or config changes: part of every chapter's resume hash.
+
+    The model's identity, not its content (hashing 60 MB per run would cost more than a chapter): size,
+    mtime and ctime in nanoseconds, inode. A retrained voice exported over the old one has the same
+    size (same architecture), and its mtime in whole seconds, or restored with ``cp -p``/``os.utime``,
+    can be the old one; its ctime cannot."""
     stat = spec.path.stat()
-    return f"{voice_config(spec).digest}:{stat.st_size}:{int(stat.st_mtime)}"
+    return f"{voice_config(spec).digest}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxmill.engine import sharing
-from voxmill.engine.outcome import Drop, Dropped, Failed, Ok, Result
+from voxmill.engine.outcome import Drop, Dropped, Failed, Ok, Result, exception_text
 from voxmill.engine.task import ModelSlot, Task, WorkerContext
 from voxmill.engine.threads import ThreadPlan
 from voxmill.errors import Reason
@@ -38,20 +38,34 @@ class JobResult:
     audio_seconds: float | None = None
 
 
-def run_job(task: Task, job: Job) -> JobResult:
-    """Run one item; exceptions become Dropped/Failed results, never propagate."""
+def _passes(exc: BaseException, interruptible: bool) -> bool:
+    """Whether ``exc`` from a task ends the run instead of its item: only a KeyboardInterrupt in the
+    caller's own thread (serial: it may be the user's Ctrl-C). Anywhere else (a worker thread, a worker
+    process that ignores SIGINT) it, SystemExit and the like come from the item: if they escaped, a
+    thread worker would die with its item unanswered (the run hangs) and a process worker would be
+    respawned and the item retried as if it had crashed."""
+    return interruptible and isinstance(exc, KeyboardInterrupt)
+
+
+def run_job(task: Task, job: Job, interruptible: bool = False) -> JobResult:
+    """Run one item; what it raises becomes a Dropped/Failed result, never propagates (but a
+    KeyboardInterrupt with ``interruptible``: see :func:`_passes`)."""
     start = time.perf_counter()
     try:
         value = task(job.item)
     except Drop as drop:
         return JobResult(job.seq, Dropped(drop.reason, drop.code), time.perf_counter() - start)
-    except Exception as exc:
+    except BaseException as exc:
+        if _passes(exc, interruptible):
+            raise
         failed = Failed.from_exception(exc, traceback=traceback.format_exc())
         return JobResult(job.seq, failed, time.perf_counter() - start)
     seconds = time.perf_counter() - start
     try:
         audio = task.audio_seconds(job.item, value)
-    except Exception:
+    except BaseException as exc:
+        if _passes(exc, interruptible):
+            raise
         audio = None
     return JobResult(job.seq, Ok(value), seconds, audio)
 
@@ -64,24 +78,32 @@ class TaskHost:
     """The task inside a worker (a process, an actor, a thread, the caller): loaded and set up once; when
     that fails, every job fails with its reason instead of the worker dying (and being respawned) over
     and over. ``load`` makes the worker's task (unpickles it, copies it); ``inline_arrays``: the
-    backend's array transport (:attr:`Backend.inline_arrays`), applied in a worker process."""
+    backend's array transport (:attr:`Backend.inline_arrays`), applied in a worker process;
+    ``interruptible``: the task runs in the caller's thread (serial), where a KeyboardInterrupt is the
+    user's and ends the run (:func:`_passes`)."""
 
-    def __init__(self, load: Callable[[], Task], ctx: WorkerContext, inline_arrays: bool = False) -> None:
+    def __init__(
+        self, load: Callable[[], Task], ctx: WorkerContext, inline_arrays: bool = False, interruptible: bool = False
+    ) -> None:
         self.task: Task | None = None
         self.error: tuple[BaseException, str] | None = None
+        self.interruptible = interruptible
         if inline_arrays:
             sharing.begin_inline()  # for the worker's life: it is this backend's process
         try:
             self.task = load()
             self.task.setup(ctx)
-        except Exception as exc:
+        except BaseException as exc:  # a setup's SystemExit must not kill a thread worker silently
+            if _passes(exc, interruptible):
+                raise
             self.error = (exc, traceback.format_exc())
 
     def run(self, job: Job) -> JobResult:
         if self.error is not None or self.task is None:
             error, tb = self.error or (RuntimeError("task missing"), "")
-            return JobResult(job.seq, Failed.from_exception(error, f"task setup failed: {error}", tb), 0.0)
-        return run_job(self.task, job)
+            failed = Failed.from_exception(error, f"task setup failed: {exception_text(error)}", tb)
+            return JobResult(job.seq, failed, 0.0)
+        return run_job(self.task, job, self.interruptible)
 
     def teardown(self) -> None:
         if self.task is not None and self.error is None:

@@ -34,7 +34,7 @@ from typing import Any
 from voxmill.engine import sharing
 from voxmill.engine.backends.base import Job, JobResult, TaskHost
 from voxmill.engine.backends.remote import Call, RemoteBackend, RemoteWorker, WorkerGone
-from voxmill.engine.outcome import Failed
+from voxmill.engine.outcome import Failed, exception_text
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import thread_env
 from voxmill.errors import Reason
@@ -99,16 +99,14 @@ def _worker_main(conn: Connection, task_blob: bytes, ctx: WorkerContext, inline_
         result = host.run(job)
         try:
             conn.send(result)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            conn.send(
-                JobResult(
-                    job.seq,
-                    Failed(type(exc).__name__, f"result cannot be sent back: {exc}", code=Reason.TRANSPORT),
-                    0.0,
-                )
-            )
-        except (BrokenPipeError, OSError):
+        except OSError:  # BrokenPipeError: the parent is gone
             break
+        except Exception as exc:  # pickling the value raised (any type: its __reduce__ is the task's code)
+            message = f"result cannot be sent back: {exception_text(exc)}"
+            try:
+                conn.send(JobResult(job.seq, Failed(type(exc).__name__, message, code=Reason.TRANSPORT), 0.0))
+            except OSError:
+                break
     host.teardown()
 
 

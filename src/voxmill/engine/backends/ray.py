@@ -26,6 +26,7 @@ import contextlib
 import functools
 import os
 import pickle
+import socket
 import sys
 import time
 import uuid
@@ -37,7 +38,7 @@ from voxmill.engine.backends.remote import Call, RemoteBackend, RemoteWorker
 from voxmill.engine.outcome import Failed
 from voxmill.engine.task import Task, WorkerContext
 from voxmill.engine.threads import thread_env, usable_cores
-from voxmill.errors import ConfigError, Reason
+from voxmill.errors import ConfigError, MissingExtraError, Reason
 
 __all__ = ["RayBackend", "cluster_cpus", "connect"]
 
@@ -49,7 +50,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise ConfigError("the ray backend needs Ray: pip install 'voxmill[ray]'") from exc
+        raise MissingExtraError("ray", "ray") from exc
     return ray
 
 
@@ -60,6 +61,8 @@ def connect(address: str | None, cpus: int | None = None) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
+    if address:
+        _probe(address)
     try:
         if address:
             ray.init(address=address, logging_level=_INIT_LOGGING, log_to_driver=False)
@@ -79,6 +82,24 @@ def connect(address: str | None, cpus: int | None = None) -> None:
             )
     except ConnectionError as exc:
         raise ConfigError(f"cannot reach a Ray cluster at {address}: {exc}") from exc
+
+
+# Ray retries an unreachable head for minutes, logging each attempt; one plain TCP connect says the
+# same thing in seconds, before Ray is asked.
+_PROBE_SECONDS = 5.0
+
+
+def _probe(address: str) -> None:
+    """ConfigError unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a TCP connection; ``auto``
+    and ``local`` are Ray's to find."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_PROBE_SECONDS).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"--ray-address {address}: cannot reach a Ray cluster there ({reason})") from None
 
 
 def cluster_cpus() -> int:

@@ -32,15 +32,18 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from voxmill.engine.backends.base import Backend, Job, JobResult, timeout_failure
-from voxmill.engine.outcome import Failed
+from voxmill.engine.outcome import Failed, exception_text
 from voxmill.engine.task import Task
-from voxmill.errors import Reason
+from voxmill.errors import ConfigError, Reason
 
 __all__ = ["MAX_START_FAILURES", "Call", "RemoteBackend", "RemoteWorker", "WorkerGone"]
 
 # Workers that die before they are ready are not respawned forever: after this many in a row, every
 # remaining item fails with the reason.
 MAX_START_FAILURES = 3
+
+# The longest single wait for the workers: longer deadlines are waited for in several.
+MAX_WAIT = 3600.0
 
 # Work per call once item times are known (backends with ``max_batch`` > 1): long enough that the
 # per-call cost is a few percent, short enough that the last batches still spread over every worker.
@@ -89,7 +92,14 @@ class RemoteBackend(Backend, Generic[W]):
     per_item_replies: bool = True
 
     def start(self, task: Task) -> None:
-        self._blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # a lambda, a local function, a task holding a lock or an open file
+            # One usage error for the run, before any worker starts, not a raw PicklingError.
+            raise ConfigError(
+                f"--backend {self.name}: the task cannot be sent to worker processes ({exception_text(exc)}); "
+                "use a module-level function or class (or a functools.partial of one), or backend='thread'"
+            ) from exc
         self._queue: deque[Job] = deque()
         self._results: list[JobResult] = []
         self._retried: set[int] = set()  # suspects of a death: each runs alone from now on
@@ -263,7 +273,9 @@ class RemoteBackend(Backend, Generic[W]):
             if deadline is not None:
                 left = max(0.0, deadline - time.monotonic())
                 limit = left if limit is None else min(limit, left)
-            self._wait(limit)
+            # select() and ray.wait() refuse waits of ~1e300 s (OverflowError); a wait that returns
+            # early just goes round this loop again.
+            self._wait(None if limit is None else min(limit, MAX_WAIT))
             if not self._results and deadline is not None and time.monotonic() >= deadline:
                 return []
 

@@ -16,7 +16,8 @@ class SerialBackend(Backend):
 
     def start(self, task: Task) -> None:
         self._queue: deque[Job] = deque()
-        self._host = TaskHost(lambda: task, self.context(0))
+        # The caller's thread: a KeyboardInterrupt in an item may be the user's Ctrl-C, and ends the run.
+        self._host = TaskHost(lambda: task, self.context(0), interruptible=True)
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)

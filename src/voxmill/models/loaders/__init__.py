@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from voxmill import errors
 from voxmill.models.registry import ModelSpec
 
 __all__ = ["load_model", "model_note"]
 
 
 def load_model(spec: ModelSpec, device: str, threads: int) -> Any:
+    # The spec was made when its file was checked; if it became a FIFO (or a device) since, onnxruntime
+    # would block on it forever, or read /dev/zero until memory runs out.
+    if spec.kind != "whisper" and spec.path.exists() and not spec.path.is_file():
+        raise errors.ModelLoadError(f"{spec.name}: {spec.path} is not a regular file")
     if spec.kind == "piper":
         from voxmill.models.loaders.piper import load_piper
 

@@ -21,11 +21,9 @@ session; no library does this rewrite, hence by hand on the ``onnx`` protobuf.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VitsParts", "WindowedVits", "conv1d_as_conv2d", "load_vits", "split_vits"]
+from voxmill.models.loaders.vits_cache import cache_root, discard, read_split, split_folder
+
+__all__ = ["VitsParts", "WindowedVits", "cache_root", "conv1d_as_conv2d", "load_vits", "split_folder", "split_vits"]
 
 log = logging.getLogger(__name__)
 
@@ -220,24 +220,6 @@ def _zeros_like(arg: Any) -> np.ndarray:
     return np.zeros(shape, np.float32)
 
 
-# Bump when the rewrite changes, so caches made by an older voxmill are not used.
-REWRITE_VERSION = 3
-
-
-def cache_root() -> Path:
-    """``$VOXMILL_CACHE``, else ``$XDG_CACHE_HOME/voxmill``, else ``~/.cache/voxmill``."""
-    if os.environ.get("VOXMILL_CACHE"):
-        return Path(os.environ["VOXMILL_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voxmill"
-
-
-def split_folder(path: Path) -> Path:
-    """Where the split of ``path`` is cached: a new folder whenever the file or the rewrite changes."""
-    stat = path.stat()
-    key = f"{REWRITE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return cache_root() / "vits" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-
-
 def write_split(path: Path, folder: Path) -> None:
     """Split ``path`` into ``folder`` (``split.json`` + encoder.onnx + decoder.onnx), atomically: a
     temporary folder renamed into place, so a reader sees all of it or nothing.
@@ -330,10 +312,10 @@ def _one_line(exc: BaseException) -> str:
 def split_note(path: Path) -> str | None:
     """Why ``path`` runs as one session instead of split, if its split was tried and failed; else None."""
     try:
-        meta = json.loads((split_folder(path) / "split.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_split(split_folder(path))
+    except OSError:  # the model itself is gone
         return None
-    reason = meta.get("reason") if isinstance(meta, dict) else None
+    reason = meta.get("reason") if meta else None
     return f"runs as one session: {reason}" if reason else None
 
 
@@ -352,38 +334,72 @@ def load_vits(path: Path, options: Any, providers: list[Any], window: int = DEFA
     """A ``WindowedVits`` for a VITS export; one plain session for any other model.
 
     The split is made once per model file, in a child process, and cached: done in the worker it would
-    leave ~180 MB of protobuf copies in its heap (measured: 328 vs 147 MiB after loading).
+    leave ~180 MB of protobuf copies in its heap (measured: 328 vs 147 MiB after loading). A cached
+    split that cannot be used (damaged or edited: see :mod:`.vits_cache`) is made again, once.
     """
     import onnxruntime
 
     folder = split_folder(path)
-    if not (folder / "split.json").exists():
-        done = subprocess.run(
-            [sys.executable, "-m", "voxmill.models.loaders.vits", str(path), str(folder)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            _log_once(
-                path, logging.WARNING, "%s: cannot split the voice (%s); it runs as one session", path.name, reason
-            )
+    for attempt in range(2):
+        meta = read_split(folder)
+        if meta is None:
+            discard(folder)  # none, or not one we made
+            reason = _make_split(path, folder)
+            meta = read_split(folder)
+            if meta is None:
+                reason = reason or "the split it made cannot be read back"
+                _log_once(path, logging.WARNING, "%s: cannot split the voice (%s); it runs as one session",
+                          path.name, reason)  # fmt: skip
+                return onnxruntime.InferenceSession(str(path), options, providers=providers)
+        if not meta["vits"]:
+            if meta.get("reason"):
+                _log_once(path, logging.WARNING, "%s: cannot split the voice (%s); it runs as one session",
+                          path.name, meta["reason"])  # fmt: skip
+            else:
+                _log_once(path, logging.INFO, "%s: not a VITS export, runs as one session", path.name)
             return onnxruntime.InferenceSession(str(path), options, providers=providers)
-    meta = json.loads((folder / "split.json").read_text(encoding="utf-8"))
-    if not meta["vits"]:
-        if meta.get("reason"):
-            _log_once(path, logging.WARNING, "%s: cannot split the voice (%s); it runs as one session",
-                      path.name, meta["reason"])  # fmt: skip
-        else:
-            _log_once(path, logging.INFO, "%s: not a VITS export, runs as one session", path.name)
-        return onnxruntime.InferenceSession(str(path), options, providers=providers)
+        try:
+            return _open_split(folder, meta, options, providers, window)
+        except Exception as exc:  # a part truncated or swapped behind our back: split again, once
+            if attempt:
+                _log_once(path, logging.WARNING, "%s: the cached split cannot be loaded (%s); it runs as one "
+                          "session", path.name, _one_line(exc))  # fmt: skip
+            discard(folder)
+    return onnxruntime.InferenceSession(str(path), options, providers=providers)
+
+
+def _make_split(path: Path, folder: Path) -> str | None:
+    """Split ``path`` into ``folder`` in a child process; the reason when that failed, else None."""
+    done = subprocess.run(
+        [sys.executable, "-m", "voxmill.models.loaders.vits", str(path), str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0:
+        return None
+    return (done.stderr.strip().splitlines() or ["no output"])[-1]
+
+
+def _open_split(folder: Path, meta: dict[str, Any], options: Any, providers: list[Any], window: int) -> WindowedVits:
+    import onnxruntime
+
+    latent = meta["latent"]
     decoder = onnxruntime.InferenceSession(str(folder / "decoder.onnx"), options, providers=providers)
     # onnxruntime's memory planner takes 0.85 of the encoder's 1.15 s load (2,458 nodes); without it
     # the encoder loads in 0.28 s. Its tensors are at frame rate (kilobytes), so planning saves nothing.
-    options.enable_mem_reuse = False  # (the decoder's session, made above, keeps its planner)
-    encoder = onnxruntime.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
-    return WindowedVits(encoder, decoder, meta["latent"], int(meta["channels"]), window)
+    # (The decoder's session, made above, keeps its planner; so does a plain session made after this.)
+    reuse, options.enable_mem_reuse = options.enable_mem_reuse, False
+    try:
+        encoder = onnxruntime.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
+    finally:
+        options.enable_mem_reuse = reuse
+    produced = {o.name for o in encoder.get_outputs()}
+    needed = {i.name for i in decoder.get_inputs()}
+    # Parts that do not fit together (swapped, from another voice) would fail at every sentence.
+    if latent not in needed or not needed <= produced or len(decoder.get_outputs()) != 1:
+        raise ValueError("its encoder and decoder do not fit together")
+    return WindowedVits(encoder, decoder, latent, int(meta["channels"]), window)
 
 
 if __name__ == "__main__":  # the child process load_vits starts: python -m ... MODEL FOLDER

@@ -1,0 +1,85 @@
+"""Where a voice's split (:mod:`.vits`) is cached, and the one reader of that cache.
+
+The cache is a folder per model file (``split.json`` + ``encoder.onnx`` + ``decoder.onnx``) that only
+:func:`~voxmill.models.loaders.vits.write_split` makes. Anything else found there (a ``split.json``
+that is not JSON or lacks a field, a FIFO or a symlink where a file should be, a truncated graph: a
+disk that filled up, a user or a tool that edited it) is not trusted: :func:`read_split` answers None
+and the loader discards the folder and splits again, instead of failing every load of the voice with
+a KeyError (or blocking forever on a FIFO) until someone deletes the cache by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
+
+# Bump when the rewrite changes, so caches made by an older voxmill are not used.
+REWRITE_VERSION = 3
+# split.json is a few dozen bytes; a larger one is not ours.
+MAX_META_BYTES = 64 * 1024
+PARTS = ("encoder.onnx", "decoder.onnx")
+
+
+def cache_root() -> Path:
+    """``$VOXMILL_CACHE``, else ``$XDG_CACHE_HOME/voxmill``, else ``~/.cache/voxmill``."""
+    if os.environ.get("VOXMILL_CACHE"):
+        return Path(os.environ["VOXMILL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voxmill"
+
+
+def split_folder(path: Path) -> Path:
+    """Where the split of ``path`` is cached: a new folder whenever the file or the rewrite changes."""
+    info = path.stat()
+    # ctime and inode too: a voice rewritten in place with its size and mtime restored is another voice.
+    key = f"{REWRITE_VERSION}|{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}|{info.st_ino}"
+    return cache_root() / "vits" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _regular(path: Path, kind: int = stat.S_IFREG) -> bool:
+    """``path`` itself (not what a symlink points at) is a regular file (or, with ``kind``, a folder)."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode) == kind
+    except OSError:
+        return False
+
+
+def read_split(folder: Path) -> dict[str, Any] | None:
+    """The cached split's ``split.json``, checked: None when there is none or it is not one
+    ``write_split`` made (see the module docstring). ``{"vits": False, ...}`` is a valid answer."""
+    meta_path = folder / "split.json"
+    if not _regular(folder, stat.S_IFDIR) or not _regular(meta_path):
+        return None
+    try:
+        if meta_path.stat().st_size > MAX_META_BYTES:
+            return None
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("vits"), bool):
+        return None
+    if not meta["vits"]:
+        reason = meta.get("reason")
+        return meta if reason is None or isinstance(reason, str) else None
+    latent, channels = meta.get("latent"), meta.get("channels")
+    if not isinstance(latent, str) or not latent or isinstance(channels, bool) or not isinstance(channels, int):
+        return None
+    if channels < 1 or not all(_regular(folder / part) for part in PARTS):
+        return None
+    return meta
+
+
+def discard(folder: Path) -> None:
+    """Remove an unusable cached split (a symlink is removed, never followed)."""
+    with contextlib.suppress(OSError):
+        if folder.is_symlink() or not folder.is_dir():
+            folder.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
