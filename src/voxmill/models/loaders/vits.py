@@ -16,7 +16,8 @@ Why split a model that runs fine as one graph:
   and the encoder's (text encoder, flows: 29% of the time) 5.45 -> 4.88 s on the test book.
 
 Anything that does not look like a VITS export (no ``/dec/`` nodes, several outputs) is loaded as one
-session; no library does this rewrite, hence by hand on the ``onnx`` protobuf.
+session; no library does this rewrite, hence by hand on the ``onnx`` protobuf. (About 400 lines:
+the graph rewrite, the split and its windowed runner are one technique; the cache is vits_cache.py.)
 """
 
 from __future__ import annotations
