@@ -11,6 +11,20 @@ from pathlib import Path
 
 from voxmill.audio import Audio, save
 
+# Run flags every batch command must refuse with one line and exit 2, before any work.
+BAD_RUN_FLAGS = [
+    ("--backend", "bogus"),
+    ("--backend", "RAY"),
+    ("--workers", "abc"),
+    ("--workers", "0"),
+    ("--workers", "1.5"),
+    ("--threads-per-worker", "abc"),
+    ("--threads-per-worker", "0"),
+    ("--timeout", "0"),
+    ("--timeout", "nan"),
+    ("--ray-address", ""),
+]
+
 
 def voxmill(*args: str, stdin: str | None = None, cwd: Path | None = None, timeout: float = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from hostile import BAD_RUN_FLAGS as COMMON_BAD_RUN_FLAGS
 from hostile import ljspeech, no_traceback, voxmill
 from voxmill.audio import Audio
 from voxmill.check import CheckOptions, Severity, run
@@ -18,16 +19,7 @@ from voxmill.errors import ConfigError, MissingExtraError, Reason
 
 SERIAL = RunOptions(workers=1, backend="serial", progress=False)
 BAD_RUN_FLAGS = [
-    ("--backend", "bogus"),
-    ("--backend", "RAY"),
-    ("--workers", "abc"),
-    ("--workers", "0"),
-    ("--workers", "1.5"),
-    ("--threads-per-worker", "abc"),
-    ("--threads-per-worker", "0"),
-    ("--timeout", "0"),
-    ("--timeout", "nan"),
-    ("--ray-address", ""),
+    *COMMON_BAD_RUN_FLAGS,
     ("--ray-address", "foo"),  # once a ValueError traceback from inside Ray
     ("--ray-address", "10.0.0.1:99999999"),  # once a minute of connection retries, then a traceback
 ]

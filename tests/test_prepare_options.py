@@ -7,24 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hostile import ljspeech, no_traceback, voxmill
+from hostile import BAD_RUN_FLAGS, ljspeech, no_traceback, voxmill
 from voxmill.audio import Audio
 from voxmill.engine import RunOptions, WorkerContext
 from voxmill.errors import ConfigError, Reason
 from voxmill.prepare import ClipOptions, PrepareOptions, parse_source, run
-
-BAD_RUN_FLAGS = [
-    ("--backend", "bogus"),
-    ("--backend", "RAY"),
-    ("--workers", "abc"),
-    ("--workers", "0"),
-    ("--workers", "1.5"),
-    ("--threads-per-worker", "abc"),
-    ("--threads-per-worker", "0"),
-    ("--timeout", "0"),
-    ("--timeout", "nan"),
-    ("--ray-address", ""),
-]
 
 
 @pytest.mark.parametrize(("flag", "value"), BAD_RUN_FLAGS)
