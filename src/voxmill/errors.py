@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "AudioDecodeError",
@@ -74,6 +75,19 @@ class VoxmillError(Exception):
 
     code: Reason = Reason.ERROR
 
+    def __reduce__(self) -> tuple[Any, tuple[type[VoxmillError], str, dict[str, Any]]]:
+        # Errors cross process boundaries (worker -> parent). Exception pickles only ``args``, which
+        # subclasses with their own __init__ (path + reason, module + extra) cannot be rebuilt from:
+        # rebuild from the message and the attributes instead, for every subclass at once.
+        return _rebuild, (type(self), str(self), dict(self.__dict__))
+
+
+def _rebuild(cls: type[VoxmillError], message: str, state: dict[str, Any]) -> VoxmillError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class AudioError(VoxmillError):
     """Something is wrong with audio data or an audio file."""
@@ -92,9 +106,6 @@ class AudioDecodeError(AudioError):
         self.reason = " ".join(str(reason).split()).rstrip(".")
         super().__init__(f"{self.path}: {self.reason}")
 
-    def __reduce__(self) -> tuple[type[AudioDecodeError], tuple[str, str, Reason]]:
-        return AudioDecodeError, (self.path, self.reason, self.code)  # pickles path, reason and code
-
 
 class AudioEncodeError(AudioError):
     """Audio cannot be written to the requested path or format."""
@@ -105,9 +116,6 @@ class AudioEncodeError(AudioError):
         self.path = str(path)
         self.reason = " ".join(str(reason).split()).rstrip(".")
         super().__init__(f"{self.path}: {self.reason}")
-
-    def __reduce__(self) -> tuple[type[AudioEncodeError], tuple[str, str]]:
-        return AudioEncodeError, (self.path, self.reason)
 
 
 class DatasetError(VoxmillError):

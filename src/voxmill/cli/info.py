@@ -48,26 +48,26 @@ def info(
     one at a sample rate voxmill does not handle (4-768 kHz), prints one line 'FILE: reason' to
     stderr; the others are still reported. Exit code 1 if any file failed.
     """
-    with contextlib.ExitStack() as leases:
-        detector = None if no_vad else leases.enter_context(_vad(ctx))
-        failed = _report(files, as_json, not no_vad, detector)
+    with contextlib.ExitStack() as stack:
+        detector = None
+        if not no_vad:
+            # Silero leased once for every file, from a manager built from Settings like every command's;
+            # closed with the command, so its model and keep-alive reaper do not outlive it.
+            manager = manager_from_settings(state(ctx).settings)
+            stack.callback(manager.close)
+            detector = stack.enter_context(manager.lease(manager.registry.resolve("silero-vad"), device="cpu"))
+        failed = _report(files, as_json, detector)
     if failed:
         raise typer.Exit(1)
 
 
-def _vad(ctx: typer.Context) -> contextlib.AbstractContextManager[SpeechDetector]:
-    """Silero VAD leased once for every file, from a manager built from Settings like every command's."""
-    manager = manager_from_settings(state(ctx).settings)
-    return manager.lease(manager.registry.resolve("silero-vad"), device="cpu")
-
-
-def _report(files: list[Path], as_json: bool, vad: bool, detector: SpeechDetector | None) -> int:
+def _report(files: list[Path], as_json: bool, detector: SpeechDetector | None) -> int:
     """Print each file's report (or its one-line error); returns how many failed."""
     reports: list[FileReport] = []
     failed = 0
     for path in files:
         try:
-            report = describe(path, vad=vad, detector=detector)
+            report = describe(path, vad=detector is not None, detector=detector)
         except (AudioError, MemoryError, OSError, ValueError, RuntimeError) as exc:
             # One file's problem is that file's line: the files after it are still measured.
             failed += 1

@@ -63,23 +63,28 @@ def root(
     ctx.obj = State(settings=load_settings(config, overrides=overrides))
     # main() decides how to show an error after the command has unwound: it reads debug from here,
     # so `debug: true` in voxmill.yaml and VOXMILL_DEBUG=1 show tracebacks as --debug does.
-    _debug_from_settings[0] = ctx.obj.settings.debug
+    global _settings_debug
+    _settings_debug = ctx.obj.settings.debug
 
 
-_debug_from_settings = [False]  # this invocation's Settings.debug, once the root callback has loaded them
+_settings_debug = False  # this invocation's Settings.debug, once the root callback has loaded them
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also what the console script exits with)."""
-    _debug_from_settings[0] = False
+    global _settings_debug
     try:
         return _main(argv)
     finally:
-        _debug_from_settings[0] = False
+        _settings_debug = False  # the next in-process invocation loads its own settings
 
 
 def _main(argv: list[str] | None) -> int:
     flag = "--debug" in (argv if argv is not None else sys.argv[1:])
+
+    def debug() -> bool:
+        return flag or _settings_debug
+
     try:
         # Outside standalone mode click returns the code of typer.Exit instead of raising it.
         code = app(args=argv, prog_name="voxmill", standalone_mode=False)
@@ -89,21 +94,16 @@ def _main(argv: list[str] | None) -> int:
         code = 130
     except (ConfigError, DatasetError) as exc:
         # Bad settings and unreadable inputs are usage errors: nothing was processed.
-        if flag or _debug_from_settings[0]:
+        if debug():
             raise
         # An unusable output (OutputError) is a usage error too, but no setting is wrong.
         kind = "config error" if isinstance(exc, ConfigError) and not isinstance(exc, OutputError) else "error"
         err_console.print(f"voxmill: {kind}: {exc}", markup=False, highlight=False)
         return 2
-    except VoxmillError as exc:
-        if flag or _debug_from_settings[0]:
-            raise
-        err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
-        return 1
-    except OSError as exc:
-        # The system said no where voxmill did not expect it (a full disk, a read-only mount, a lost
-        # network share): one line naming the file, as for voxmill's own errors; --debug shows where.
-        if flag or _debug_from_settings[0]:
+    except (VoxmillError, OSError) as exc:
+        # An OSError is the system saying no where voxmill did not expect it (a full disk, a read-only
+        # mount, a lost network share): one line naming the file, as for voxmill's own errors.
+        if debug():
             raise
         err_console.print(f"voxmill: error: {exc}", markup=False, highlight=False)
         return 1

@@ -42,6 +42,7 @@ from voxmill.audio.stitch import to_rate
 from voxmill.convert.processors.base import Processor
 from voxmill.convert.task import ChunkItem, ChunkResult
 from voxmill.engine import Journal, SharedArray
+from voxmill.models.registry import ModelSpec
 
 __all__ = ["ChunkJournal", "PartFile", "fingerprint"]
 
@@ -49,10 +50,16 @@ JOURNAL = "journal.sqlite"
 PARTS = "parts"
 
 
+def _field(value: object) -> str:
+    return value.identity() if isinstance(value, ModelSpec) else repr(value)
+
+
 def fingerprint(input_path: Path, slicing: SliceOptions, out_rate: int, channels: int, processor: Processor) -> str:
     """16 hex digits naming this input file and everything that decides its chunks' processed audio."""
     stat = os.stat(input_path)
-    fields = {f.name: repr(getattr(processor, f.name, None)) for f in dataclasses.fields(processor)}
+    # A model a processor carries (revoice's voice) counts by its file's identity, not just its name:
+    # a voice replaced between a killed run and --resume must not be stitched beside the old one's chunks.
+    fields = {f.name: _field(getattr(processor, f.name, None)) for f in dataclasses.fields(processor)}
     identity = {
         # ctime: a file rewritten in place with its old size and mtime (os.utime) changes only that.
         "input": [

@@ -80,9 +80,6 @@ class ChunkTask(Task):
     processor: Processor
     out_rate: int
 
-    def preflight(self) -> None:
-        self.processor.preflight()
-
     def setup(self, ctx: WorkerContext) -> None:
         self.processor.setup(ctx)
 

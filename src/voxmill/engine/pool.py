@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from voxmill.engine.backends import Backend, Job, JobResult, backend_class, create_backend
-from voxmill.engine.options import BACKENDS, LOCAL_BACKENDS, RunOptions, parse_timeout
+from voxmill.engine.options import BACKENDS, LOCAL_BACKENDS, RunOptions, check_number, parse_timeout
 from voxmill.engine.outcome import Outcome
 from voxmill.engine.sharing import inline_arrays
 from voxmill.engine.task import Task, as_task
@@ -58,13 +59,14 @@ class Pool:
 
     def __post_init__(self) -> None:
         # The one validation of run options (ConfigError naming the option), now, not at the first item.
-        self.options.validate()
-        self.backend = self.options.backend_or("process")
+        # validate() normalises ("3" -> 3): keep its values, or Ray would plan with the strings.
+        options = self.options.validate()
+        self.workers, self.threads_per_worker = options.workers, options.threads_per_worker
+        self.backend = options.backend_or("process")
         # window=0 would silently mean the default, a float or a string fail later with a TypeError.
-        if self.window is not None and not _whole(self.window, 1):
-            raise ConfigError(f"window {self.window!r}: expected a whole number >= 1")
-        if not _whole(self.prefetch, 1):
-            raise ConfigError(f"prefetch {self.prefetch!r}: expected a whole number >= 1")
+        if self.window is not None:
+            check_number("window", self.window, 1, math.inf, integer=True)
+        check_number("prefetch", self.prefetch, 1, math.inf, integer=True)
 
     @classmethod
     def from_options(cls, options: RunOptions, **settings: Any) -> Pool:
@@ -129,8 +131,8 @@ class Pool:
         position). ``timeout`` fails an item that runs longer.
         """
         timeout = parse_timeout(timeout)
-        if total is not None and not _whole(total, 0):  # "5" was a TypeError from the bar, -1 a "3/-1" bar
-            raise ConfigError(f"total {total!r}: expected a whole number >= 0, or None")
+        if total is not None:  # "5" was a TypeError from the bar, -1 a "3/-1" bar
+            check_number("total", total, 0, math.inf, integer=True)
         if total is None and isinstance(items, Sized):
             total = len(items)
         return _Run(self, as_task(task), items, ordered, journal, timeout, key, total).outcomes()
@@ -138,10 +140,6 @@ class Pool:
     def map(self, task: Task | Callable[[Any], Any], items: Iterable[Any], **options: Any) -> list[Outcome]:
         """All outcomes as a list, in input order."""
         return list(self.imap(task, items, **options))
-
-
-def _whole(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 class _Run:

@@ -6,10 +6,11 @@ plain function (or a ``functools.partial``) in :class:`FunctionTask`.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from voxmill.models import ModelManager
@@ -88,6 +89,16 @@ class WorkerContext:
         return self.slot.get()
 
 
+def require_extras(requires: tuple[tuple[str, str], ...]) -> None:
+    """MissingExtraError for the first ``(module, extra)`` whose module is not installed: the one
+    check of optional dependencies, run once in the parent (a task's or a processor's preflight)."""
+    from voxmill.errors import MissingExtraError
+
+    for module, extra in requires:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(module, extra)
+
+
 class Task:
     """Subclass as a dataclass of options; it is pickled to each worker.
 
@@ -96,10 +107,14 @@ class Task:
     or raises anything else to fail it (the run goes on).
     """
 
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(module, extra) pairs: the optional modules the task imports and the extra that installs each."""
+
     def preflight(self) -> None:
         """Once, in the parent, before any worker starts: raise here what would fail every item
-        (a missing extra: :class:`~voxmill.errors.MissingExtraError`; a model that is not there), so
-        the run stops once with one message instead of failing each item."""
+        (a missing extra: :class:`~voxmill.errors.MissingExtraError`, checked from ``requires``; a model
+        that is not there), so the run stops once with one message instead of failing each item."""
+        require_extras(self.requires)
 
     def setup(self, ctx: WorkerContext) -> None:
         """Once per worker, before its first item."""

@@ -69,7 +69,7 @@ class Entry:
         self.remeasured = False
         self.loaded = threading.Event()
         self.error: BaseException | None = None
-        self.identity: tuple[Any, ...] = ()  # which file this is (the manager's ``_identity``)
+        self.identity = ""  # which file this is (ModelSpec.identity)
 
     @property
     def gpu(self) -> bool:

@@ -30,17 +30,6 @@ __all__ = ["ModelManager", "ModelStatus"]
 EVENTS = ("load", "unload", "evict", "alert")
 
 
-def _identity(spec: ModelSpec) -> tuple[Any, ...]:
-    """Which model ``spec`` is, beyond its name: its file (path, size, modification time) and, for a
-    voice, its config's digest. A lease whose identity differs from the loaded model's reloads."""
-    try:
-        info = spec.path.stat()
-        stamp: tuple[int, int] | None = (info.st_size, info.st_mtime_ns)
-    except OSError:
-        stamp = None  # the load says why
-    return spec.kind, str(spec.path), stamp, spec.voice.digest if spec.voice else ""
-
-
 class ModelManager:
     """Loads models on demand and holds them under ``budget_bytes`` (RAM) and ``gpu_budget_bytes``.
 
@@ -148,15 +137,20 @@ class ModelManager:
         spec = self._spec(spec_or_name)
         low, high = self.keep_alive_range
         alive = self.keep_alive if keep_alive is None else min(high, max(low, keep_alive))
-        identity = _identity(spec)
+        identity = spec.identity()  # a lease whose identity differs from the loaded model's reloads
         with self._lock:
             while True:
                 entry = self._entries.get(spec.name)
                 if entry is None:
                     break
-                if entry.loaded.is_set() and entry.identity != identity:
+                if (
+                    entry.loaded.is_set()
+                    and entry.identity != identity
+                    and not (entry.refs and entry.spec.path == spec.path)
+                ):
                     # Another file of the same name (two folders' "model.onnx"), or this one changed on
-                    # disk: what is loaded is not what was asked for.
+                    # disk: what is loaded is not what was asked for. (The same file changed under a run
+                    # that holds it is shared as loaded: that run keeps the model it started with.)
                     if entry.refs:
                         raise errors.ModelError(
                             f"{spec.name}: another model of that name ({entry.spec.path}) is in use; "

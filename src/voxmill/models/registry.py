@@ -52,6 +52,18 @@ class ModelSpec:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     voice: VoiceConfig | None = field(default=None, compare=False, repr=False)
 
+    def identity(self) -> str:
+        """Which model this is beyond its name: its file (path; size, mtime and ctime in nanoseconds,
+        inode) and, for a voice, its config's digest. Not its content (hashing 60 MB per run costs more
+        than it saves): a retrained voice exported over the old one, its mtime restored, still changes
+        ctime. What a loaded model (the manager) and a resumed run (synth, convert) compare."""
+        try:
+            info = self.path.stat()
+            stamp = f"{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:{info.st_ino}"
+        except OSError:
+            stamp = "unreadable"  # the load says why
+        return f"{self.kind}:{self.path}:{stamp}:{self.voice.digest if self.voice else ''}"
+
     @property
     def size_bytes(self) -> int:
         """Bytes on disk (a folder: all files in it)."""
@@ -110,14 +122,6 @@ def voice_spec(onnx: Path, source: str) -> ModelSpec:
         speakers=voice.num_speakers,
         voice=voice,
     )
-
-
-def piper_spec(onnx: Path, source: str) -> ModelSpec | None:
-    """``voice_spec``, or None when the voice is broken (kept for callers that only want usable voices)."""
-    try:
-        return voice_spec(onnx, source)
-    except errors.ModelLoadError:
-        return None
 
 
 def shown(name: str, limit: int = 80) -> str:

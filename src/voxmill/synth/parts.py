@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -128,10 +129,16 @@ class PartStore:
         if os.path.lexists(folder) and not folder.is_dir():  # a file or FIFO planted in the state folder
             folder.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        # Parts of chapters the text no longer has (or had with other words) and a killed run's temp files go.
+        # Parts of chapters the text no longer has (or had with other words), a killed run's temp files,
+        # and anything planted under a part's name that is not a plain file (a folder would make every
+        # rerun fail writing that part) go. Symlinks are removed, never followed.
         wanted = {self.path(c).name for c in range(len(book))}
         for entry in os.scandir(folder):
-            if entry.name not in wanted and not entry.name.startswith(JOURNAL) and entry.is_file(follow_symlinks=False):
+            if entry.name.startswith(JOURNAL) or (entry.name in wanted and entry.is_file(follow_symlinks=False)):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
                 Path(entry.path).unlink(missing_ok=True)
 
     def path(self, index: int) -> Path:

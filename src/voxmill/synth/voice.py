@@ -41,9 +41,15 @@ def speaker_id(spec: ModelSpec, speaker: int | str | None) -> int | None:
     """The id of ``speaker`` (an id or a name of the voice's speaker map); None: the voice's default."""
     if speaker is None:
         return None
-    if isinstance(speaker, int) or str(speaker).isdigit():
+    config = voice_config(spec)
+    text = str(speaker)
+    if isinstance(speaker, int) or (text.isascii() and text.isdigit()):  # "²" is a digit, not a number
+        # An id the voice does not have would fail every piece at the end of the book: refuse it now.
+        count = max(1, config.num_speakers)
+        if not 0 <= int(speaker) < count:
+            raise errors.ConfigError(f"--speaker {speaker}: {spec.name} has speaker ids 0..{count - 1}")
         return int(speaker)
-    speakers = voice_config(spec).speaker_id_map
+    speakers = config.speaker_id_map
     if speaker in speakers:
         return int(speakers[str(speaker)])
     known = ", ".join(sorted(speakers)) or "none (single-speaker voice)"
@@ -53,9 +59,7 @@ def speaker_id(spec: ModelSpec, speaker: int | str | None) -> int | None:
 def fingerprint(spec: ModelSpec) -> str:
     """Changes when the voice's model or config changes: part of every chapter's resume hash.
 
-    The model's identity, not its content (hashing 60 MB per run would cost more than a chapter): size,
-    mtime and ctime in nanoseconds, inode. A retrained voice exported over the old one has the same
-    size (same architecture), and its mtime in whole seconds, or restored with ``cp -p``/``os.utime``,
-    can be the old one; its ctime cannot."""
-    stat = spec.path.stat()
-    return f"{voice_config(spec).digest}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+    The model's identity (:meth:`~voxmill.models.ModelSpec.identity`), not its content. A retrained
+    voice exported over the old one has the same size (same architecture), and its mtime in whole
+    seconds, or restored with ``cp -p``/``os.utime``, can be the old one; its ctime cannot."""
+    return spec.identity()

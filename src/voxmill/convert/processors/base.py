@@ -13,6 +13,7 @@ import numpy as np
 
 from voxmill import errors
 from voxmill.engine import WorkerContext
+from voxmill.engine.task import require_extras
 
 if TYPE_CHECKING:
     from voxmill.models import Registry
@@ -84,9 +85,7 @@ class Processor:
 
     def preflight(self) -> None:
         """Once, in the parent, before any chunk: MissingExtraError for a missing optional module."""
-        for module, extra in self.requires:
-            if importlib.util.find_spec(module) is None:
-                raise errors.MissingExtraError(module, extra)
+        require_extras(self.requires)
 
     def setup(self, ctx: WorkerContext) -> None:
         """Once per worker, before its first chunk."""
