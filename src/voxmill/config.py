@@ -25,6 +25,7 @@ ConfigError = errors.ConfigError
 __all__ = [
     "BACKENDS",
     "DEVICES",
+    "ServerSettings",
     "Settings",
     "parse_whole_or_auto",
     "config_search_path",
@@ -167,6 +168,109 @@ def _parse_profiles(value: Any) -> dict[str, list[str]]:
     return profiles
 
 
+def _fraction(value: Any) -> float:
+    """A share of memory in use, 0..1 (``0.85``) or a percentage (``85``, ``"85%"``)."""
+    text = str(value).strip()
+    percent = text.endswith("%")
+    try:
+        number = float(text.rstrip("%"))
+    except ValueError:
+        raise ValueError(f"expected a fraction like 0.85 or a percentage like 85%, got {value!r}") from None
+    if percent or number > 1:
+        number /= 100
+    if not 0 < number <= 1:
+        raise ValueError(f"expected a fraction above 0 and at most 1 (or 1-100%), got {value!r}")
+    return number
+
+
+def _bounded_int(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not re.fullmatch(r"\s*[0-9]+\s*", str(value), re.ASCII):
+            raise ValueError(f"expected a whole number from {low} to {high}, got {value!r}")
+        number = int(str(value))
+        if not low <= number <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _parse_aliases(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("expected a mapping of name -> model name")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _serve_field(default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
+    meta = {"parse": parse, "doc": doc}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ServerSettings:
+    """``voxmill serve``: the ``server:`` block of voxmill.yaml, ``VOXMILL_SERVER_<KEY>``, then flags."""
+
+    host: str = _serve_field("127.0.0.1", str, "address to listen on")
+    port: int = _serve_field(8000, _bounded_int(0, 65535), "port to listen on (0: any free port)")
+    max_queue: int = _serve_field(
+        16, _bounded_int(1, 100_000), "requests per model kind waiting or running; more get 503"
+    )
+    default_voice: str = _serve_field("piper:en_US-joe-medium", str, "voice for OpenAI's voice and model names")
+    default_asr: str = _serve_field("whisper:tiny.en", str, "ASR model for OpenAI's transcription model names")
+    aliases: dict[str, str] = _serve_field(dict, _parse_aliases, "extra name -> model name (e.g. alloy: piper:NAME)")
+    max_input_chars: int = _serve_field(20_000, _bounded_int(1, 10_000_000), "longest speech input, characters")
+    max_body_bytes: int = _serve_field(25 * 1000**2, _positive_size, "largest request body (an upload), bytes")
+    monitor_interval: float = _serve_field(2.0, parse_duration, "seconds between memory samples")
+    ram_cleanup: float = _serve_field(0.85, _fraction, "share of system RAM in use at which idle models are freed")
+    gpu_cleanup: float = _serve_field(0.90, _fraction, "share of a GPU's memory in use at which idle models are freed")
+    ram_alert: float = _serve_field(0.90, _fraction, "share of system RAM in use that raises an alert")
+    gpu_alert: float = _serve_field(0.95, _fraction, "share of a GPU's memory in use that raises an alert")
+    admin_token_file: Path | None = _serve_field(None, _optional(_parse_path), "file holding the admin bearer token")
+    auth: str = _serve_field("admin", _choice("admin", "all"), "which routes need the token: admin, or all")
+    ui: bool = _serve_field(True, _parse_bool, "serve the web UI at /ui")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], origin: str = "server") -> ServerSettings:
+        """Defaults updated with ``values``; unknown keys and bad values raise ConfigError."""
+        return _apply_server(cls(), values, origin)
+
+    def updated(self, values: Mapping[str, Any], origin: str = "command line") -> ServerSettings:
+        """A copy with ``values`` applied (None values skipped: a flag the user did not give), checked."""
+        return _apply_server(self, {k: v for k, v in values.items() if v is not None}, origin)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["admin_token_file"] = None if self.admin_token_file is None else str(self.admin_token_file)
+        return out
+
+
+def _apply_server(server: ServerSettings, values: Mapping[str, Any], origin: str) -> ServerSettings:
+    fields = {f.name: f for f in dataclasses.fields(ServerSettings)}
+    changes: dict[str, Any] = {}
+    for raw_key, value in values.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in fields:
+            raise ConfigError(f"{origin}: unknown key {raw_key!r}; known: {', '.join(fields)}")
+        try:
+            changes[key] = fields[key].metadata["parse"](value)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {raw_key}: {exc}") from None
+    return dataclasses.replace(server, **changes)
+
+
+def _parse_server(value: Any) -> ServerSettings:
+    if isinstance(value, ServerSettings):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping of server settings (host, port, max_queue, ...)")
+    try:
+        return ServerSettings.from_dict(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("server: ")) from None
+
+
 def default_voices_dir() -> Path:
     """``$XDG_DATA_HOME/voxmill/voices`` (``~/.local/share/voxmill/voices``)."""
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -196,11 +300,13 @@ class Settings:
     profiles: dict[str, list[str]] = _setting(
         dict, _parse_profiles, "model profiles: name -> list of model names", env=False
     )
+    server: ServerSettings = _setting(ServerSettings, _parse_server, "voxmill serve (a mapping)", env=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (paths as strings), e.g. for ``--json`` output or a YAML file."""
         out = dataclasses.asdict(self)
         out["voices_dir"] = str(self.voices_dir)
+        out["server"] = self.server.to_dict()
         return out
 
     @classmethod
@@ -275,6 +381,11 @@ def load_settings(
     for var, key in env_names.items():
         if var in env:
             settings = _apply(settings, {key: env[var]}, var)
+    for server_field in dataclasses.fields(ServerSettings):
+        var = f"{ENV_PREFIX}SERVER_{server_field.name.upper()}"
+        if var in env and server_field.name != "aliases":
+            server = _apply_server(settings.server, {server_field.name: env[var]}, var)
+            settings = dataclasses.replace(settings, server=server)
 
     if overrides:
         given = {k: v for k, v in overrides.items() if v is not None}

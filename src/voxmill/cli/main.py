@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from voxmill import __version__
-from voxmill.cli import check, convert, info, models, prepare, synth
+from voxmill.cli import check, convert, info, models, prepare, serve, synth
 from voxmill.cli.common import State, err_console
 from voxmill.config import load_settings
 from voxmill.errors import ConfigError, DatasetError, OutputError, VoxmillError
@@ -31,6 +31,7 @@ app.command("prepare")(prepare.prepare)
 app.command("check")(check.check)
 app.command("convert")(convert.convert)
 app.command("synth")(synth.synth)
+app.command("serve")(serve.serve)
 app.command("voices")(models.voices)
 app.command("doctor")(models.doctor)
 app.add_typer(models.models_app, name="models")

@@ -1,0 +1,72 @@
+"""Bearer-token checks: admin routes always, the audio API too with ``auth: all``.
+
+The token is ``VOXMILL_ADMIN_TOKEN``, else the first line of ``server.admin_token_file``. Without one,
+admin routes are served to loopback clients only (a server bound to 0.0.0.0 without a token cannot be
+administered from another machine). Tokens are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from pathlib import Path
+
+from fastapi import Request
+
+from voxmill import errors
+from voxmill.server.problems import ApiError
+
+__all__ = ["read_token", "require_admin", "require_api"]
+
+TOKEN_ENV = "VOXMILL_ADMIN_TOKEN"
+
+
+def read_token(token_file: Path | None) -> str | None:
+    """The configured admin token, or None. A token file that cannot be read is a ConfigError."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    if token_file is None:
+        return None
+    try:
+        lines = token_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ConfigError(f"server.admin_token_file {token_file}: cannot read: {exc}") from None
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise errors.ConfigError(f"server.admin_token_file {token_file}: empty")
+    return token
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
+
+
+def _check(request: Request, token: str | None, what: str) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if token is None:
+        if _loopback(request):
+            return
+        raise ApiError(403, f"{what} is served to loopback clients only: set {TOKEN_ENV} to allow others",
+                       "forbidden")  # fmt: skip
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(401, f"{what} needs 'Authorization: Bearer <token>'", "unauthorized",
+                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+
+def require_admin(request: Request) -> None:
+    """FastAPI dependency of every admin route."""
+    _check(request, request.app.state.voxmill.token, "model administration")
+
+
+def require_api(request: Request) -> None:
+    """FastAPI dependency of the audio API: checks the token only with ``auth: all``."""
+    state = request.app.state.voxmill
+    if state.server.auth == "all":
+        _check(request, state.token, "the API")

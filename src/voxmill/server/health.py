@@ -1,0 +1,25 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (preloads finished: 503 until then, with why)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state.voxmill
+    if state.ready.is_set():
+        return JSONResponse({"status": "ready", "preloaded": list(state.preload)})
+    failed = [a["message"] for a in state.alerts if a.get("source") == "preload"]
+    body = {"status": "failed" if failed else "loading", "preload": list(state.preload), "errors": failed}
+    return JSONResponse(body, 503, {"Retry-After": "2"})

@@ -1,0 +1,90 @@
+"""Request body limit: bodies over ``max_bytes`` get 413 naming the limit, whether they declare their
+length (refused before a byte is read) or stream it chunked (refused when the count passes the limit).
+A pure ASGI middleware, because a body read through Starlette is already buffered whole."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["BodyLimit", "TooLarge"]
+
+
+class TooLarge(HTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit; an HTTPException, so that a route
+    (or FastAPI's body parsing) that lets it through is answered 413 by the app's handler."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than the limit of {limit} bytes (server.max_body_bytes)")
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                length = -1
+            if length < 0 or length > self.max_bytes:
+                await self._refuse(send, length)
+                return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise TooLarge(self.max_bytes)
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except TooLarge:
+            if not started:
+                await self._refuse(send, seen)
+
+    async def _refuse(self, send: Send, length: int) -> None:
+        if length < 0:
+            status, message = 400, "bad Content-Length header"
+        else:
+            status, message = (
+                413,
+                f"request body larger than the limit of {self.max_bytes} bytes (server.max_body_bytes)",
+            )
+        body: dict[str, Any] = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "code": "body_too_large" if status == 413 else "bad_request",
+                "param": None,
+            }
+        }
+        data = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
