@@ -43,6 +43,8 @@ class ModelStatus:
     fallback_reason: str | None
     note: str | None = None
     """How the model runs, when it matters (a voice that could not be split runs as one session)."""
+    loading: bool = False
+    """Reserved and being loaded (its bytes are the estimate held for it), not yet usable."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +120,7 @@ class Entry:
             load_seconds=self.load_seconds,
             fallback_reason=self.fallback_reason,
             note=self.note,
+            loading=not self.loaded.is_set(),
         )
 
 

@@ -10,6 +10,7 @@ unloaded again.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,9 @@ class ModelManager:
 
     ``with manager.lease("piper:en_US-joe-medium") as voice:`` holds a reference; concurrent leases
     share one instance, and a leased model is never evicted. ``keep_alive`` seconds after its last
-    lease ends an idle model is unloaded (per-lease overrides are clamped to ``keep_alive_range``).
+    lease ends an idle model is unloaded. A lease's own ``keep_alive`` sets the model's (the latest
+    request wins, as in Ollama: 0 unloads it once no lease holds it, negative or ``math.inf`` keeps it),
+    clamped to ``keep_alive_range``; a lease without one never shortens what an earlier one asked for.
     """
 
     def __init__(
@@ -135,8 +138,7 @@ class ModelManager:
 
     def _acquire(self, spec_or_name: ModelSpec | str, device: str, keep_alive: float | None) -> Entry:
         spec = self._spec(spec_or_name)
-        low, high = self.keep_alive_range
-        alive = self.keep_alive if keep_alive is None else min(high, max(low, keep_alive))
+        alive = self.keep_alive if keep_alive is None else self._clamped(keep_alive)
         identity = spec.identity()  # a lease whose identity differs from the loaded model's reloads
         with self._lock:
             while True:
@@ -161,7 +163,8 @@ class ModelManager:
                 if entry.loaded.is_set():
                     entry.refs += 1
                     entry.last_used = time.monotonic()
-                    entry.keep_alive = max(entry.keep_alive, alive)
+                    # An explicit keep-alive is the latest request's word; the default only lengthens.
+                    entry.keep_alive = alive if keep_alive is not None else max(entry.keep_alive, alive)
                     return entry
                 self._changed.wait()  # another thread is loading it: share that load
             choice = choose_device(device, spec.kind, estimate(spec, "cuda"))
@@ -169,6 +172,12 @@ class ModelManager:
             entry.refs = 1
             entry.identity = identity
         return self._load(entry)
+
+    def _clamped(self, keep_alive: float) -> float:
+        low, high = self.keep_alive_range
+        if keep_alive < 0 or math.isnan(keep_alive):
+            keep_alive = math.inf  # Ollama's "negative: keep it loaded" (NaN cannot mean unload)
+        return min(high, max(low, keep_alive))
 
     def _reserve(self, spec: ModelSpec, choice: DeviceChoice, alive: float) -> Entry:
         gpu = choice.device.startswith("cuda")
@@ -246,7 +255,8 @@ class ModelManager:
             entry.last_used = time.monotonic()
             if entry.refs == 0 and not entry.remeasured:
                 self._remeasure(entry)
-            if entry.refs == 0 and entry.keep_alive <= 0 and not entry.pinned:
+            held = self._entries.get(entry.spec.name) is entry  # not dropped by the re-measure above
+            if held and entry.refs == 0 and entry.keep_alive <= 0 and not entry.pinned:
                 self._drop(entry, "unload")
             self._changed.notify_all()
 
@@ -258,8 +268,13 @@ class ModelManager:
         entry.remeasured = True
         if entry.device.startswith("cuda") or entry.load_serial != self._loads:
             return
-        if entry.grew_to(rss() - entry.rss_before) and self.budget.over(False):
-            self._evict_for(0, False, protect=entry.spec.name, adding=0)
+        if (
+            entry.grew_to(rss() - entry.rss_before)
+            and self.budget.over(False)
+            and not self._evict_for(0, False, protect=entry.spec.name, adding=0)
+            and entry.idle
+        ):
+            self._drop(entry, "evict")  # idle now: rather free it than hold more than the budget
 
     # ---- keep-alive ---------------------------------------------------------------------------------
 
@@ -328,6 +343,25 @@ class ModelManager:
                 if left is not None and left <= 0:
                     raise errors.ModelError(f"{key} still in use after {timeout:g}s")
                 self._changed.wait(timeout=left)
+
+    def free_idle(self, device: str | None = None) -> list[str]:
+        """Unload every idle model (not in use, not pinned) on ``device`` (``cpu``, ``cuda:N``; None: all
+        devices) now, whatever its keep-alive; returns their names. The memory monitor's cleanup."""
+        with self._lock:
+            idle = [e for e in self._entries.values() if e.idle and device in (None, e.device)]
+            for entry in idle:
+                self._drop(entry, "evict")
+            return [e.spec.name for e in idle]
+
+    def set_keep_alive(self, seconds: float) -> None:
+        """Change the default keep-alive at run time; idle models that were kept for the old default
+        follow the new one (those a request gave its own keep-alive keep it)."""
+        with self._lock:
+            old, self.keep_alive = self.keep_alive, seconds
+            for entry in self._entries.values():
+                if entry.keep_alive == old:
+                    entry.keep_alive = seconds
+            self._changed.notify_all()  # the reaper recomputes when to wake
 
     def unload_all(self) -> None:
         """Unload every model that is not in use (pinned ones included)."""

@@ -64,10 +64,18 @@ def create_app(
     plan = thread_plan(settings.workers, "auto", backend="thread")
     scheduler = Scheduler(plan, server.max_queue)
     monitor = MemoryMonitor(
-        interval=server.monitor_interval, ram_alert=server.ram_alert, gpu_alert=server.gpu_alert, manager=manager
+        interval=server.monitor_interval,
+        ram_alert=server.ram_alert,
+        gpu_alert=server.gpu_alert,
+        ram_cleanup=server.ram_cleanup,
+        gpu_cleanup=server.gpu_cleanup,
+        manager=manager,
     )
     state = ServerState(settings, manager, scheduler, monitor, read_token(server.admin_token_file), tuple(preload))
-    manager.on("alert", lambda _event, info: state.alert(str(info.get("message", "")), source="monitor"))
+    manager.on(
+        "alert",
+        lambda _event, info: state.alert(str(info.get("message", "")), source="monitor", kind=info.get("kind")),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -47,7 +47,7 @@ def parse_keep_alive(value: Any) -> float | None:
             parse_duration(text[1:])
             return KEEP_FOREVER
         seconds = parse_duration(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise errors.ConfigError(f"keep_alive: {exc}") from None
     if not math.isfinite(seconds):
         raise errors.ConfigError(f"keep_alive: expected a finite duration, got {value!r}")

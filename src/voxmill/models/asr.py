@@ -1,0 +1,218 @@
+"""Speech to text with a leased faster-whisper model: typed results and their subtitle renderings.
+
+``transcribe(model, samples16k, options) -> Transcript`` wraps ``WhisperModel.transcribe`` (34 keyword
+arguments, a lazy generator of segments) in one options dataclass and one eager call: the generator is
+consumed here, on the caller's thread, so the decoding runs where the caller scheduled it and not
+wherever the result happens to be iterated. ``to_srt`` / ``to_vtt`` render one cue per segment.
+
+Why no subtitle library: both formats are a numbered (SRT) or headed (WebVTT) list of
+``start --> end`` cues; pysubs2 and srt would add a dependency for a dozen lines of formatting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxmill import errors
+from voxmill.audio import blocks
+
+__all__ = [
+    "MAX_PROMPT_CHARS",
+    "SAMPLE_RATE",
+    "AsrOptions",
+    "Segment",
+    "Transcript",
+    "Word",
+    "load_audio",
+    "to_srt",
+    "to_vtt",
+    "transcribe",
+]
+
+SAMPLE_RATE = 16000
+# Whisper keeps the last 223 prompt tokens (half its text context); about 4 characters a token.
+MAX_PROMPT_CHARS = 1000
+# OpenAI's meaning of temperature 0: start greedy, raise the temperature when a window's decode fails.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word and where it is said, in seconds. ``word`` keeps Whisper's leading space (joining the
+    words gives the text back, in languages written with and without spaces)."""
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One decoded stretch of speech (Whisper's unit; a subtitle cue)."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    seek: int = 0
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What was said: the whole ``text``, the ``language`` code, the audio's ``duration`` (seconds)."""
+
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def words(self) -> list[Word]:
+        return [word for segment in self.segments for word in segment.words]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AsrOptions:
+    """How to transcribe. Defaults: detect the language, no prompt, OpenAI's temperature schedule."""
+
+    language: str | None = None
+    """A language code as Whisper writes it (``en``, ``haw``); None detects it (English-only models: ``en``)."""
+    prompt: str | None = None
+    """Text that precedes the audio: spellings, names, style (Whisper's ``initial_prompt``)."""
+    temperature: float = 0.0
+    """0: greedy, raised step by step when a window fails; above 0 (up to 1): sample at that temperature."""
+    words: bool = False
+    """Word timestamps (aligned by cross-attention after each window is decoded)."""
+    beam_size: int = 5
+    vad: bool = False
+    """Skip the silences Silero VAD finds before decoding (long recordings with long pauses)."""
+
+    def checked(self) -> AsrOptions:
+        """These options, or ConfigError naming the field at fault."""
+        if self.language is not None and not _LANGUAGE.fullmatch(self.language):
+            raise errors.ConfigError(f"language: expected a code such as 'en', got {self.language[:20]!r}")
+        if self.prompt is not None and len(self.prompt) > MAX_PROMPT_CHARS:
+            raise errors.ConfigError(f"prompt: {len(self.prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        if not (isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 1.0):
+            raise errors.ConfigError(f"temperature: expected a number from 0 to 1, got {self.temperature!r}")
+        if not (isinstance(self.beam_size, int) and 1 <= self.beam_size <= 20):
+            raise errors.ConfigError(f"beam_size: expected 1 to 20, got {self.beam_size!r}")
+        return self
+
+
+def load_audio(path: str | Path, max_seconds: float = math.inf) -> np.ndarray:
+    """``path`` (any format voxmill.audio reads) as mono float32 samples at 16 kHz, decoded block by block:
+    AudioDecodeError for what cannot be decoded, AudioError once it passes ``max_seconds`` (a few MB
+    of a low-bitrate codec can hold hours, more than the memory they decode to should be spent on)."""
+    limit = max_seconds * SAMPLE_RATE
+    parts: list[np.ndarray] = []
+    frames = 0
+    for block in blocks(path, seconds=30.0, sr=SAMPLE_RATE, mono=True):
+        frames += block.samples.shape[0]
+        if frames > limit:
+            raise errors.AudioError(f"{path}: more than {max_seconds:g} s of audio; the limit is {max_seconds:g} s")
+        parts.append(block.samples)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def transcribe(model: Any, samples16k: np.ndarray, options: AsrOptions | None = None) -> Transcript:
+    """Transcribe mono float32 ``samples16k`` (16 kHz) with a faster-whisper ``WhisperModel``.
+
+    Blocking: the whole decode runs in this call. ConfigError for options the model cannot honour
+    (a language an English-only model does not speak), AudioDecodeError for empty or non-finite audio.
+    """
+    opts = (options or AsrOptions()).checked()
+    samples = np.asarray(samples16k, dtype=np.float32)
+    if samples.ndim != 1:
+        raise errors.AudioDecodeError("audio", f"expected mono samples, got shape {samples.shape}")
+    if samples.size == 0:
+        raise errors.AudioDecodeError("audio", "no audio frames", errors.Reason.EMPTY)
+    if not math.isfinite(float(samples.sum())) and not np.isfinite(samples).all():
+        raise errors.AudioDecodeError("audio", "contains non-finite samples (NaN or inf)", errors.Reason.NON_FINITE)
+    supported = list(getattr(model, "supported_languages", None) or [])
+    if opts.language is not None and supported and opts.language not in supported:
+        known = "the model is English-only" if supported == ["en"] else "not a language the model knows"
+        raise errors.ConfigError(f"language {opts.language!r}: {known}")
+    temperature: float | tuple[float, ...] = opts.temperature or FALLBACK_TEMPERATURES
+    pieces, info = model.transcribe(
+        samples,
+        language=opts.language,
+        initial_prompt=opts.prompt or None,
+        temperature=temperature,
+        word_timestamps=opts.words,
+        beam_size=opts.beam_size,
+        vad_filter=opts.vad,
+    )
+    segments = [_segment(index, piece) for index, piece in enumerate(pieces)]  # the lazy decode runs here
+    text = "".join(s.text for s in segments).strip()
+    return Transcript(text, str(info.language), float(info.duration), segments)
+
+
+def _segment(index: int, piece: Any) -> Segment:
+    words = [Word(float(w.start), float(w.end), str(w.word), float(w.probability)) for w in piece.words or ()]
+    return Segment(
+        id=index,
+        start=float(piece.start),
+        end=float(piece.end),
+        text=str(piece.text),
+        words=words,
+        avg_logprob=float(piece.avg_logprob),
+        no_speech_prob=float(piece.no_speech_prob),
+        compression_ratio=float(piece.compression_ratio),
+        temperature=float(piece.temperature or 0.0),
+        seek=int(piece.seek),
+        tokens=[int(t) for t in piece.tokens],
+    )
+
+
+# ---- subtitles ------------------------------------------------------------------------------------
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
+
+
+def _cues(transcript: Transcript) -> list[tuple[float, float, str]]:
+    # One line per cue: a blank line inside a cue's text would end the cue early in both formats.
+    cues = [(s.start, max(s.start, s.end), " ".join(s.text.split())) for s in transcript.segments]
+    return [cue for cue in cues if cue[2]]
+
+
+def to_srt(transcript: Transcript) -> str:
+    """SubRip: numbered cues, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, one per segment."""
+    return "".join(
+        f"{n}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text.replace('-->', '->')}\n\n"
+        for n, (start, end, text) in enumerate(_cues(transcript), start=1)
+    )
+
+
+def to_vtt(transcript: Transcript) -> str:
+    """WebVTT: the ``WEBVTT`` header, then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues, one per segment."""
+    cues = "".join(
+        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_vtt_text(text)}\n\n"
+        for start, end, text in _cues(transcript)
+    )
+    return f"WEBVTT\n\n{cues}"
+
+
+def _vtt_text(text: str) -> str:
+    # Cue text is markup: a bare '<' or '&' starts a tag or an entity, and '-->' may not appear at all.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
