@@ -12,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.serving import make_settings, served
 
 ROUTES_JSON = ["/v1/audio/speech", "/api/load", "/api/unload", "/api/settings", "/v2/repository/index",
                "/v2/repository/models/piper:en_US-joe-medium/load", "/api/profiles/x/preload"]  # fmt: skip
 NAMES = ["../../etc/passwd", "/etc/passwd", "piper:../../x", "C:\\x.onnx", "x.onnx", "\x00", "\u202e\u0430lloy",
-         "голос", "声音", "a" * 5000, "", " ", "piper:", "whisper:", "%2e%2e%2fetc", "alloy\n", "silero-vad"]  # fmt: skip
+         "голос", "声音", "a" * 5000, "", " ", "piper:", "whisper:", "%2e%2e%2fetc", "alloy\n",
+         "silero-vad"]  # fmt: skip
 
 
 def junk(rng: random.Random, depth: int = 0) -> Any:
@@ -76,8 +76,9 @@ def multipart(rng: random.Random) -> tuple[bytes, str]:
     boundary = "voxmillfuzz"
     parts = []
     if rng.random() < 0.8:
-        audio = rng.choice([b"", b"RIFF\x00\x00\x00\x00WAVEfmt ", bytes(rng.randrange(256) for _ in range(500)),
-                            b"ID3\x03\x00" + b"\x00" * 100, b"OggS" + b"\x00" * 60, b"fLaC" + b"\x00" * 40])  # fmt: skip
+        noise = bytes(rng.randrange(256) for _ in range(500))
+        audio = rng.choice([b"", b"RIFF\x00\x00\x00\x00WAVEfmt ", noise, b"ID3\x03\x00" + b"\x00" * 100,
+                            b"OggS" + b"\x00" * 60, b"fLaC" + b"\x00" * 40])  # fmt: skip
         name = rng.choice(["a.wav", "../../x.mp3", "голос.flac", "", "x" * 300, "a\x00b.wav", "/etc/passwd"])
         head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
         parts.append(head.encode("utf-8", "surrogatepass") + b"Content-Type: audio/wav\r\n\r\n" + audio + b"\r\n")
