@@ -1,9 +1,413 @@
-"""(stub: being written)"""
+"""``POST /v1/audio/speech``: OpenAI's speech endpoint, spoken by Piper voices, streamed as it is made.
+
+The text is planned as ``voxmill synth`` plans it (chapters, sentences, pieces of at most 300
+characters, the pauses between them); the first piece is cut shorter still (about 40 characters, at a
+clause or a word), so the first audio leaves within a few tenths of a second whatever the text. The
+pieces run on the scheduler's workers, a few ahead of the one being sent (``workers + 1`` in flight:
+memory stays bounded however long the text), each as a job of priority ``(piece, arrival)``, so a
+new request's first piece overtakes older requests' later ones. Each piece is encoded
+(server/encode.py) and sent as soon as it is spoken.
+
+The admission place and the voice's lease are held until the stream ends, not until the route returns
+(the body is sent after that): they are taken before the response is made, so that a full queue is a
+real 503 and a load failure a real status, and given back when the response ends, however it ends. A
+client that goes away cancels its queued pieces. An error after the first bytes cannot change the
+status: the audio ends there (an ``error`` event for ``sse``) and the server logs why.
+
+Level: the voice's own, unnormalized and clipped to [-1, 1] (Piper's raw output is about -24 LUFS
+with peaks near -7 dBFS): no gain per sentence, whose jumps in volume are worse than a quiet voice.
+
+Batching the pieces of concurrent requests into one model call was measured and is not done: two
+80-character sentences through the plain VITS graph took 948 ms as one batch of two on one thread,
+484 ms as two parallel calls of one thread each (451 ms with the split runner the server uses) on
+this 2-core machine: the padded batch does the work of the longest twice and gains no parallelism.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Any, Literal
 
-__all__ = ["router"]
+import anyio
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from starlette.types import Receive, Scope, Send
 
+from voxmill import errors
+from voxmill.audio.analysis import sound_bounds
+from voxmill.models import ModelSpec
+from voxmill.server.encode import Encoder, encoder_for
+from voxmill.server.problems import ApiError
+from voxmill.server.scheduler import Busy, Scheduler
+from voxmill.server.state import OPENAI_TTS_MODELS, OPENAI_VOICES, ServerState, parse_keep_alive
+from voxmill.synth.book import Book
+from voxmill.synth.options import SynthOptions
+from voxmill.synth.task import speak_text
+from voxmill.synth.voice import speaker_id, voice_config
+from voxmill.text.split import split_long
+
+__all__ = ["SpeechPlan", "SpeechRequest", "plan_speech", "router", "speak_to_array"]
+
+log = logging.getLogger("voxmill.server")
 router = APIRouter()
+
+# The first piece is cut this short (at a clause, else a word): ~2.5 s of speech, spoken in ~0.2 s on
+# one thread here; the rest of its sentence is spoken meanwhile on another worker.
+FIRST_PIECE_CHARS = 40
+# The rest of the first sentence, in pieces short enough to be spoken before the first has played
+# (with 2x to spare for a loaded machine); later pieces have all the earlier audio's time.
+SECOND_PIECE_CHARS = 150
+KIND = "piper"
+
+
+# strict: "2" and true are not numbers; NaN and infinities are refused too.
+Speed = Annotated[float, Field(strict=True, ge=0.25, le=4.0, allow_inf_nan=False)]
+Scale = Annotated[float, Field(strict=True, ge=0.0, le=5.0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(strict=True, ge=0.0, le=10.0, allow_inf_nan=False)]
+Duration = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Name = Annotated[StrictStr, Field(max_length=300)]
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's speech request, plus Piper's ``noise_scale``, ``noise_w``, ``sentence_silence``,
+    ``speaker`` and Ollama's ``keep_alive``. ``instructions`` is accepted and ignored (Piper has no
+    style prompt); unknown fields are ignored, as clients send fields of newer API versions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: StrictStr
+    model: Name | None = None
+    voice: Name | None = None
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: Speed = 1.0
+    stream_format: Literal["audio", "sse"] = "audio"
+    instructions: StrictStr | None = None
+    noise_scale: Scale | None = None
+    noise_w: Scale | None = None
+    sentence_silence: Seconds | None = None
+    """Seconds after each sentence at speed 1 (half of it inside a sentence cut for length)."""
+    speaker: StrictInt | Name | None = None
+    keep_alive: StrictInt | Duration | Annotated[StrictStr, Field(max_length=40)] | None = None
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _unicode(cls, value: Any) -> Any:
+        # JSON can carry lone surrogates ("\ud800"), which no text tool or UTF-8 response can take.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"not valid Unicode (a lone surrogate at character {exc.start})") from None
+        return value
+
+
+@dataclass(frozen=True)
+class SpeechPlan:
+    """What one request says: the voice, Piper's settings (a ``SynthesisConfig``), and each piece's
+    text with the seconds of silence after it."""
+
+    spec: ModelSpec
+    config: Any
+    pieces: list[tuple[str, float]]
+
+    @property
+    def sample_rate(self) -> int:
+        return voice_config(self.spec).sample_rate
+
+    def render(self, voice: Any, index: int) -> np.ndarray:
+        """Piece ``index`` spoken by ``voice`` (the leased model), trimmed, its pause after it (a worker job)."""
+        text, pause = self.pieces[index]
+        rate = self.sample_rate
+        audio = speak_text(voice, text, self.config)
+        start, end = sound_bounds(audio, rate) if audio.size else (0, 0)
+        spoken = audio[start:end] if end > start else audio[:0]
+        return np.concatenate([spoken, np.zeros(round(pause * rate), np.float32)])
+
+
+def plan_speech(
+    spec: ModelSpec,
+    text: str,
+    speed: float = 1.0,
+    noise_scale: float | None = None,
+    noise_w: float | None = None,
+    sentence_silence: float | None = None,
+    speaker: int | str | None = None,
+) -> SpeechPlan:
+    """``text`` in pieces as synth splits it; ConfigError (400) for nothing to say, a text the voice
+    cannot read, or a speaker the voice does not have. ``speed`` divides the voice's length scale and
+    every pause; ``sentence_silence`` is at speed 1."""
+    from piper import SynthesisConfig
+
+    config = voice_config(spec)
+    opts = SynthOptions() if sentence_silence is None else SynthOptions(sentence_silence=sentence_silence)
+    book = Book.plan(text, False, spec, opts)
+    pieces: list[tuple[str, float]] = []
+    for c, chapter in enumerate(book.pieces):
+        for piece in chapter:
+            pause = opts.pause(piece)
+            if piece.pause == "end" and c < len(book.pieces) - 1:
+                pause = opts.chapter_silence
+            pieces.append((piece.text, pause / speed))
+    first, pause = pieces[0]
+    cut = split_long(first, FIRST_PIECE_CHARS)
+    if len(cut) > 1:
+        clause = opts.sentence_silence / 2 / speed
+        rest = split_long(" ".join(cut[1:]), SECOND_PIECE_CHARS)
+        pieces[:1] = [(text, clause) for text in [cut[0], *rest[:-1]]] + [(rest[-1], pause)]
+    synthesis = SynthesisConfig(
+        speaker_id=speaker_id(spec, speaker),
+        length_scale=config.length_scale / speed,
+        noise_scale=config.noise_scale if noise_scale is None else noise_scale,
+        noise_w_scale=config.noise_w if noise_w is None else noise_w,
+        normalize_audio=False,  # one level for the whole answer: see the module docstring
+    )
+    return SpeechPlan(spec, synthesis, pieces)
+
+
+class _Pieces:
+    """A request's pieces on the scheduler, in order, ``lookahead`` at a time."""
+
+    def __init__(self, scheduler: Scheduler, arrival: int, plan: SpeechPlan, voice: Any, lookahead: int) -> None:
+        self._submit = partial(scheduler.submit, arrival=arrival)
+        self._plan = plan
+        self._voice = voice
+        self._lookahead = lookahead
+        self._next = 0
+        self._queued: deque[concurrent.futures.Future[np.ndarray]] = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._queued) < self._lookahead and self._next < len(self._plan.pieces):
+            job: Callable[[], np.ndarray] = partial(self._plan.render, self._voice, self._next)
+            self._queued.append(self._submit(job, step=self._next))
+            self._next += 1
+
+    def pop(self) -> concurrent.futures.Future[np.ndarray] | None:
+        """The next piece's future (None after the last), with the next one beyond the window submitted."""
+        if not self._queued:
+            return None
+        future = self._queued.popleft()
+        self._fill()
+        return future
+
+    def cancel(self) -> list[concurrent.futures.Future[np.ndarray]]:
+        """Drop the pieces not started; returns those running (they cannot be stopped)."""
+        running = [f for f in self._queued if not f.cancel()]
+        self._queued.clear()
+        self._next = len(self._plan.pieces)
+        return running
+
+
+class _Speaking:
+    """One request from admission to its last piece: the admission place, the lease, the pieces."""
+
+    def __init__(self, state: ServerState, plan: SpeechPlan) -> None:
+        self.state = state
+        self.plan = plan
+        self._stack = contextlib.AsyncExitStack()
+        self._pieces: _Pieces | None = None
+        self._closed = False
+
+    async def open(self, keep_alive: float | None) -> None:
+        """Admit, lease the voice, start the first pieces. ApiError 503 (+ Retry-After) when the queue
+        is full; the manager's errors (a voice over the budget, unloadable) as they are."""
+        scheduler = self.state.scheduler
+        try:
+            arrival = self._stack.enter_context(scheduler.admit(KIND))
+        except Busy as exc:
+            raise ApiError(503, str(exc), "server_busy", headers={"Retry-After": "1"}) from None
+        try:
+            voice = await self._stack.enter_async_context(self.state.leased(self.plan.spec, keep_alive))
+            self._pieces = _Pieces(scheduler, arrival, self.plan, voice, scheduler.plan.workers + 1)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def next(self) -> np.ndarray | None:
+        """The next piece's audio, once spoken (None after the last)."""
+        future = self._pieces.pop() if self._pieces is not None else None
+        if future is None:
+            return None
+        audio = await asyncio.wrap_future(future)
+        self.state.record_audio(self.plan.spec.name, audio.size / self.plan.sample_rate)
+        return audio
+
+    async def close(self) -> None:
+        """Cancel what is queued, wait for the pieces running (they use the voice), then give back
+        the lease and the admission place. Idempotent; runs even in a cancelled task."""
+        if self._closed:
+            return
+        self._closed = True
+        running = self._pieces.cancel() if self._pieces is not None else []
+        with anyio.CancelScope(shield=True):
+            if running:
+                await anyio.to_thread.run_sync(concurrent.futures.wait, running)
+            await self._stack.aclose()
+
+
+class _SpeechResponse(StreamingResponse):
+    """A streamed answer that gives its request's resources back however the stream ends, even when
+    its body never started (a client gone before the first byte)."""
+
+    def __init__(self, speaking: _Speaking, content: AsyncIterator[bytes], media_type: str) -> None:
+        super().__init__(content, media_type=media_type, headers={"Cache-Control": "no-store"})
+        self._speaking = speaking
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._speaking.close()
+
+
+async def _encoded(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None) -> AsyncIterator[bytes]:
+    """Each piece's bytes as soon as it is spoken and encoded (encoding runs off the event loop)."""
+    try:
+        audio = first
+        while audio is not None:
+            data = await anyio.to_thread.run_sync(encoder.feed, audio)
+            if data:
+                yield data
+            audio = await speaking.next()
+        tail = await anyio.to_thread.run_sync(encoder.finish)
+        if tail:
+            yield tail
+    finally:
+        encoder.close()
+        await speaking.close()
+
+
+async def _audio(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None) -> AsyncIterator[bytes]:
+    try:
+        async for data in _encoded(speaking, encoder, first):
+            yield data
+    except Exception as exc:  # the status is sent: end the audio here, say why in the log
+        log.error("speech stream for %s ended early: %s", speaking.plan.spec.name, exc)
+
+
+async def _events(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None, chars: int) -> AsyncIterator[bytes]:
+    """OpenAI's server-sent events: ``speech.audio.delta`` (base64 audio), then ``speech.audio.done``."""
+
+    def event(data: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(data)}\n\n".encode()
+
+    try:
+        async for data in _encoded(speaking, encoder, first):
+            yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
+    except Exception as exc:
+        log.error("speech stream for %s ended early: %s", speaking.plan.spec.name, exc)
+        yield event({"type": "error", "error": {"message": "speech failed (logged on the server)",
+                                                "type": "server_error", "code": "internal"}})  # fmt: skip
+        return
+    # Piper reads characters, not tokens: usage counts the input's characters.
+    usage = {"input_tokens": chars, "output_tokens": 0, "total_tokens": chars}
+    yield event({"type": "speech.audio.done", "usage": usage, "audio_seconds": round(encoder.seconds, 3)})
+
+
+# ---- the route ---------------------------------------------------------------------------------------
+
+
+def choose_voice(state: ServerState, model: str | None, voice: str | None) -> tuple[ModelSpec, str | None]:
+    """The Piper voice a request names, and the speaker its ``voice`` names when ``model`` is the voice.
+
+    ``model`` names the voice unless it is one of OpenAI's model names; then ``voice`` does (OpenAI's
+    voice names stand for the default voice, or an alias of ``model`` configured in ``server.aliases``).
+    ModelNotFound (404, with close matches) for an unknown name."""
+    aliases = state.server.aliases
+    if model and (model not in OPENAI_TTS_MODELS or model in aliases):
+        spec = state.resolve(model, KIND)
+        plain = voice is None or voice == model or voice in OPENAI_VOICES or voice in aliases
+        return spec, None if plain else voice
+    if voice and not (voice in OPENAI_VOICES and voice not in aliases and model in aliases):
+        return state.resolve(voice, KIND), None
+    return state.resolve(model or OPENAI_TTS_MODELS[0], KIND), None
+
+
+def _speaker(spec: ModelSpec, body: SpeechRequest, from_voice: str | None) -> int | None:
+    """The speaker id: ``speaker`` (400 if the voice has no such speaker), else the speaker that ``voice``
+    names when ``model`` is the voice (404: not a speaker of it), else the voice's default."""
+    name = body.speaker if body.speaker is not None else from_voice
+    try:
+        return speaker_id(spec, name)
+    except errors.ConfigError:
+        speakers = ", ".join(sorted(voice_config(spec).speaker_id_map)) or "none (a single-speaker voice)"
+        count = max(1, voice_config(spec).num_speakers)
+        field, status = ("speaker", 400) if body.speaker is not None else ("voice", 404)
+        raise ApiError(status, f"{field} {str(name)[:80]!r}: not a speaker of {spec.name} (ids 0..{count - 1}; "
+                       f"names: {speakers[:500]})", "unknown_speaker", field) from None  # fmt: skip
+
+
+def _check_input(text: str, limit: int) -> None:
+    if not text.strip():
+        raise ApiError(400, "input: empty; give the text to speak", "invalid_request", "input")
+    if len(text) > limit:
+        raise ApiError(400, f"input: {len(text)} characters, over the limit of {limit} (server.max_input_chars)",
+                       "input_too_long", "input")  # fmt: skip
+
+
+@router.post("/v1/audio/speech", response_model=None)
+async def speech(body: SpeechRequest, request: Request) -> _SpeechResponse:
+    state: ServerState = request.app.state.voxmill
+    _check_input(body.input, state.server.max_input_chars)
+    spec, from_voice = choose_voice(state, body.model, body.voice)
+    request.state.model = spec.name
+    keep_alive = parse_keep_alive(body.keep_alive)
+    speaker = _speaker(spec, body, from_voice)
+    try:
+        options = (body.speed, body.noise_scale, body.noise_w, body.sentence_silence, speaker)
+        plan = await anyio.to_thread.run_sync(partial(plan_speech, spec, body.input, *options))
+    except errors.ConfigError as exc:  # nothing to say, or only letters the voice cannot read
+        raise ApiError(400, f"input: {exc}", "invalid_input", "input") from None
+    speaking = _Speaking(state, plan)
+    await speaking.open(keep_alive)
+    try:
+        encoder = encoder_for(body.response_format, plan.sample_rate)  # while the first piece is spoken
+        # Waiting for the first piece here makes its failure a real status; the first byte could not
+        # leave before it anyway.
+        first = await speaking.next()
+    except BaseException:
+        await speaking.close()
+        raise
+    if body.stream_format == "sse":
+        return _SpeechResponse(speaking, _events(speaking, encoder, first, len(body.input)), "text/event-stream")
+    return _SpeechResponse(speaking, _audio(speaking, encoder, first), encoder.content_type)
+
+
+# ---- the library side (the web UI) ---------------------------------------------------------------------
+
+
+def speak_to_array(state: ServerState, voice: str, text: str, speed: float = 1.0) -> tuple[int, np.ndarray]:
+    """``text`` spoken by ``voice`` (a Piper voice name or an OpenAI/alias name), blocking: (sample rate,
+    float32 samples). Runs on the server's scheduler as one ``piper`` request: raises
+    :class:`~voxmill.server.scheduler.Busy` when its queue is full, ModelNotFound for an unknown voice,
+    ConfigError for a text it cannot speak, empty or over ``server.max_input_chars``."""
+    limit = state.server.max_input_chars
+    if not text.strip() or len(text) > limit:
+        raise errors.ConfigError(f"text: {len(text)} characters; give 1 to {limit} (server.max_input_chars)")
+    if not 0.25 <= speed <= 4.0:
+        raise errors.ConfigError(f"speed {speed}: give 0.25 to 4.0")
+    spec, _ = choose_voice(state, None, voice)
+    plan = plan_speech(spec, text, speed)
+    scheduler = state.scheduler
+    parts = []
+    with scheduler.admit(KIND) as arrival, state.manager.lease(spec) as model:
+        pieces = _Pieces(scheduler, arrival, plan, model, scheduler.plan.workers + 1)
+        try:
+            while (future := pieces.pop()) is not None:
+                parts.append(future.result())
+        finally:
+            concurrent.futures.wait(pieces.cancel())
+    audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    state.record_audio(spec.name, audio.size / plan.sample_rate)
+    return plan.sample_rate, audio

@@ -21,7 +21,21 @@ from voxmill.text.phonemes import MAX_PHONEMES, cut_phonemes
 if TYPE_CHECKING:
     from voxmill.models import ModelSpec
 
-__all__ = ["SpeakItem", "SpeakTask", "Speech"]
+__all__ = ["SpeakItem", "SpeakTask", "Speech", "speak_text"]
+
+
+def speak_text(voice: Any, text: str, config: Any) -> np.ndarray:
+    """``text`` spoken by ``voice`` (a loaded ``PiperVoice``) with ``config`` (a ``SynthesisConfig``):
+    float32 at the voice's rate and its own level (clipped to [-1, 1], as Piper does unnormalized),
+    not trimmed; empty when there is nothing to say.
+
+    Piper may split the text further at its own sentence rules: those parts are joined as spoken."""
+    parts = []
+    for sentence in voice.phonemize(text):
+        for run in cut_phonemes(sentence, MAX_PHONEMES) if sentence else ():
+            audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(list(run)), config)
+            parts.append(np.clip(audio, -1.0, 1.0).astype(np.float32))
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
 
 
 @dataclass(frozen=True)
@@ -77,15 +91,8 @@ class SpeakTask(Task):
         )
 
     def __call__(self, item: SpeakItem) -> Speech:
-        voice = self._voice
-        rate = int(voice.config.sample_rate)
-        # Piper may split a piece further at its own sentence rules: those parts are joined as spoken.
-        parts = []
-        for sentence in voice.phonemize(item.text):
-            for run in cut_phonemes(sentence, MAX_PHONEMES) if sentence else ():
-                audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(list(run)), self._config)
-                parts.append(np.clip(audio, -1.0, 1.0).astype(np.float32))  # as Piper does, unnormalized
-        audio = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+        rate = int(self._voice.config.sample_rate)
+        audio = speak_text(self._voice, item.text, self._config)
         start, end = sound_bounds(audio, rate)
         if end <= start:
             raise ValueError(f"the voice produced no sound for {item.text[:60]!r}")
