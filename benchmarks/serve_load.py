@@ -139,12 +139,12 @@ def first_byte(server: Server, text: str) -> float:
         start = time.perf_counter()
         with client.stream(method, server.url + path, json=body) as response:
             response.raise_for_status()
+            took = None
             for chunk in response.iter_raw():
-                if chunk:
+                if chunk and took is None:
                     took = time.perf_counter() - start
-                    break
-            for _ in response.iter_raw():
-                pass
+    if took is None:
+        raise RuntimeError(f"{server.name}: no audio")
     return took
 
 

@@ -9,9 +9,9 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
-import pytest
 from tests.serving import make_settings, served
 
 ROUTES_JSON = ["/v1/audio/speech", "/api/load", "/api/unload", "/api/settings", "/v2/repository/index",
@@ -97,6 +97,11 @@ def multipart(rng: random.Random) -> tuple[bytes, str]:
     return body, content_type
 
 
+def post_json(client: httpx.Client, route: str, value: Any) -> httpx.Response:
+    # json.dumps escapes lone surrogates ("\\udec3"): the server must cope with what httpx would refuse to send.
+    return client.post(route, content=json.dumps(value), headers={"content-type": "application/json"})
+
+
 def check(response: httpx.Response, what: str) -> None:
     assert response.status_code < 500 or (response.status_code == 503 and "retry-after" in response.headers), (
         f"{what}: {response.status_code} {response.text[:300]}"
@@ -106,7 +111,6 @@ def check(response: httpx.Response, what: str) -> None:
         assert "error" in response.json(), what
 
 
-@pytest.mark.slow
 def test_fuzz_gets_no_5xx() -> None:
     rng = random.Random(19)
     settings = make_settings(max_body_bytes=2_000_000, max_input_chars=2000)
@@ -114,7 +118,7 @@ def test_fuzz_gets_no_5xx() -> None:
         sent = 0
         for _ in range(120):
             body = speech_body(rng)
-            check(client.post("/v1/audio/speech", json=body), f"speech {body!r:.200}")
+            check(post_json(client, "/v1/audio/speech", body), f"speech {body!r:.200}")
             sent += 1
         for raw in raw_bodies(rng):
             for route in ROUTES_JSON:
@@ -128,12 +132,13 @@ def test_fuzz_gets_no_5xx() -> None:
         for _ in range(60):
             route = rng.choice(ROUTES_JSON)
             value = junk(rng)
-            check(client.post(route, json=value), f"{route} {value!r:.200}")
+            check(post_json(client, route, value), f"{route} {value!r:.200}")
             sent += 1
-        for name in NAMES:
+        for raw_name in NAMES:
+            name = quote(raw_name, safe=":")  # as a client would send it; the server decodes it back
             for path in (f"/v1/models/{name}", f"/v2/repository/models/{name}/load", f"/api/profiles/{name}/release"):
                 method = "GET" if path.startswith("/v1/models") else "POST"
-                check(client.request(method, path.replace("\x00", "%00")), path)
+                check(client.request(method, path), path)
                 sent += 1
         for method in ("PUT", "DELETE", "PATCH", "GET"):
             check(client.request(method, "/v1/audio/speech"), method)

@@ -2,10 +2,11 @@
 a priority queue of jobs, and a bounded admission count per model kind.
 
 Why not a ``Pool`` per request: eight concurrent requests would start eight pools on two cores and
-time-slice them all; one request's first sentence would wait behind everyone's last. Here jobs are
-ordered by ``(step, arrival)``: the first sentence of a new request (step 0) runs before the fifth
-sentence of an older one, so the time to first audio stays low under load, and each request keeps
-only a few sentences in flight (``lookahead``), so memory stays bounded however long its text.
+time-slice them all, and every request would finish late. Here requests are served in arrival order
+(the oldest request's pieces run first: measured with 8 clients, round-robin by piece index starved
+long requests, p95 32.7 s against 11 s), except that the first piece of every request jumps the
+queue, so a new client hears audio within about one piece's time even under load. Each request keeps
+only a few pieces in flight (``lookahead``), so memory stays bounded however long its text.
 
 Admission is per request, not per job: ``with scheduler.admit("piper"):`` holds one of ``max_queue``
 places of its kind while the request runs; when all are taken, :class:`Busy` (the server answers 503
@@ -42,7 +43,7 @@ class Busy(Exception):
 
 @dataclass(order=True)
 class _Job:
-    priority: tuple[int, int]
+    priority: tuple[int, int, int]
     run: Callable[[], Any] = field(compare=False)
     future: Future[Any] = field(compare=False)
 
@@ -90,9 +91,9 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        """Jobs waiting for a worker."""
+        """Jobs waiting for a worker (cancelled ones, not yet popped, are not counted)."""
         with self._lock:
-            return len(self._heap)
+            return sum(1 for job in self._heap if not job.future.cancelled())
 
     @property
     def running(self) -> int:
@@ -102,13 +103,13 @@ class Scheduler:
     # ---- jobs ---------------------------------------------------------------------------------------
 
     def submit(self, fn: Callable[[], T], arrival: int, step: int = 0) -> Future[T]:
-        """Run ``fn()`` on a worker; lower ``(step, arrival)`` first. Cancel the future to drop a job
-        that has not started (a client that went away)."""
+        """Run ``fn()`` on a worker: first pieces (``step`` 0) first, then by request ``arrival``, then
+        ``step``. Cancel the future to drop a job that has not started (a client that went away)."""
         future: Future[T] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("scheduler closed")
-            heapq.heappush(self._heap, _Job((step, arrival), fn, future))
+            heapq.heappush(self._heap, _Job((0 if step == 0 else 1, arrival, step), fn, future))
             self._ready.notify()
         return future
 
