@@ -8,6 +8,7 @@ checked: a bad one raises :class:`~voxmill.errors.ConfigError` naming where it c
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -85,6 +86,8 @@ def parse_duration(value: Any) -> float:
         if not match or match.group(2).lower() not in _DURATION_UNITS:
             raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if not math.isfinite(seconds):  # YAML's .nan / .inf: a NaN keep-alive would never expire anything
+        raise ValueError(f"expected a finite duration, got {value!r}")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -201,6 +204,24 @@ def _parse_aliases(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _bounded_seconds(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        seconds = parse_duration(value)
+        if not low <= seconds <= high:  # NaN and inf fail here too
+            raise ValueError(f"expected {low:g} to {high:g} seconds (or 2s, 1m), got {value!r}")
+        return seconds
+
+    return parse
+
+
+def _parse_host(value: Any) -> str:
+    # An empty host binds every interface (asyncio reads "" as "all"), the opposite of what it looks like.
+    text = value if isinstance(value, str) else ""
+    if not text or len(text) > 253 or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(f"expected an address like 127.0.0.1, 0.0.0.0 or ::, got {value!r}")
+    return text
+
+
 def _serve_field(default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
     meta = {"parse": parse, "doc": doc}
     if callable(default):
@@ -212,7 +233,7 @@ def _serve_field(default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
 class ServerSettings:
     """``voxmill serve``: the ``server:`` block of voxmill.yaml, ``VOXMILL_SERVER_<KEY>``, then flags."""
 
-    host: str = _serve_field("127.0.0.1", str, "address to listen on")
+    host: str = _serve_field("127.0.0.1", _parse_host, "address to listen on")
     port: int = _serve_field(8000, _bounded_int(0, 65535), "port to listen on (0: any free port)")
     max_queue: int = _serve_field(
         16, _bounded_int(1, 100_000), "requests per model kind waiting or running; more get 503"
@@ -222,7 +243,9 @@ class ServerSettings:
     aliases: dict[str, str] = _serve_field(dict, _parse_aliases, "extra name -> model name (e.g. alloy: piper:NAME)")
     max_input_chars: int = _serve_field(20_000, _bounded_int(1, 10_000_000), "longest speech input, characters")
     max_body_bytes: int = _serve_field(25 * 1000**2, _positive_size, "largest request body (an upload), bytes")
-    monitor_interval: float = _serve_field(2.0, parse_duration, "seconds between memory samples")
+    monitor_interval: float = _serve_field(
+        2.0, _bounded_seconds(0.1, 3600.0), "seconds between memory samples (0.1 to 3600)"
+    )
     ram_cleanup: float = _serve_field(0.85, _fraction, "share of system RAM in use at which idle models are freed")
     gpu_cleanup: float = _serve_field(0.90, _fraction, "share of a GPU's memory in use at which idle models are freed")
     ram_alert: float = _serve_field(0.90, _fraction, "share of system RAM in use that raises an alert")
@@ -230,6 +253,9 @@ class ServerSettings:
     admin_token_file: Path | None = _serve_field(None, _optional(_parse_path), "file holding the admin bearer token")
     auth: str = _serve_field("admin", _choice("admin", "all"), "which routes need the token: admin, or all")
     ui: bool = _serve_field(True, _parse_bool, "serve the web UI at /ui")
+    shutdown_timeout: float = _serve_field(
+        30.0, _bounded_seconds(0.0, 3600.0), "seconds a stop waits for requests in flight, then ends them"
+    )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], origin: str = "server") -> ServerSettings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from typing import Annotated
 
@@ -71,8 +72,11 @@ def serve(
     # uvicorn builds the app from an import string (a factory): the CLI hands the server its resolved
     # settings as data and never imports it (cli and server are separate interfaces).
     os.environ[SETTINGS_ENV] = json.dumps({"settings": settings.to_dict(), "preload": list(preload or [])})
+    # A bounded grace: uvicorn otherwise waits for every connection to end, and a client that trickles
+    # an upload a byte a second (or a stream nobody reads) would hold a SIGTERM or Ctrl+C off for ever.
     uvicorn.run(FACTORY, factory=True, host=server.host, port=server.port,
-                log_level="debug" if settings.debug else "warning")  # fmt: skip
+                log_level="debug" if settings.debug else "warning",
+                timeout_graceful_shutdown=max(1, math.ceil(server.shutdown_timeout)))  # fmt: skip
 
 
 # Where uvicorn finds the app (voxmill/server/main.py), and how it gets the settings.

@@ -204,8 +204,14 @@ class ModelManager:
         except Exception as exc:
             if entry.device.startswith("cuda") and self.retry_on_cpu:
                 with self._lock:
-                    del self._entries[spec.name]
-                    retry = self._reserve(spec, DeviceChoice("cpu", f"GPU load failed: {exc}"), entry.keep_alive)
+                    self._entries.pop(spec.name, None)
+                    try:
+                        retry = self._reserve(spec, DeviceChoice("cpu", f"GPU load failed: {exc}"), entry.keep_alive)
+                    except BaseException as failed:  # no room on the CPU either: wake the leases waiting for it
+                        entry.error = failed
+                        entry.loaded.set()
+                        self._changed.notify_all()
+                        raise
                     retry.refs, retry.identity = entry.refs, entry.identity
                 return self._load(retry)
             with self._lock:

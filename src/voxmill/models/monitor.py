@@ -64,6 +64,8 @@ class MemoryMonitor:
         ram_cleanup: float | None = None,
         gpu_cleanup: float | None = None,
     ) -> None:
+        if not (isinstance(interval, (int, float)) and 0 < interval <= 24 * 3600):  # NaN fails too
+            raise ValueError(f"monitor interval: expected above 0 and at most a day in seconds, got {interval!r}")
         self.interval = interval
         self.ram_alert = ram_alert
         self.gpu_alert = gpu_alert

@@ -22,7 +22,7 @@ from voxmill.engine.threads import plan as thread_plan
 from voxmill.models import MemoryMonitor, ModelManager, Registry
 from voxmill.server.auth import read_token
 from voxmill.server.limits import BodyLimit
-from voxmill.server.problems import install_handlers
+from voxmill.server.problems import CutShort, install_handlers
 from voxmill.server.scheduler import Scheduler
 from voxmill.server.state import ServerState
 
@@ -93,6 +93,7 @@ def create_app(
     app.state.voxmill = state
     install_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=server.max_body_bytes)
+    app.add_middleware(CutShort)  # outside the body limit, inside the metrics: a cut request counts as 503
 
     from voxmill.server import admin, catalog, health, metrics, speech, transcription
 

@@ -20,6 +20,7 @@ from voxmill.server.problems import ApiError
 __all__ = ["read_token", "require_admin", "require_api"]
 
 TOKEN_ENV = "VOXMILL_ADMIN_TOKEN"
+MAX_TOKEN_FILE = 4096  # bytes read of the token file: a token is one short line
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -30,10 +31,16 @@ def read_token(token_file: Path | None) -> str | None:
     if token_file is None:
         return None
     try:
-        lines = token_file.read_text(encoding="utf-8").splitlines()
+        if not token_file.is_file():  # /dev/zero would be read forever, a FIFO would block the start
+            raise errors.ConfigError(f"server.admin_token_file {token_file}: not a regular file")
+        with token_file.open("rb") as handle:
+            head = handle.read(MAX_TOKEN_FILE)
+        lines = head.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise errors.ConfigError(f"server.admin_token_file {token_file}: cannot read: {exc}") from None
     token = lines[0].strip() if lines else ""
+    if len(head) == MAX_TOKEN_FILE and len(lines) < 2:
+        raise errors.ConfigError(f"server.admin_token_file {token_file}: the token line is over {MAX_TOKEN_FILE} bytes")
     if not token:
         raise errors.ConfigError(f"server.admin_token_file {token_file}: empty")
     return token
@@ -55,7 +62,10 @@ def _check(request: Request, token: str | None, what: str) -> None:
             return
         raise ApiError(403, f"{what} is served to loopback clients only: set {TOKEN_ENV} to allow others",
                        "forbidden")  # fmt: skip
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    # Starlette decodes headers as latin-1: encoding back gives the bytes the client sent, so a UTF-8
+    # token matches; both sides are bytes, and compare_digest takes time independent of where they differ.
+    sent = given.strip().encode("latin-1", "replace")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent, token.encode()):
         raise ApiError(401, f"{what} needs 'Authorization: Bearer <token>'", "unauthorized",
                        headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 

@@ -8,6 +8,7 @@ shape here, so no response ever carries a traceback. An unexpected exception is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,11 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxmill import errors
 from voxmill.errors import Reason
 
-__all__ = ["ApiError", "error_body", "install_handlers", "status_for"]
+__all__ = ["ApiError", "CutShort", "error_body", "install_handlers", "status_for"]
 
 log = logging.getLogger("voxmill.server")
 
@@ -122,3 +124,33 @@ def install_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error serving %s %s", request.method, request.url.path)
         return ApiError(500, "internal error (logged on the server)", "internal").response()
+
+
+class CutShort:
+    """Pure ASGI middleware: a request still in flight when the server's shutdown grace ends is cancelled
+    (``uvicorn``'s ``timeout_graceful_shutdown``), and uvicorn would answer it 500. Before its response
+    has started it is answered 503 with Retry-After instead: the client may retry once a server is up."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise  # a response under way cannot change its status: the connection is closed
+            error = ApiError(503, "the server is shutting down; retry shortly", "shutting_down",
+                             headers={"Retry-After": "5", "Connection": "close"})  # fmt: skip
+            await error.response()(scope, receive, send)

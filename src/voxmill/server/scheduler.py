@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from voxmill.engine.threads import ThreadPlan
 __all__ = ["Busy", "Scheduler"]
 
 T = TypeVar("T")
+CLOSE_TIMEOUT = 10.0  # seconds close() waits for running jobs (one piece each) to finish
 
 
 class Busy(Exception):
@@ -140,5 +142,6 @@ class Scheduler:
                 job.future.cancel()
             self._heap.clear()
             self._ready.notify_all()
+        deadline = time.monotonic() + CLOSE_TIMEOUT  # one wait for all: not 10 s per worker
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

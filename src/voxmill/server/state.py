@@ -98,7 +98,7 @@ class ServerState:
         """Hold ``spec`` loaded for the block (loading it on a thread, not the event loop); yields the
         model. ``keep_alive`` 0 unloads it when the block ends, unless another request holds it."""
         lease = self.manager.lease(spec, keep_alive=keep_alive)
-        model = await anyio.to_thread.run_sync(lease.__enter__)
+        model = await anyio.to_thread.run_sync(lease.__enter__)  # not abandoned if cancelled: no lease leaks
         try:
             yield model
         finally:

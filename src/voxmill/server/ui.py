@@ -63,9 +63,14 @@ def build_gradio(state: ServerState) -> tuple[FastAPI, ASGIApp]:
     from voxmill.server.ui_blocks import build_blocks, theme
 
     host = FastAPI()
+    blocks = build_blocks(state)
+    # Gradio checks that a file a client names in an event's input was uploaded (else any path on the
+    # server, /etc/passwd included, is copied into its cache and served back) only once the Blocks "has
+    # launched", which mount_gradio_app never sets: without this, the Transcribe tab read any file.
+    blocks.has_launched = True
     gr.mount_gradio_app(
         host,
-        build_blocks(state),
+        blocks,
         path=UI_PATH,
         ssr_mode=False,  # server-side rendering needs a Node server beside this one
         footer_links=["gradio", "settings"],

@@ -8,6 +8,7 @@ and a toast, so no page ever shows a traceback.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -115,7 +116,7 @@ def _transcribe_tab(state: ServerState, token: gr.Textbox) -> None:
             check_api(state, request, given)
             if not path:
                 raise errors.ConfigError("upload or record some audio first")
-            return transcribe_file(state, path, model, (language or "").strip() or None, words=True)
+            return transcribe_file(state, _uploaded(path), model, (language or "").strip() or None, words=True)
 
         result, message = attempt(run, gr.Warning)
         if result is None:
@@ -124,3 +125,17 @@ def _transcribe_tab(state: ServerState, token: gr.Textbox) -> None:
         return result.text.strip(), pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS)), f"{len(rows)} segment(s)"
 
     button.click(transcribe, [source, model, language, token], [text, segments, status], api_visibility="private")
+
+
+def _uploaded(path: str) -> Path:
+    """``path`` if it is a file Gradio received from this client (in its upload folder), else ConfigError.
+
+    Gradio is meant to refuse any other path before the handler runs (``ui.build_gradio`` makes sure it
+    checks); this second check keeps a path a client names from ever reaching the decoder."""
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()).resolve()
+    real = Path(path).resolve()
+    if real == folder or not real.is_relative_to(folder):
+        raise errors.ConfigError("upload or record some audio first (only files sent from this page are read)")
+    return real
