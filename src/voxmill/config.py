@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -222,68 +222,55 @@ def _parse_host(value: Any) -> str:
     return text
 
 
-def _serve_field(default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
-    meta = {"parse": parse, "doc": doc}
+def _setting(default: Any, parse: Callable[[Any], Any], doc: str, env: bool = True) -> Any:
+    meta = {"parse": parse, "doc": doc, "env": env}
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+_Config = TypeVar("_Config", "Settings", "ServerSettings")
 
 
 @dataclass
 class ServerSettings:
     """``voxmill serve``: the ``server:`` block of voxmill.yaml, ``VOXMILL_SERVER_<KEY>``, then flags."""
 
-    host: str = _serve_field("127.0.0.1", _parse_host, "address to listen on")
-    port: int = _serve_field(8000, _bounded_int(0, 65535), "port to listen on (0: any free port)")
-    max_queue: int = _serve_field(
-        16, _bounded_int(1, 100_000), "requests per model kind waiting or running; more get 503"
-    )
-    default_voice: str = _serve_field("piper:en_US-joe-medium", str, "voice for OpenAI's voice and model names")
-    default_asr: str = _serve_field("whisper:tiny.en", str, "ASR model for OpenAI's transcription model names")
-    aliases: dict[str, str] = _serve_field(dict, _parse_aliases, "extra name -> model name (e.g. alloy: piper:NAME)")
-    max_input_chars: int = _serve_field(20_000, _bounded_int(1, 10_000_000), "longest speech input, characters")
-    max_body_bytes: int = _serve_field(25 * 1000**2, _positive_size, "largest request body (an upload), bytes")
-    monitor_interval: float = _serve_field(
+    host: str = _setting("127.0.0.1", _parse_host, "address to listen on")
+    port: int = _setting(8000, _bounded_int(0, 65535), "port to listen on (0: any free port)")
+    max_queue: int = _setting(16, _bounded_int(1, 100_000), "requests per model kind waiting or running; more get 503")
+    default_voice: str = _setting("piper:en_US-joe-medium", str, "voice for OpenAI's voice and model names")
+    default_asr: str = _setting("whisper:tiny.en", str, "ASR model for OpenAI's transcription model names")
+    aliases: dict[str, str] = _setting(dict, _parse_aliases, "extra name -> model name (e.g. alloy: piper:NAME)")
+    max_input_chars: int = _setting(20_000, _bounded_int(1, 10_000_000), "longest speech input, characters")
+    max_body_bytes: int = _setting(25 * 1000**2, _positive_size, "largest request body (an upload), bytes")
+    monitor_interval: float = _setting(
         2.0, _bounded_seconds(0.1, 3600.0), "seconds between memory samples (0.1 to 3600)"
     )
-    ram_cleanup: float = _serve_field(0.85, _fraction, "share of system RAM in use at which idle models are freed")
-    gpu_cleanup: float = _serve_field(0.90, _fraction, "share of a GPU's memory in use at which idle models are freed")
-    ram_alert: float = _serve_field(0.90, _fraction, "share of system RAM in use that raises an alert")
-    gpu_alert: float = _serve_field(0.95, _fraction, "share of a GPU's memory in use that raises an alert")
-    admin_token_file: Path | None = _serve_field(None, _optional(_parse_path), "file holding the admin bearer token")
-    auth: str = _serve_field("admin", _choice("admin", "all"), "which routes need the token: admin, or all")
-    ui: bool = _serve_field(True, _parse_bool, "serve the web UI at /ui")
-    shutdown_timeout: float = _serve_field(
+    ram_cleanup: float = _setting(0.85, _fraction, "share of system RAM in use at which idle models are freed")
+    gpu_cleanup: float = _setting(0.90, _fraction, "share of a GPU's memory in use at which idle models are freed")
+    ram_alert: float = _setting(0.90, _fraction, "share of system RAM in use that raises an alert")
+    gpu_alert: float = _setting(0.95, _fraction, "share of a GPU's memory in use that raises an alert")
+    admin_token_file: Path | None = _setting(None, _optional(_parse_path), "file holding the admin bearer token")
+    auth: str = _setting("admin", _choice("admin", "all"), "which routes need the token: admin, or all")
+    ui: bool = _setting(True, _parse_bool, "serve the web UI at /ui")
+    shutdown_timeout: float = _setting(
         30.0, _bounded_seconds(0.0, 3600.0), "seconds a stop waits for requests in flight, then ends them"
     )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], origin: str = "server") -> ServerSettings:
         """Defaults updated with ``values``; unknown keys and bad values raise ConfigError."""
-        return _apply_server(cls(), values, origin)
+        return _apply(cls(), values, origin)
 
     def updated(self, values: Mapping[str, Any], origin: str = "command line") -> ServerSettings:
         """A copy with ``values`` applied (None values skipped: a flag the user did not give), checked."""
-        return _apply_server(self, {k: v for k, v in values.items() if v is not None}, origin)
+        return _apply(self, {k: v for k, v in values.items() if v is not None}, origin)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["admin_token_file"] = None if self.admin_token_file is None else str(self.admin_token_file)
         return out
-
-
-def _apply_server(server: ServerSettings, values: Mapping[str, Any], origin: str) -> ServerSettings:
-    fields = {f.name: f for f in dataclasses.fields(ServerSettings)}
-    changes: dict[str, Any] = {}
-    for raw_key, value in values.items():
-        key = str(raw_key).replace("-", "_")
-        if key not in fields:
-            raise ConfigError(f"{origin}: unknown key {raw_key!r}; known: {', '.join(fields)}")
-        try:
-            changes[key] = fields[key].metadata["parse"](value)
-        except ValueError as exc:
-            raise ConfigError(f"{origin}: {raw_key}: {exc}") from None
-    return dataclasses.replace(server, **changes)
 
 
 def _parse_server(value: Any) -> ServerSettings:
@@ -301,13 +288,6 @@ def default_voices_dir() -> Path:
     """``$XDG_DATA_HOME/voxmill/voices`` (``~/.local/share/voxmill/voices``)."""
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "voxmill" / "voices"
-
-
-def _setting(default: Any, parse: Callable[[Any], Any], doc: str, env: bool = True) -> Any:
-    meta = {"parse": parse, "doc": doc, "env": env}
-    if callable(default):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -341,8 +321,10 @@ class Settings:
         return _apply(cls(), values, origin)
 
 
-def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> Settings:
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
+def _apply(settings: _Config, values: Mapping[str, Any], origin: str) -> _Config:
+    """``settings`` (Settings or ServerSettings) with ``values`` parsed by each field's parser; ConfigError
+    naming ``origin``, the key and why for an unknown key or a bad value."""
+    fields = {f.name: f for f in dataclasses.fields(settings)}
     changes: dict[str, Any] = {}
     for raw_key, value in values.items():
         key = str(raw_key).replace("-", "_")
@@ -410,7 +392,7 @@ def load_settings(
     for server_field in dataclasses.fields(ServerSettings):
         var = f"{ENV_PREFIX}SERVER_{server_field.name.upper()}"
         if var in env and server_field.name != "aliases":
-            server = _apply_server(settings.server, {server_field.name: env[var]}, var)
+            server = _apply(settings.server, {server_field.name: env[var]}, var)
             settings = dataclasses.replace(settings, server=server)
 
     if overrides:

@@ -23,16 +23,8 @@ def _mib(value: int | None) -> str:
 
 
 def manager_from_settings(settings: Settings) -> ModelManager:
-    """A model manager for one CLI command: budget, GPU budget, keep-alive, voices dir, device from Settings."""
-    return ModelManager(
-        budget_bytes=settings.budget,
-        gpu_budget_bytes=settings.gpu_budget,
-        keep_alive=settings.keep_alive,
-        registry=Registry(settings.voices_dir),
-        device=settings.device,
-        threads=usable_cores(),
-        profiles=settings.profiles,
-    )
+    """A model manager for one CLI command (its sessions may use every usable core)."""
+    return ModelManager.from_settings(settings, threads=usable_cores())
 
 
 def voices(

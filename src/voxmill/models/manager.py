@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from voxmill import errors
+from voxmill.config import Settings
 from voxmill.models.budget import Budget, Entry, ModelStatus
 from voxmill.models.devices import DeviceChoice, choose_device, gpus
 from voxmill.models.loaders import load_model, model_note
@@ -72,6 +73,20 @@ class ModelManager:
         self._reaper: threading.Thread | None = None
         self._closed = False
         self._loads = 0  # counts loads, so a later RSS delta is only trusted if nothing else loaded
+
+    @classmethod
+    def from_settings(cls, settings: Settings, threads: int) -> ModelManager:
+        """A manager with the budget, GPU budget, keep-alive, voices dir, device and profiles of
+        ``settings``; each model session runs ``threads`` native threads (the caller's core budget)."""
+        return cls(
+            budget_bytes=settings.budget,
+            gpu_budget_bytes=settings.gpu_budget,
+            keep_alive=settings.keep_alive,
+            registry=Registry(settings.voices_dir),
+            device=settings.device,
+            threads=threads,
+            profiles=settings.profiles,
+        )
 
     # ---- events ------------------------------------------------------------------------------------
 

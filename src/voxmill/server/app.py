@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from voxmill import errors
 from voxmill.config import Settings
 from voxmill.engine.threads import plan as thread_plan
-from voxmill.models import MemoryMonitor, ModelManager, Registry
+from voxmill.models import MemoryMonitor, ModelManager
 from voxmill.server.auth import read_token
 from voxmill.server.limits import BodyLimit
 from voxmill.server.problems import CutShort, install_handlers
@@ -32,18 +32,10 @@ log = logging.getLogger("voxmill.server")
 
 
 def build_manager(settings: Settings) -> ModelManager:
-    """The server's one model manager: budget, keep-alive, device and voices from Settings; each model
-    session runs with the scheduler's threads per worker."""
+    """The server's one model manager (see ``ModelManager.from_settings``); each model session runs with
+    the scheduler's threads per worker."""
     threads = thread_plan(settings.workers, "auto", backend="thread").threads_per_worker
-    return ModelManager(
-        budget_bytes=settings.budget,
-        gpu_budget_bytes=settings.gpu_budget,
-        keep_alive=settings.keep_alive,
-        registry=Registry(settings.voices_dir),
-        device=settings.device,
-        threads=threads,
-        profiles=settings.profiles,
-    )
+    return ModelManager.from_settings(settings, threads)
 
 
 def create_app(
