@@ -69,6 +69,8 @@ def serve(
     shown_host = f"[{server.host}]" if ":" in server.host else server.host
     err_console.print(f"voxmill serve: http://{shown_host}:{server.port} (web UI at /ui, metrics at /metrics)")
     logging.basicConfig(level=logging.DEBUG if settings.debug else logging.INFO)
+    if not settings.debug:  # faster-whisper logs every request's duration at INFO
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     # uvicorn builds the app from an import string (a factory): the CLI hands the server its resolved
     # settings as data and never imports it (cli and server are separate interfaces).
     os.environ[SETTINGS_ENV] = json.dumps({"settings": settings.to_dict(), "preload": list(preload or [])})
