@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "SAMPLE_RATE",
     "AsrOptions",
     "Segment",
+    "Stopped",
     "Transcript",
     "Word",
     "load_audio",
@@ -41,6 +43,10 @@ MAX_PROMPT_CHARS = 1000
 # OpenAI's meaning of temperature 0: start greedy, raise the temperature when a window's decode fails.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
+
+
+class Stopped(Exception):
+    """``transcribe`` stopped between two windows because its ``stop`` said so (a client that left)."""
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,15 @@ def load_audio(path: str | Path, max_seconds: float = math.inf) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def transcribe(model: Any, samples16k: np.ndarray, options: AsrOptions | None = None) -> Transcript:
+def transcribe(
+    model: Any, samples16k: np.ndarray, options: AsrOptions | None = None, stop: Callable[[], bool] | None = None
+) -> Transcript:
     """Transcribe mono float32 ``samples16k`` (16 kHz) with a faster-whisper ``WhisperModel``.
 
     Blocking: the whole decode runs in this call. ConfigError for options the model cannot honour
     (a language an English-only model does not speak), AudioDecodeError for empty or non-finite audio.
+    ``stop`` is asked after each segment: when it says True, :class:`Stopped` is raised (an hour of audio
+    is minutes of decoding that nobody should wait for once its caller has gone).
     """
     opts = (options or AsrOptions()).checked()
     samples = np.asarray(samples16k, dtype=np.float32)
@@ -151,6 +161,8 @@ def transcribe(model: Any, samples16k: np.ndarray, options: AsrOptions | None = 
         known = "the model is English-only" if supported == ["en"] else "not a language the model knows"
         raise errors.ConfigError(f"language {opts.language!r}: {known}")
     temperature: float | tuple[float, ...] = opts.temperature or FALLBACK_TEMPERATURES
+    if stop is not None and stop():
+        raise Stopped("stopped before the first window")
     pieces, info = model.transcribe(
         samples,
         language=opts.language,
@@ -160,7 +172,12 @@ def transcribe(model: Any, samples16k: np.ndarray, options: AsrOptions | None = 
         beam_size=opts.beam_size,
         vad_filter=opts.vad,
     )
-    segments = [_segment(index, piece) for index, piece in enumerate(pieces)]  # the lazy decode runs here
+    segments = []
+    for index, piece in enumerate(pieces):  # the lazy decode runs here, a window at a time
+        segments.append(_segment(index, piece))
+        if stop is not None and stop():
+            pieces.close()
+            raise Stopped(f"stopped after {piece.end:.1f} s of {info.duration:.1f} s")
     text = "".join(s.text for s in segments).strip()
     return Transcript(text, str(info.language), float(info.duration), segments)
 

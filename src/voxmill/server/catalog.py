@@ -49,31 +49,34 @@ def _entry(spec: ModelSpec, loaded: set[str], started: float) -> dict[str, Any]:
     }
 
 
-def _aliases(state: ServerState) -> list[tuple[str, str]]:
-    """(alias, kind) for OpenAI's model names and the configured aliases."""
-    names = [(n, "piper") for n in OPENAI_TTS_MODELS] + [(n, "whisper") for n in OPENAI_ASR_MODELS]
-    for name, target in state.server.aliases.items():
-        if name not in dict(names):
-            names.append((name, "whisper" if target.startswith("whisper:") else "piper"))
+def _aliases(state: ServerState) -> list[tuple[str, tuple[str, ...]]]:
+    """(alias, kinds it may name) for OpenAI's model names and the configured aliases. A configured
+    alias is tried as a voice, then as an ASR model: its target need not carry a ``kind:`` prefix."""
+    names: list[tuple[str, tuple[str, ...]]] = [(n, ("piper",)) for n in OPENAI_TTS_MODELS]
+    names += [(n, ("whisper",)) for n in OPENAI_ASR_MODELS]
+    known = {name for name, _ in names}
+    names += [(name, SERVED_KINDS) for name in state.server.aliases if name not in known]
     return names
 
 
 def catalog(state: ServerState) -> list[dict[str, Any]]:
-    """The model list ``/v1/models`` answers (the web UI shows it too)."""
+    """The model list ``/v1/models`` answers (the web UI shows it too). Each id appears once: an alias
+    that spells a model's own name stands for what requests naming it get, its target."""
     loaded = {row.name for row in state.manager.status()}
     specs = [s for s in state.manager.registry.all() if s.kind in SERVED_KINDS]
-    data = [_entry(spec, loaded, state.started) for spec in specs]
     by_name = {s.name: s for s in specs}
-    for alias, kind in _aliases(state):
-        try:
-            target = state.resolve(alias, kind)
-        except errors.VoxmillError:
-            continue  # an alias of a model that is not installed names nothing
-        if target.name not in by_name:
-            continue
-        data.append({**_entry(target, loaded, state.started), "id": alias, "created": int(state.started),
-                     "alias_of": target.name})  # fmt: skip
-    return data
+    aliases: dict[str, dict[str, Any]] = {}
+    for alias, kinds in _aliases(state):
+        for kind in kinds:
+            try:
+                target = state.resolve(alias, kind)
+            except errors.VoxmillError:
+                continue  # an alias of a model that is not installed (or of another kind) names nothing
+            if target.name in by_name and alias not in aliases:
+                aliases[alias] = {**_entry(target, loaded, state.started), "id": alias, "created": int(state.started),
+                                  "alias_of": target.name}  # fmt: skip
+    data = [_entry(spec, loaded, state.started) for spec in specs if spec.name not in aliases]
+    return data + list(aliases.values())
 
 
 @router.get("/v1/models")

@@ -11,8 +11,10 @@ new request's first piece overtakes older requests' later ones. Each piece is en
 The admission place and the voice's lease are held until the stream ends, not until the route returns
 (the body is sent after that): they are taken before the response is made, so that a full queue is a
 real 503 and a load failure a real status, and given back when the response ends, however it ends. A
-client that goes away cancels its queued pieces. An error after the first bytes cannot change the
-status: the audio ends there (an ``error`` event for ``sse``) and the server logs why.
+client that goes away cancels its queued pieces; one that stops reading is dropped after
+``SEND_TIMEOUT_S``. An error after the first bytes cannot change the status: the transfer is cut there
+(no last chunk, so the client cannot take the audio for complete; an ``error`` event for ``sse``) and
+the server logs why.
 
 Level: the voice's own, unnormalized and clipped to [-1, 1] (Piper's raw output is about -24 LUFS
 with peaks near -7 dBFS): no gain per sentence, whose jumps in volume are worse than a quiet voice.
@@ -38,15 +40,17 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 import anyio
+import anyio.lowlevel
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from voxmill import errors
 from voxmill.audio.analysis import sound_bounds
 from voxmill.models import ModelSpec
+from voxmill.server.auth import require_api
 from voxmill.server.encode import Encoder, encoder_for
 from voxmill.server.problems import ApiError
 from voxmill.server.scheduler import Busy, Scheduler
@@ -60,7 +64,7 @@ from voxmill.text.split import split_long
 __all__ = ["SpeechPlan", "SpeechRequest", "plan_speech", "router", "speak_to_array"]
 
 log = logging.getLogger("voxmill.server")
-router = APIRouter()
+router = APIRouter(tags=["audio"], dependencies=[Depends(require_api)])
 
 # The first piece is cut this short (at a clause, else a word): ~2.5 s of speech, spoken in ~0.2 s on
 # one thread here; the rest of its sentence is spoken meanwhile on another worker.
@@ -69,6 +73,12 @@ FIRST_PIECE_CHARS = 40
 # (with 2x to spare for a loaded machine); later pieces have all the earlier audio's time.
 SECOND_PIECE_CHARS = 150
 KIND = "piper"
+# nginx's send_timeout: a client that takes in nothing for this long is dropped, so that one that stops
+# reading (its socket still open) cannot hold an admission place and a voice lease for ever.
+SEND_TIMEOUT_S = 60.0
+# The body goes out in parts of this size, so the timeout measures the client's progress, not a whole piece
+# (a 20-s piece is ~1 MB of pcm: minutes on a slow link that is still reading).
+SEND_PART_BYTES = 64 * 1024
 
 
 # strict: "2" and true are not numbers; NaN and infinities are refused too.
@@ -256,19 +266,60 @@ class _Speaking:
             await self._stack.aclose()
 
 
+class _StreamCut(Exception):
+    """The audio cannot go on after its first bytes (already logged): the response ends without its last
+    chunk, so the client sees a cut transfer, not a shorter file that looks complete."""
+
+
 class _SpeechResponse(StreamingResponse):
     """A streamed answer that gives its request's resources back however the stream ends, even when
-    its body never started (a client gone before the first byte)."""
+    its body never started (a client gone before the first byte) or its client stopped reading."""
 
     def __init__(self, speaking: _Speaking, content: AsyncIterator[bytes], media_type: str) -> None:
         super().__init__(content, media_type=media_type, headers={"Cache-Control": "no-store"})
         self._speaking = speaking
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_in_parts(message: Message) -> None:
+            body = message.get("body", b"")
+            if message["type"] != "http.response.body" or len(body) <= SEND_PART_BYTES:
+                await _send_within(send, message)
+                return
+            more = bool(message.get("more_body", False))
+            for start in range(0, len(body), SEND_PART_BYTES):
+                last = start + SEND_PART_BYTES >= len(body)
+                part = {"type": "http.response.body", "body": body[start : start + SEND_PART_BYTES],
+                        "more_body": more or not last}  # fmt: skip
+                await _send_within(send, part)
+                # uvicorn's send does not wait while the socket takes data: let a lost connection be noticed
+                # before the next part (asyncio logs every write to a socket already reset).
+                await anyio.lowlevel.checkpoint()
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_in_parts)
+        except _Stalled:
+            log.warning("speech stream for %s: the client took nothing in %g s; dropped", self._speaking.plan.spec.name,
+                        SEND_TIMEOUT_S)  # fmt: skip
+        except _StreamCut:
+            pass  # logged where it happened; uvicorn closes the connection of an unfinished response
         finally:
-            await self._speaking.close()
+            with anyio.CancelScope(shield=True):
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()  # a stream left at a ``yield`` frees its encoder now, not at garbage collection
+                await self._speaking.close()
+
+
+class _Stalled(Exception):
+    """A part of the body was not taken by the client within :data:`SEND_TIMEOUT_S`."""
+
+
+async def _send_within(send: Send, message: Message) -> None:
+    try:
+        with anyio.fail_after(SEND_TIMEOUT_S):
+            await send(message)
+    except TimeoutError:
+        raise _Stalled from None
 
 
 async def _encoded(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None) -> AsyncIterator[bytes]:
@@ -292,8 +343,9 @@ async def _audio(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None
     try:
         async for data in _encoded(speaking, encoder, first):
             yield data
-    except Exception as exc:  # the status is sent: end the audio here, say why in the log
+    except Exception as exc:  # the status is sent: cut the audio here, say why in the log
         log.error("speech stream for %s ended early: %s", speaking.plan.spec.name, exc)
+        raise _StreamCut from None
 
 
 async def _events(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None, chars: int) -> AsyncIterator[bytes]:

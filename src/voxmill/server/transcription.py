@@ -4,7 +4,8 @@ The upload is copied into a private temporary folder under a fixed name (only a 
 suffix of the client's file name is kept, so the decoder can pick its format), decoded to 16 kHz mono
 and deleted, all inside one scheduler job; the model is leased only once the audio decoded, so junk
 uploads never load a model. Decoding and transcription run on the scheduler's workers, never on the
-event loop. :func:`transcribe_file` is the same path for the web UI, blocking.
+event loop. A client that disconnects stops its transcription at the next segment and frees its place.
+:func:`transcribe_file` is the same path for the web UI, blocking.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, BinaryIO
 
@@ -43,6 +46,8 @@ GRANULARITIES = ("word", "segment")
 # 16 kHz float32 is 230 MB an hour: a 25 MB upload of a low-bitrate codec could otherwise decode to gigabytes.
 MAX_AUDIO_SECONDS = 3600.0
 RETRY_AFTER_S = 2
+# How often a transcription checks that its client is still there (a request that left stops decoding).
+DISCONNECT_POLL_S = 0.5
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 
 
@@ -84,13 +89,28 @@ async def create_transcription(
     if problem:
         raise ApiError(400, problem, "unsupported_language", "language")
     name = shown(file.filename or "upload", 60)
-    try:
+    files = (await request.form()).getlist("file")  # parsed once already: FastAPI keeps only the last file
+    if len(files) > 1:
+        raise ApiError(400, f"file: one file per request, got {len(files)}", "invalid_request", "file")
+    left = threading.Event()
+
+    async def work() -> Transcript:
         with state.scheduler.admit("whisper") as arrival:
             samples = await _on_scheduler(state, arrival, lambda: _decode_upload(file.file, file.filename, name))
             async with state.leased(spec, keep) as asr:
-                transcript = await _on_scheduler(state, arrival, lambda: transcribe(asr, samples, options))
+
+                def job() -> Transcript:
+                    return transcribe(asr, samples, options, stop=left.is_set)
+
+                result: Transcript = await _on_scheduler(state, arrival, job)
+                return result
+
+    try:
+        transcript = await _unless_client_leaves(request, left, work)
     except Busy as exc:
         raise ApiError(503, str(exc), "server_busy", headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    if transcript is None:  # nobody to answer: nginx's "client closed request", for the logs and metrics
+        return Response(status_code=499)
     state.record_audio(spec.name, transcript.duration)
     return render(transcript, response_format, words)
 
@@ -142,6 +162,33 @@ async def _on_scheduler(state: ServerState, arrival: int, job: Any) -> Any:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(concurrent.futures.wait, [future])
         raise
+
+
+async def _unless_client_leaves(
+    request: Request, left: threading.Event, work: Callable[[], Awaitable[Transcript]]
+) -> Transcript | None:
+    """``work()``, or None once the client has disconnected: ``left`` is set (a running transcription
+    stops at its next segment) and ``work`` is cancelled (its queued jobs are dropped, its place freed)."""
+    result: Transcript | None = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while not await request.is_disconnected():
+                await anyio.sleep(DISCONNECT_POLL_S)
+            left.set()
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            result = await work()
+        except Exception as exc:  # raised below as it is: a task group would wrap it in an ExceptionGroup
+            failure = exc
+        finally:
+            group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
 
 
 def _decode_upload(upload: BinaryIO, filename: str | None, name: str) -> np.ndarray:
