@@ -183,3 +183,36 @@ def test_full_queue_answers_503_with_retry_after() -> None:
                 break
             time.sleep(0.5)
         assert again.status_code == 200
+
+
+def test_a_stalled_upload_is_given_up(monkeypatch) -> None:
+    import socket
+
+    from voxmill.server import limits
+
+    monkeypatch.setattr(limits, "BODY_IDLE_SECONDS", 1.0)
+    with served() as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000\r\n"
+                    "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")  # fmt: skip
+            sock.sendall(head.encode())
+            started = time.monotonic()
+            reply = sock.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408"), reply[:200]
+        assert time.monotonic() - started < 20
+
+
+def test_keep_alive_negative_numbers_keep() -> None:
+    from voxmill.server.state import KEEP_FOREVER, parse_keep_alive
+
+    for value in (-1, -1e-7, -1e308, "-5m", "-1"):
+        assert parse_keep_alive(value) == KEEP_FOREVER
+
+
+def test_hours_of_silence_are_refused() -> None:
+    with served() as (url, _):
+        body = {"model": "tts-1", "voice": "alloy", "input": "Hi. " * 3000, "speed": 0.25, "sentence_silence": 10,
+                "response_format": "pcm"}  # fmt: skip
+        answer = httpx.post(f"{url}/v1/audio/speech", json=body, timeout=60)
+        assert answer.status_code == 400 and "silence" in answer.json()["error"]["message"]

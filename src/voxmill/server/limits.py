@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "TooLarge"]
+__all__ = ["BODY_IDLE_SECONDS", "BodyLimit", "Stalled", "TooLarge"]
+
+# A body that stops arriving for this long is given up (408): uvicorn has no body read timeout, and a
+# client that sends half an upload and goes quiet would hold its connection (and the route) forever.
+BODY_IDLE_SECONDS = 30.0
 
 
 class TooLarge(HTTPException):
@@ -21,10 +26,18 @@ class TooLarge(HTTPException):
         super().__init__(413, f"request body larger than the limit of {limit} bytes (server.max_body_bytes)")
 
 
+class Stalled(HTTPException):
+    """Raised from ``receive`` when the body stops arriving for ``BODY_IDLE_SECONDS``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body stopped arriving for {seconds:g} s")
+
+
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, idle_seconds: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_seconds = idle_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,14 +54,25 @@ class BodyLimit:
                 return
         seen = 0
         started = False
+        body_done = False
+        idle = BODY_IDLE_SECONDS if self.idle_seconds is None else self.idle_seconds
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # later receives wait for a disconnect (a streamed response): not timed
+                return await receive()
+            try:
+                with anyio.fail_after(idle):
+                    message = await receive()
+            except TimeoutError:
+                raise Stalled(idle) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise TooLarge(self.max_bytes)
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         async def tracked(message: Message) -> None:
@@ -62,9 +86,14 @@ class BodyLimit:
         except TooLarge:
             if not started:
                 await self._refuse(send, seen)
+        except Stalled as exc:
+            if not started:
+                await self._refuse(send, seen, status=408, message=str(exc.detail))
 
-    async def _refuse(self, send: Send, length: int) -> None:
-        if length < 0:
+    async def _refuse(self, send: Send, length: int, status: int | None = None, message: str = "") -> None:
+        if status is not None:
+            pass
+        elif length < 0:
             status, message = 400, "bad Content-Length header"
         else:
             status, message = (
@@ -75,7 +104,7 @@ class BodyLimit:
             "error": {
                 "message": message,
                 "type": "invalid_request_error",
-                "code": "body_too_large" if status == 413 else "bad_request",
+                "code": {413: "body_too_large", 408: "body_stalled"}.get(status, "bad_request"),
                 "param": None,
             }
         }

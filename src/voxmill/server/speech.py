@@ -145,6 +145,9 @@ class SpeechPlan:
         return np.concatenate([spoken, np.zeros(round(pause * rate), np.float32)])
 
 
+MAX_SILENCE_SECONDS = 3600.0
+
+
 def plan_speech(
     spec: ModelSpec,
     text: str,
@@ -169,6 +172,13 @@ def plan_speech(
             if piece.pause == "end" and c < len(book.pieces) - 1:
                 pause = opts.chapter_silence
             pieces.append((piece.text, pause / speed))
+    silence = sum(seconds for _, seconds in pieces)
+    if silence > MAX_SILENCE_SECONDS:
+        # 12 kB of "Hi. " at speed 0.25 with 10 s pauses once asked for 33 hours of silence.
+        raise errors.ConfigError(
+            f"this request would add {silence / 3600:.1f} h of silence (limit {MAX_SILENCE_SECONDS / 3600:g} h): "
+            "lower sentence_silence or raise speed"
+        )
     first, pause = pieces[0]
     cut = split_long(first, FIRST_PIECE_CHARS)
     if len(cut) > 1:

@@ -41,6 +41,8 @@ def parse_keep_alive(value: Any) -> float | None:
     request, a negative value keeps it loaded; None: the server's default. ConfigError (400) otherwise."""
     if value is None or value == "":
         return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        return KEEP_FOREVER  # -1e-07 as text would not parse as a duration
     text = str(value).strip()
     try:
         if text.startswith("-"):
