@@ -353,6 +353,7 @@ def test_the_budget_holds_while_concurrent_requests_lease_different_voices(tmp_p
         speech = client.post("/v1/audio/speech", json={"model": "tts-1", "voice": names[0], "input": "Hi.",
                                                        "response_format": "wav"}).status_code  # fmt: skip
         sums: list[int] = []
+        budgets: set[int] = set()
         codes: list[int] = []
         stop = threading.Event()
 
@@ -360,7 +361,7 @@ def test_the_budget_holds_while_concurrent_requests_lease_different_voices(tmp_p
             with _client(url) as probe:
                 while not stop.is_set():
                     body = probe.get("/api/ps").json()
-                    assert body["budget"]["ram_bytes"] == budget
+                    budgets.add(body["budget"]["ram_bytes"])  # checked in the test's thread, where it fails it
                     sums.append(sum(row["size"] for row in body["models"]))
 
         def use(index: int) -> None:
@@ -383,6 +384,7 @@ def test_the_budget_holds_while_concurrent_requests_lease_different_voices(tmp_p
             worker.join(120)
         stop.set()
         sampler.join(30)
+        assert budgets == {budget}
         assert sums and max(sums) <= budget, f"{max(sums) / MIB:.0f} MiB held > {budget / MIB:.0f} MiB budget"
         assert len(codes) == 18 and set(codes) <= {200, 503}, codes  # 503: the budget is full of voices in use
         assert codes.count(200) >= 6

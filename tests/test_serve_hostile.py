@@ -216,3 +216,23 @@ def test_hours_of_silence_are_refused() -> None:
                 "response_format": "pcm"}  # fmt: skip
         answer = httpx.post(f"{url}/v1/audio/speech", json=body, timeout=60)
         assert answer.status_code == 400 and "silence" in answer.json()["error"]["message"]
+
+
+def test_a_proxied_client_is_not_loopback() -> None:
+    # nginx on the same machine connects from 127.0.0.1 for clients anywhere: without a token, no admin.
+    with served() as (url, _):
+        assert httpx.get(f"{url}/api/ps").status_code == 200
+        proxied = httpx.get(f"{url}/api/ps", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert proxied.status_code == 403 and "loopback" in proxied.json()["error"]["message"]
+
+
+def test_readyz_says_why_a_preload_failed() -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(make_settings(), profiles={"broken": ["piper:no-such-voice"]})
+    with served(settings, preload=["broken"]) as (url, _):
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"{url}/readyz").json())["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready["status"] == "failed" and "no-such-voice" in ready["errors"][0]
+        assert httpx.get(f"{url}/healthz").status_code == 200

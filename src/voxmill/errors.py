@@ -135,7 +135,10 @@ class ModelNotFound(ModelError):
 
 
 class ModelTooLarge(ModelError):
-    """A model does not fit the memory budget even after evicting idle models."""
+    """A model does not fit the memory budget even after evicting idle models. ``in_use``: the budget is
+    held by models in use (a retry later may fit); False: the model is bigger than the whole budget."""
+
+    in_use: bool = False
 
 
 class ModelLoadError(ModelError):

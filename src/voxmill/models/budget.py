@@ -173,10 +173,12 @@ class Budget:
         limit = self.limit(gpu) or 0
         if in_use:
             busy = ", ".join(f"{n} ({e.bytes / MIB:.0f} MiB)" for n, e in self.entries.items() if not e.idle)
-            return errors.ModelTooLarge(
+            error = errors.ModelTooLarge(
                 f"{spec.name} needs ~{size / MIB:.0f} MiB but the {where} budget of {limit / MIB:.0f} MiB "
                 f"is held by models in use: {busy or 'none'}"
             )
+            error.in_use = True
+            return error
         return errors.ModelTooLarge(
             f"{spec.name} needs ~{size / MIB:.0f} MiB, more than the whole {where} budget of {limit / MIB:.0f} MiB"
         )

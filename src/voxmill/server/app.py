@@ -11,7 +11,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -112,7 +111,8 @@ def _preload(state: ServerState) -> None:
             names = state.manager.preload(profile)
             log.info("preloaded profile %s: %s", profile, ", ".join(names))
     except Exception as exc:  # the server still serves; /readyz reports why it is not ready
-        state.alert(f"preload failed: {exc}", source="preload")
+        state.preload_error = f"preload failed: {exc}"
+        state.alert(state.preload_error, source="preload")
         log.error("preload failed: %s", exc)
         return
     state.ready.set()
@@ -122,7 +122,3 @@ def _version() -> str:
     from voxmill import __version__
 
     return __version__
-
-
-def app_info(state: ServerState) -> dict[str, Any]:
-    return {"workers": state.scheduler.plan.describe(), "max_queue": state.server.max_queue}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import Request
@@ -17,7 +18,7 @@ from fastapi import Request
 from voxmill import errors
 from voxmill.server.problems import ApiError
 
-__all__ = ["read_token", "require_admin", "require_api"]
+__all__ = ["is_local_client", "read_token", "require_admin", "require_api"]
 
 TOKEN_ENV = "VOXMILL_ADMIN_TOKEN"
 MAX_TOKEN_FILE = 4096  # bytes read of the token file: a token is one short line
@@ -46,12 +47,22 @@ def read_token(token_file: Path | None) -> str | None:
     return token
 
 
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def is_local_client(host: str, headers: Mapping[str, str] | None) -> bool:
+    """Whether a client with no token may administer: its address is loopback and no proxy forwarded it
+    (nginx on the same machine connects from 127.0.0.1 for clients anywhere: those need the token)."""
+    if headers is not None and any(name in headers for name in PROXY_HEADERS):
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return host in ("localhost", "testclient")
+        return False
+
+
+def _loopback(request: Request) -> bool:
+    return is_local_client(request.client.host if request.client else "", request.headers)
 
 
 def _check(request: Request, token: str | None, what: str) -> None:

@@ -20,6 +20,6 @@ async def readyz(request: Request) -> JSONResponse:
     state = request.app.state.voxmill
     if state.ready.is_set():
         return JSONResponse({"status": "ready", "preloaded": list(state.preload)})
-    failed = [a["message"] for a in state.alerts if a.get("source") == "preload"]
+    failed = [state.preload_error] if state.preload_error else []
     body = {"status": "failed" if failed else "loading", "preload": list(state.preload), "errors": failed}
     return JSONResponse(body, 503, {"Retry-After": "2"})

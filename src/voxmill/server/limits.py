@@ -91,11 +91,9 @@ class BodyLimit:
                 await self._refuse(send, seen, status=408, message=str(exc.detail))
 
     async def _refuse(self, send: Send, length: int, status: int | None = None, message: str = "") -> None:
-        if status is not None:
-            pass
-        elif length < 0:
+        if status is None and length < 0:
             status, message = 400, "bad Content-Length header"
-        else:
+        elif status is None:
             status, message = (
                 413,
                 f"request body larger than the limit of {self.max_bytes} bytes (server.max_body_bytes)",

@@ -76,7 +76,8 @@ def status_for(exc: errors.VoxmillError) -> int:
     if isinstance(exc, errors.ModelNotFound):
         return 404
     if isinstance(exc, errors.ModelTooLarge):
-        return 503  # the budget is held by models in use now: a retry later may fit
+        # Held by models in use: a retry later may fit (503). Bigger than the whole budget: no retry helps.
+        return 503 if exc.in_use else 507
     if isinstance(exc, errors.ModelLoadError):
         return 422  # the model exists but its files are unusable
     return _STATUS.get(exc.code, 400 if isinstance(exc, errors.AudioError) else 500)

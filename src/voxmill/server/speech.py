@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -205,6 +205,9 @@ class _Pieces:
         self._lookahead = lookahead
         self._next = 0
         self._queued: deque[concurrent.futures.Future[np.ndarray]] = deque()
+        # The piece handed out last: its consumer may be gone (a client that left mid-await) while a
+        # worker still speaks it with the leased voice; cancel() reports it so the lease outlives it.
+        self._current: concurrent.futures.Future[np.ndarray] | None = None
         self._fill()
 
     def _fill(self) -> None:
@@ -217,13 +220,14 @@ class _Pieces:
         """The next piece's future (None after the last), with the next one beyond the window submitted."""
         if not self._queued:
             return None
-        future = self._queued.popleft()
+        future = self._current = self._queued.popleft()
         self._fill()
         return future
 
     def cancel(self) -> list[concurrent.futures.Future[np.ndarray]]:
         """Drop the pieces not started; returns those running (they cannot be stopped)."""
-        running = [f for f in self._queued if not f.cancel()]
+        handed = [self._current] if self._current is not None else []
+        running = [f for f in [*handed, *self._queued] if not f.cancel() and not f.done()]
         self._queued.clear()
         self._next = len(self._plan.pieces)
         return running
@@ -285,9 +289,10 @@ class _SpeechResponse(StreamingResponse):
     """A streamed answer that gives its request's resources back however the stream ends, even when
     its body never started (a client gone before the first byte) or its client stopped reading."""
 
-    def __init__(self, speaking: _Speaking, content: AsyncIterator[bytes], media_type: str) -> None:
+    def __init__(self, speaking: _Speaking, encoder: Encoder, content: AsyncIterator[bytes], media_type: str) -> None:
         super().__init__(content, media_type=media_type, headers={"Cache-Control": "no-store"})
         self._speaking = speaking
+        self._encoder = encoder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_in_parts(message: Message) -> None:
@@ -316,7 +321,8 @@ class _SpeechResponse(StreamingResponse):
             with anyio.CancelScope(shield=True):
                 aclose = getattr(self.body_iterator, "aclose", None)
                 if aclose is not None:
-                    await aclose()  # a stream left at a ``yield`` frees its encoder now, not at garbage collection
+                    await aclose()  # a stream left at a ``yield`` stops now, not at garbage collection
+                self._encoder.close()  # also when the body never started
                 await self._speaking.close()
 
 
@@ -332,7 +338,7 @@ async def _send_within(send: Send, message: Message) -> None:
         raise _Stalled from None
 
 
-async def _encoded(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None) -> AsyncIterator[bytes]:
+async def _encoded(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None) -> AsyncGenerator[bytes, None]:
     """Each piece's bytes as soon as it is spoken and encoded (encoding runs off the event loop)."""
     try:
         audio = first
@@ -351,8 +357,9 @@ async def _encoded(speaking: _Speaking, encoder: Encoder, first: np.ndarray | No
 
 async def _audio(speaking: _Speaking, encoder: Encoder, first: np.ndarray | None) -> AsyncIterator[bytes]:
     try:
-        async for data in _encoded(speaking, encoder, first):
-            yield data
+        async with contextlib.aclosing(_encoded(speaking, encoder, first)) as chunks:
+            async for data in chunks:
+                yield data
     except Exception as exc:  # the status is sent: cut the audio here, say why in the log
         log.error("speech stream for %s ended early: %s", speaking.plan.spec.name, exc)
         raise _StreamCut from None
@@ -365,8 +372,9 @@ async def _events(speaking: _Speaking, encoder: Encoder, first: np.ndarray | Non
         return f"data: {json.dumps(data)}\n\n".encode()
 
     try:
-        async for data in _encoded(speaking, encoder, first):
-            yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
+        async with contextlib.aclosing(_encoded(speaking, encoder, first)) as chunks:
+            async for data in chunks:
+                yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
     except Exception as exc:
         log.error("speech stream for %s ended early: %s", speaking.plan.spec.name, exc)
         yield event({"type": "error", "error": {"message": "speech failed (logged on the server)",
@@ -442,8 +450,9 @@ async def speech(body: SpeechRequest, request: Request) -> _SpeechResponse:
         await speaking.close()
         raise
     if body.stream_format == "sse":
-        return _SpeechResponse(speaking, _events(speaking, encoder, first, len(body.input)), "text/event-stream")
-    return _SpeechResponse(speaking, _audio(speaking, encoder, first), encoder.content_type)
+        return _SpeechResponse(speaking, encoder, _events(speaking, encoder, first, len(body.input)),
+                               "text/event-stream")  # fmt: skip
+    return _SpeechResponse(speaking, encoder, _audio(speaking, encoder, first), encoder.content_type)
 
 
 # ---- the library side (the web UI) ---------------------------------------------------------------------

@@ -65,6 +65,8 @@ class ServerState:
     token: str | None
     preload: tuple[str, ...] = ()
     ready: threading.Event = field(default_factory=threading.Event)
+    preload_error: str | None = None
+    """Why the preload failed (``/readyz`` says so until a restart), or None."""
     alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
     started: float = field(default_factory=time.time)
     metrics: Any = None
@@ -104,7 +106,10 @@ class ServerState:
         try:
             yield model
         finally:
-            lease.__exit__(None, None, None)  # quick (a release, maybe an unload): safe even when cancelled
+            # On a thread: a release may unload the model (keep_alive 0), which collects garbage and trims
+            # the heap (tens of ms); shielded, so a cancelled request still gives its lease back.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lease.__exit__, None, None, None)
 
     def record_audio(self, model: str, seconds: float) -> None:
         """Count ``seconds`` of audio produced (speech) or consumed (transcription) by ``model``."""

@@ -128,9 +128,9 @@ def transcribe_file(
     if problem:
         raise errors.ConfigError(problem)
     with state.scheduler.admit("whisper") as arrival:
-        samples = state.scheduler.submit(lambda: load_audio(path, MAX_AUDIO_SECONDS), arrival).result()
+        samples = state.scheduler.submit(lambda: load_audio(path, MAX_AUDIO_SECONDS), arrival, step=1).result()
         with state.manager.lease(spec) as asr:
-            transcript = state.scheduler.submit(lambda: transcribe(asr, samples, options), arrival).result()
+            transcript = state.scheduler.submit(lambda: transcribe(asr, samples, options), arrival, step=1).result()
     state.record_audio(spec.name, transcript.duration)
     return transcript
 
@@ -152,7 +152,7 @@ def _language_problem(spec: ModelSpec, language: str | None) -> str | None:
 
 
 async def _on_scheduler(state: ServerState, arrival: int, job: Any) -> Any:
-    future = state.scheduler.submit(job, arrival)
+    future = state.scheduler.submit(job, arrival, step=1)  # step 1: not a first piece, no queue jump
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:

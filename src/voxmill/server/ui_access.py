@@ -9,13 +9,12 @@ same holds for speaking and transcribing.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from voxmill import errors
-from voxmill.server.auth import TOKEN_ENV
+from voxmill.server.auth import TOKEN_ENV, is_local_client
 from voxmill.server.problems import ApiError
 from voxmill.server.scheduler import Busy
 from voxmill.server.state import ServerState
@@ -37,16 +36,14 @@ def client_host(request: Any) -> str:
     return str(getattr(client, "host", "") or "")
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def _loopback(request: Any) -> bool:
+    headers = getattr(request, "headers", None)
+    return is_local_client(client_host(request), {str(k).lower(): v for k, v in dict(headers or {}).items()})
 
 
 def _check(state: ServerState, request: Any, token: str | None, what: str) -> None:
     if state.token is None:
-        if not _loopback(client_host(request)):
+        if not _loopback(request):
             raise Refused(f"{what} is served to loopback clients only: set {TOKEN_ENV} to allow others")
         return
     given = token if isinstance(token, str) else ""  # a hostile client may send any JSON for the box
