@@ -275,7 +275,12 @@ def settings_view(state: ServerState) -> dict[str, Any]:
 def apply_settings(state: ServerState, values: dict[str, Any]) -> dict[str, Any]:
     """Check every value first (ConfigError naming the first bad one), then change them all at once:
     ``keep_alive`` (idle timeout; seconds or a duration), cleanup and alert thresholds (0..1 or percent).
-    Returns :func:`settings_view`."""
+    Returns :func:`settings_view`. One change at a time: the API and the UI may post at once."""
+    with state.settings_lock:
+        return _apply_settings(state, values)
+
+
+def _apply_settings(state: ServerState, values: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(values) - set(SETTINGS))
     if unknown:
         raise errors.ConfigError(f"settings: unknown {', '.join(map(shown, unknown))}; known: {', '.join(SETTINGS)}")

@@ -194,7 +194,7 @@ class RequestMetrics:
         before = route_label(self.routes.router.routes, scope)  # routing below may rewrite path/root_path
         method = scope["method"] if scope["method"] in METHODS else "OTHER"
         state = scope.setdefault("state", {})  # the dict request.state writes to (routes set .model)
-        status = 500  # unless a response starts: an exception that escapes is answered 500 outside
+        status = 0  # until a response starts
         started = time.perf_counter()
 
         async def sending(message: Message) -> None:
@@ -206,7 +206,12 @@ class RequestMetrics:
         self.metrics.in_progress.inc()
         try:
             await self.app(scope, receive, sending)
+        except Exception:
+            status = status or 500  # answered 500 outside
+            raise
         finally:
+            # No response and no error: the client left first (cancelled), as nginx counts it, 499.
+            status = status or 499
             self.metrics.in_progress.dec()
             model = state.get("model", "") if isinstance(state, dict) else ""
             served = getattr(scope.get("route"), "path", None)

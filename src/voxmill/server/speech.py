@@ -435,8 +435,10 @@ async def speech(body: SpeechRequest, request: Request) -> _SpeechResponse:
     keep_alive = parse_keep_alive(body.keep_alive)
     speaker = _speaker(spec, body, from_voice)
     try:
-        options = (body.speed, body.noise_scale, body.noise_w, body.sentence_silence, speaker)
-        plan = await anyio.to_thread.run_sync(partial(plan_speech, spec, body.input, *options))
+        plan = await anyio.to_thread.run_sync(
+            partial(plan_speech, spec, body.input, speed=body.speed, noise_scale=body.noise_scale,
+                    noise_w=body.noise_w, sentence_silence=body.sentence_silence, speaker=speaker)
+        )  # fmt: skip
     except errors.ConfigError as exc:  # nothing to say, or only letters the voice cannot read
         raise ApiError(400, f"input: {exc}", "invalid_input", "input") from None
     speaking = _Speaking(state, plan)

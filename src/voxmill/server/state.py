@@ -66,6 +66,7 @@ class ServerState:
     preload: tuple[str, ...] = ()
     ready: threading.Event = field(default_factory=threading.Event)
     preload_error: str | None = None
+    settings_lock: threading.Lock = field(default_factory=threading.Lock)
     """Why the preload failed (``/readyz`` says so until a restart), or None."""
     alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
     started: float = field(default_factory=time.time)
