@@ -22,7 +22,7 @@ from tests.serving import make_settings, served
 from voxmill.audio import load
 from voxmill.engine import RunOptions
 from voxmill.server.encode import PCM_RATE, encoder_for
-from voxmill.server.speech import speak_to_array
+from voxmill.server.speaking import speak_to_array
 from voxmill.synth import SynthOptions, stream
 
 openai = pytest.importorskip("openai")

@@ -244,14 +244,18 @@ def test_event_loop_stays_free_and_keep_alive_zero(server: tuple[str, Any], spee
         post(url, files={"file": ("s.wav", data)}, data={"model": "whisper-1", "keep_alive": "0"})))  # fmt: skip
     worker.start()
     slowest = 0.0
+    answered = 0
     while worker.is_alive():
         start = time.monotonic()
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
         slowest = max(slowest, time.monotonic() - start)
+        answered += worker.is_alive()
         time.sleep(0.05)
     worker.join()
     assert done[0].status_code == 200 and wer(" ".join(SENTENCES), done[0].json()["text"]) < 0.2
-    assert slowest < 0.5, f"/healthz took {slowest:.2f} s while a transcription ran"
+    # A loop blocked by the transcription (~2 s here) would answer once, after it; a busy machine may
+    # slow an answer, not stop them.
+    assert answered >= 3 and slowest < 1.5, f"{answered} /healthz answers, slowest {slowest:.2f} s"
     assert "whisper:tiny.en" not in {m.name for m in manager.status()}  # keep_alive 0: unloaded after
 
 

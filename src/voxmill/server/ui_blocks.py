@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 
 from voxmill import errors
-from voxmill.server.speech import speak_to_array
+from voxmill.server.speaking import speak_to_array
 from voxmill.server.state import ServerState
 from voxmill.server.transcription import transcribe_file
 from voxmill.server.ui_access import attempt, check_api
