@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "VOXMILL_"
+# `voxmill serve` hands its resolved Settings (JSON) to the app uvicorn builds in another module layer.
+SERVE_SETTINGS_ENV = "VOXMILL_SERVE_SETTINGS"
 # Where a run's items go. "auto" lets the application choose (process for most; convert picks
 # threads for ONNX processors). The one list: the engine's RunOptions and the CLI use it.
 BACKENDS = ("auto", "serial", "thread", "process", "ray")

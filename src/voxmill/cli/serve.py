@@ -13,7 +13,7 @@ import typer
 
 from voxmill import errors
 from voxmill.cli.common import WorkersFlag, err_console, state
-from voxmill.config import parse_whole_or_auto
+from voxmill.config import SERVE_SETTINGS_ENV, parse_whole_or_auto
 
 __all__ = ["serve"]
 
@@ -73,7 +73,7 @@ def serve(
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     # uvicorn builds the app from an import string (a factory): the CLI hands the server its resolved
     # settings as data and never imports it (cli and server are separate interfaces).
-    os.environ[SETTINGS_ENV] = json.dumps({"settings": settings.to_dict(), "preload": list(preload or [])})
+    os.environ[SERVE_SETTINGS_ENV] = json.dumps({"settings": settings.to_dict(), "preload": list(preload or [])})
     # A bounded grace: uvicorn otherwise waits for every connection to end, and a client that trickles
     # an upload a byte a second (or a stream nobody reads) would hold a SIGTERM or Ctrl+C off for ever.
     uvicorn.run(FACTORY, factory=True, host=server.host, port=server.port,
@@ -81,6 +81,5 @@ def serve(
                 timeout_graceful_shutdown=max(1, math.ceil(server.shutdown_timeout)))  # fmt: skip
 
 
-# Where uvicorn finds the app (voxmill/server/main.py), and how it gets the settings.
+# Where uvicorn finds the app (voxmill/server/main.py).
 FACTORY = "voxmill.server.main:app_from_environment"
-SETTINGS_ENV = "VOXMILL_SERVE_SETTINGS"

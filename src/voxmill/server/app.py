@@ -107,6 +107,9 @@ def create_app(
 
 def _preload(state: ServerState) -> None:
     try:
+        # Discover the models now, off the event loop: the first request would otherwise scan every
+        # installed package from inside an async route.
+        state.manager.registry.all()
         for profile in state.preload:
             names = state.manager.preload(profile)
             log.info("preloaded profile %s: %s", profile, ", ".join(names))

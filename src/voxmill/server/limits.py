@@ -4,12 +4,11 @@ A pure ASGI middleware, because a body read through Starlette is already buffere
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from voxmill.server.problems import ApiError
 
 __all__ = ["BODY_IDLE_SECONDS", "BodyLimit", "Stalled", "TooLarge"]
 
@@ -50,7 +49,7 @@ class BodyLimit:
             except ValueError:
                 length = -1
             if length < 0 or length > self.max_bytes:
-                await self._refuse(send, length)
+                await self._refuse(scope, receive, send, length)
                 return
         seen = 0
         started = False
@@ -85,33 +84,18 @@ class BodyLimit:
             await self.app(scope, counted, tracked)
         except TooLarge:
             if not started:
-                await self._refuse(send, seen)
+                await self._refuse(scope, receive, send, seen)
         except Stalled as exc:
             if not started:
-                await self._refuse(send, seen, status=408, message=str(exc.detail))
+                await self._refuse(scope, receive, send, seen, status=408, message=str(exc.detail))
 
-    async def _refuse(self, send: Send, length: int, status: int | None = None, message: str = "") -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, length: int, status: int | None = None, message: str = ""
+    ) -> None:
         if status is None and length < 0:
             status, message = 400, "bad Content-Length header"
         elif status is None:
-            status, message = (
-                413,
-                f"request body larger than the limit of {self.max_bytes} bytes (server.max_body_bytes)",
-            )
-        body: dict[str, Any] = {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "code": {413: "body_too_large", 408: "body_stalled"}.get(status, "bad_request"),
-                "param": None,
-            }
-        }
-        data = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+            status = 413
+            message = f"request body larger than the limit of {self.max_bytes} bytes (server.max_body_bytes)"
+        code = {413: "body_too_large", 408: "body_stalled"}.get(status, "bad_request")
+        await ApiError(status, message, code).response()(scope, receive, send)

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from voxmill import errors
-from voxmill.config import Settings
+from voxmill.config import SERVE_SETTINGS_ENV, Settings
 from voxmill.server.app import build_manager, create_app
 
 __all__ = ["SETTINGS_ENV", "app_from_environment"]
 
-SETTINGS_ENV = "VOXMILL_SERVE_SETTINGS"  # also named in cli/serve.py
+SETTINGS_ENV = SERVE_SETTINGS_ENV
 
 
 def app_from_environment() -> FastAPI:
