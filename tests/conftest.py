@@ -35,6 +35,15 @@ def corpus(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def data_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """XDG_DATA_HOME in a temp folder: training runs recorded by tests (models/trained.py) never reach the
+    user's ~/.local/share, and the user's recorded runs never add voices to a test's listing."""
+    folder = tmp_path_factory.mktemp("xdg-data")
+    os.environ["XDG_DATA_HOME"] = str(folder)
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
 def model_cache(request: pytest.FixtureRequest) -> Path:
     """Split voices (models/loaders/vits.py) cached in .pytest_cache, not the user's ~/.cache;
     subprocesses the tests start inherit it."""

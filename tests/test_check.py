@@ -12,13 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from prepared import prepared_dataset
 from voxmill.check import CheckOptions, Report, Severity, run
 from voxmill.engine import RunOptions
-from voxmill.prepare import ClipOptions, PrepareOptions, parse_source
-from voxmill.prepare import run as prepare
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from make_demo_corpus import write_corpus
 
 SERIAL = RunOptions(workers=1, backend="serial", progress=False)  # no worker start-up per test
 
@@ -26,17 +22,7 @@ SERIAL = RunOptions(workers=1, backend="serial", progress=False)  # no worker st
 @pytest.fixture(scope="session")
 def good_dataset(speech_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Piper training folder made by voxmill prepare from 12 synthesized two-speaker clips."""
-    corpus = speech_cache / "check-corpus"
-    if not (corpus / "metadata.csv").exists():
-        write_corpus(corpus, 12)
-    out = tmp_path_factory.mktemp("check") / "good"
-    prepare(
-        PrepareOptions(
-            [parse_source(str(corpus))], out, clip=ClipOptions(espeak_voice="en-us"),
-            run=RunOptions(workers=1, progress=False),
-        )
-    )  # fmt: skip
-    return out
+    return prepared_dataset(speech_cache, tmp_path_factory.mktemp("check") / "good")
 
 
 def check(dataset: Path, **kwargs: object) -> Report:
@@ -191,7 +177,7 @@ def test_checkpoint_loads_agrees_and_truncated_is_reported(good_dataset: Path, t
     _piper_checkpoint(ckpt, num_speakers=2, num_symbols=symbols)
     report = check(good_dataset, checkpoint=tmp_path / "lightning_logs")  # a folder: the newest .ckpt
     assert severities(report, "checkpoint.load") == {Severity.PASS}
-    assert "epoch 3, global step 120" in report.by_id("checkpoint.load")[0].message
+    assert "epoch 3, step 60 (global_step 120" in report.by_id("checkpoint.load")[0].message
     assert severities(report, "checkpoint.hparams") == {Severity.PASS}
     assert severities(report, "checkpoint.resumable") == {Severity.PASS}
 

@@ -13,7 +13,7 @@ from typing import Any
 from voxmill import errors
 from voxmill.audio.io import atomic_path
 from voxmill.check.findings import Severity
-from voxmill.check.report import Report
+from voxmill.check.report import Report, split_of
 from voxmill.check.stats import ClipStats
 
 __all__ = ["plot_data", "report_folder_usable", "write_report"]
@@ -122,8 +122,9 @@ figure {{ margin: 0; flex: 1 1 480px; max-width: 620px; }}
 figure img {{ width: 100%; height: auto; }}
 </style></head><body>
 <h1>voxmill check: <span>{e(report.verdict)}</span></h1>
-<p>{e(str(s.get("dataset")))}: {s.get("clips", 0)} clips, {s.get("hours", 0):.2f} h, {s.get("speakers", 0)} speaker(s);
-{s.get("steps_per_epoch")} steps per epoch at batch size {s.get("batch_size")}.</p>
+<p>{e(str(s.get("dataset")))}: {s.get("clips", 0)} clips ({e(split_of(s))}), {s.get("hours", 0):.2f} h,
+{s.get("speakers", 0)} speaker(s); {s.get("steps_per_epoch")} steps (batches of training clips) per epoch at batch size
+{s.get("batch_size")}.</p>
 <table><thead><tr><th>check</th><th>severity</th><th>message</th><th>fix</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 <h2>Plots</h2>

@@ -9,7 +9,12 @@ from typing import Any
 from voxmill.check.findings import Finding, Severity
 from voxmill.engine import ThreadPlan
 
-__all__ = ["Report"]
+__all__ = ["Report", "split_of"]
+
+
+def split_of(summary: dict[str, Any]) -> str:
+    """``"10 training, 2 validation"``: how the summary's clips divide between the trainer's two sets."""
+    return f"{summary.get('train_clips', 0)} training, {summary.get('val_clips', 0)} validation"
 
 
 @dataclass
@@ -58,8 +63,10 @@ class Report:
             f"# voxmill check: {self.verdict}",
             "",
             f"- dataset: `{s.get('dataset')}`",
-            f"- {s.get('clips', 0)} clips, {s.get('hours', 0):.2f} h, {s.get('speakers', 0)} speaker(s)",
-            f"- steps per epoch at batch size {s.get('batch_size')}: {s.get('steps_per_epoch')}",
+            f"- {s.get('clips', 0)} clips ({split_of(s)}), {s.get('hours', 0):.2f} h, "
+            f"{s.get('speakers', 0)} speaker(s)",
+            f"- steps per epoch at batch size {s.get('batch_size')}: {s.get('steps_per_epoch')} "
+            "(one step is one batch of training clips; the last ragged batch is dropped)",
             "",
             "| check | severity | message | fix |",
             "|---|---|---|---|",

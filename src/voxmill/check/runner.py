@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from voxmill import errors
-from voxmill.check.checks import amount, asr, audio, checkpoint, metadata, setup, text, voices
+from voxmill.check.checks import amount, asr, audio, checkpoint, metadata, setup, split, text, voices
 from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding
 from voxmill.check.html import plot_data, report_folder_usable, write_report
@@ -127,6 +127,7 @@ def run(opts: CheckOptions) -> Report:
     findings: list[Finding] = []
     findings += metadata.run(data)
     findings += amount.run(data)
+    findings += split.run(data)
     findings += audio.run(data)
     findings += text.run(data)
     findings += setup.run(data)
@@ -145,16 +146,15 @@ def run(opts: CheckOptions) -> Report:
     if transcribe is not None:
         findings += asr.run(data.good, _transcripts(data, opts, transcribe), data.espeak_voice)
     good = data.good
-    train_clips = len(good)
     summary = {
         "dataset": str(opts.dataset),
         "layout": data.layout,
         "rows": len(data.rows),
-        "clips": train_clips,
+        "clips": len(good),
         "hours": round(sum(c.duration for c in good) / 3600, 4),
         "speakers": max(1, len(data.speakers)) if good else 0,
-        "batch_size": opts.batch_size,
-        "steps_per_epoch": math.ceil(train_clips / opts.batch_size),
+        # train_clips, val_clips, batch_size, batches_per_epoch, steps_per_epoch: what the trainer will run
+        **split.Epoch.of(data, opts.batch_size).summary(),
     }
     report = Report(findings, summary, opts.strict, plot_data(data.clips), plan=plan)
     if opts.report_dir is not None:

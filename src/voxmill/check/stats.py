@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from voxmill.audio import integrated_lufs, load
 from voxmill.audio.analysis import analyze
 from voxmill.corpus import Row
+from voxmill.corpus.rows import Split
 from voxmill.engine import Task, WorkerContext
 from voxmill.errors import AudioDecodeError, Reason
 from voxmill.text.phonemes import Phonemizer, UnknownVoiceError
@@ -40,6 +41,7 @@ class ClipStats:
     phoneme_error: str | None = None
     error: str | None = None
     code: Reason | None = None  # set with ``error``
+    split: Split = Split.TRAIN  # a Piper folder's metadata_val.csv rows are VALIDATION
 
     @classmethod
     def failed(
@@ -47,7 +49,7 @@ class ClipStats:
     ) -> ClipStats:
         """A clip that could not be measured, and why."""
         return cls(row.id, row.speaker, row.text, row.audio_path or "", phonemes=phonemes, error=error, code=code,
-                   phoneme_error=phoneme_error)  # fmt: skip
+                   phoneme_error=phoneme_error, split=row.split)  # fmt: skip
 
 
 @dataclass
@@ -105,4 +107,5 @@ class AnalyseClip(Task):
             snr_db=stats.snr_db,
             phonemes=phonemes,
             phoneme_error=self._voice_error,
+            split=row.split,
         )

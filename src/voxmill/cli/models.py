@@ -31,7 +31,8 @@ def voices(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per voice.")] = False,
 ) -> None:
-    """List the Piper voices voxmill can use: installed packages, the voices folder (VOXMILL_VOICES_DIR)."""
+    """List the Piper voices voxmill can use: installed packages, voices exported by `voxmill train` (in their
+    run folders), the voices folder (VOXMILL_VOICES_DIR)."""
     registry = Registry(state(ctx).settings.voices_dir)
     specs = registry.all("piper")
     broken = registry.broken("piper")

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-__all__ = ["PIPER_SEGMENT_SAMPLES", "piper_min_seconds"]
+__all__ = [
+    "PIPER_METADATA",
+    "PIPER_NUM_SYMBOLS",
+    "PIPER_SEGMENT_SAMPLES",
+    "PIPER_VALIDATION_METADATA",
+    "piper_min_seconds",
+]
 
 # Piper (VITS) trains on random windows of segment_size = 8192 samples cut from each clip; a clip
 # shorter than one window makes rand_slice_segments index before the start and the run crash days
 # in. So a clip must keep at least 8192 samples at the output rate after trimming.
 PIPER_SEGMENT_SAMPLES = 8192
+
+# The size of the phoneme embedding. piper's trainer (VitsModel, VitsDataModule --data.num_symbols)
+# defaults to 256 and every published Piper checkpoint has 256 rows, whatever the phoneme map uses
+# (espeak's default map reaches id 165): a config with fewer could neither fine-tune one of them nor
+# agree with a checkpoint trained the normal way.
+PIPER_NUM_SYMBOLS = 256
+
+# A Piper training folder: the training rows, and the validation rows voxmill's trainer validates on.
+PIPER_METADATA = "metadata.csv"
+PIPER_VALIDATION_METADATA = "metadata_val.csv"
 
 
 def piper_min_seconds(sample_rate: int) -> float:

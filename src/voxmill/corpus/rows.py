@@ -14,7 +14,7 @@ from pathlib import Path
 from voxmill import errors
 from voxmill.corpus.names import file_name
 
-__all__ = ["AUDIO_SUFFIXES", "RESERVED_LABELS", "Problem", "Row", "Source", "check_label", "parse_source"]
+__all__ = ["AUDIO_SUFFIXES", "RESERVED_LABELS", "Problem", "Row", "Source", "Split", "check_label", "parse_source"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif")
 # Every column a writer emits (Piper metadata, HF parquet, NeMo manifests) besides the labels.
@@ -41,6 +41,16 @@ class Problem(str, Enum):  # enum.StrEnum is 3.11+; voxmill supports 3.10
     NO_AUDIO = "no audio bytes"  # a parquet row
     DUPLICATE_ID = "duplicate id"
     NAME_COLLISION = "output name collision"  # a case-folding file system would give it an earlier row's file
+
+
+class Split(str, Enum):
+    """Which part of a dataset a row belongs to: a Piper folder keeps validation rows in metadata_val.csv."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    TRAIN = "train"
+    VALIDATION = "validation"
 
 
 def check_label(key: str, given_as: str) -> None:
@@ -90,6 +100,7 @@ class Row:
     labels: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     problem: Problem | None = None
+    split: Split = Split.TRAIN  # a source without a validation part is all training rows
 
     @property
     def file_id(self) -> str:

@@ -2,7 +2,8 @@
 
 Formats (auto-detected, or named with ``--source-format``):
   ljspeech   ``metadata.csv``: ``id|text``, ``id|text|normalized`` or ``id|speaker|text`` (told apart
-             from the data), audio in ``wavs/`` by id (any audio suffix) or by relative path
+             from the data), audio in ``wavs/`` by id (any audio suffix) or by relative path; in a
+             folder, ``metadata_val.csv`` beside it too (a Piper folder's validation rows: ``Split.VALIDATION``)
   coqui      ``*.csv`` with a header naming ``audio_file`` and ``text`` (``speaker_name``, more, any order)
   commonvoice ``*.tsv`` with ``client_id``, ``path`` (under ``clips/``), ``sentence``, ``accents``, ``variant``
   folder     audio files with sidecar ``.txt``/``.lab`` transcripts, recursive
@@ -19,11 +20,12 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from voxmill import errors
-from voxmill.corpus.rows import AUDIO_SUFFIXES, Problem, Row, Source, parse_source
+from voxmill.corpus.piper import PIPER_METADATA, PIPER_VALIDATION_METADATA
+from voxmill.corpus.rows import AUDIO_SUFFIXES, Problem, Row, Source, Split, parse_source
 from voxmill.corpus.tables import MAX_LINE_BYTES, encoding_problem, file_encoding_problem, lines, split_fields
 
 __all__ = [
@@ -160,10 +162,12 @@ def _find_audio(folder: Path, ref: str) -> Path | None:
     return None
 
 
-def _ljspeech_layout(meta: Path) -> str:
+def _ljspeech_layout(tables: list[Path]) -> str:
     """The layout most of the first lines have: one row with a ``|`` in its text must not decide it."""
-    # Told from the first lines, so a corpus of millions of rows is streamed, not held.
-    sample = [split_fields(line) for _, line, _, _ in itertools.islice(lines(meta), LAYOUT_SAMPLE) if line is not None]
+    # Told from the first lines, so a corpus of millions of rows is streamed, not held. A Piper folder's
+    # two tables share one layout (one writer made both), told mostly from metadata.csv.
+    every = itertools.chain.from_iterable(lines(table) for table in tables)
+    sample = [split_fields(line) for _, line, _, _ in itertools.islice(every, LAYOUT_SAMPLE) if line is not None]
     widths = Counter(len(fields) for fields in sample if len(fields) >= 2)
     if not widths:
         return "id|text"
@@ -196,33 +200,46 @@ def _ljspeech_fields(fields: list[str], layout: str) -> tuple[str | None, str] |
 
 
 def _ljspeech(source: Source, allow_outside: bool) -> tuple[Iterator[Row], str]:
-    meta = source.path / "metadata.csv" if source.path.is_dir() else source.path
+    """metadata.csv; given a folder, its metadata_val.csv too (a Piper folder's validation rows, marked so)."""
+    meta = source.path / PIPER_METADATA if source.path.is_dir() else source.path
     if not meta.is_file():
         raise errors.DatasetError(f"{source.path}: no metadata.csv (the LJSpeech layout is metadata.csv + wavs/)")
-    _require_utf8(meta)
+    tables = [(meta, Split.TRAIN)]
+    validation = source.path / PIPER_VALIDATION_METADATA
+    if source.path.is_dir() and validation.is_file():
+        tables.append((validation, Split.VALIDATION))
+    for table, _ in tables:
+        _require_utf8(table)
     root = _Root.of(meta.parent, allow_outside)
-    layout = _ljspeech_layout(meta)
+    layout = _ljspeech_layout([table for table, _ in tables])
 
     def rows() -> Iterator[Row]:
-        for number, line, problem, reason in lines(meta):
-            where, line_id = f"{meta}:{number}", f"{meta.name}:{number}"
-            if line is None:
-                yield _bad(line_id, where, problem or Problem.ENCODING, reason)
-                continue
-            fields = split_fields(line)
-            if len(fields) < 2:
-                yield _bad(line_id, where, Problem.PARSE, f"line {number}: no '|' delimiter")
-                continue
-            clip_id = fields[0].strip()
-            fitted = _ljspeech_fields(fields, layout)
-            if isinstance(fitted, str) or not clip_id:
-                error = fitted if isinstance(fitted, str) else "empty id"
-                yield _bad(clip_id or line_id, where, Problem.PARSE, f"line {number}: {error}")
-                continue
-            speaker, text = fitted
-            yield _located(clip_id, where, _find_audio(meta.parent, clip_id), root, text, speaker, source.labels)
+        for table, split in tables:
+            for row in _ljspeech_rows(table, layout, root, source.labels):
+                yield row if split is Split.TRAIN else replace(row, split=split)
 
-    return rows(), f"ljspeech metadata.csv read as {layout}"
+    also = f" (+ {PIPER_VALIDATION_METADATA}: validation rows)" if len(tables) > 1 else ""
+    return rows(), f"ljspeech metadata.csv read as {layout}{also}"
+
+
+def _ljspeech_rows(meta: Path, layout: str, root: _Root, labels: dict[str, str]) -> Iterator[Row]:
+    for number, line, problem, reason in lines(meta):
+        where, line_id = f"{meta}:{number}", f"{meta.name}:{number}"
+        if line is None:
+            yield _bad(line_id, where, problem or Problem.ENCODING, reason)
+            continue
+        fields = split_fields(line)
+        if len(fields) < 2:
+            yield _bad(line_id, where, Problem.PARSE, f"line {number}: no '|' delimiter")
+            continue
+        clip_id = fields[0].strip()
+        fitted = _ljspeech_fields(fields, layout)
+        if isinstance(fitted, str) or not clip_id:
+            error = fitted if isinstance(fitted, str) else "empty id"
+            yield _bad(clip_id or line_id, where, Problem.PARSE, f"line {number}: {error}")
+            continue
+        speaker, text = fitted
+        yield _located(clip_id, where, _find_audio(meta.parent, clip_id), root, text, speaker, labels)
 
 
 def _located(

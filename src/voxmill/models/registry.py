@@ -1,4 +1,5 @@
-"""Which models exist: ``ModelSpec``s discovered from installed packages, a voices folder, explicit paths.
+"""Which models exist: ``ModelSpec``s discovered from installed packages, the run folders ``voxmill train``
+recorded (``trained.py``: their exported voices, in place), a voices folder, explicit paths.
 
 Names are ``piper:<voice>``, ``whisper:<size>``, ``silero-vad`` and ``onnx:<stem>``. A name is only
 ever looked up among discovered models; it is never turned into a path, so a user-given name cannot
@@ -23,6 +24,7 @@ from typing import Any
 
 from voxmill import errors
 from voxmill.config import default_voices_dir
+from voxmill.models.trained import run_folders
 from voxmill.models.voice_config import VoiceConfig, config_path_for
 
 __all__ = ["KINDS", "BrokenModel", "ModelSpec", "Registry", "silero_spec", "voices_dir_from_env"]
@@ -159,12 +161,17 @@ def _package_voices() -> list[ModelSpec | BrokenModel]:
     return found
 
 
-def _folder_voices(folder: Path) -> list[ModelSpec | BrokenModel]:
+def _folder_voices(folder: Path, source: str | None = None) -> list[ModelSpec | BrokenModel]:
     """Every ``.onnx`` in the voices folder is a voice: one without its config is listed as broken."""
     if not folder.is_dir():
         return []
     onnxs = (p for p in sorted(folder.rglob("*.onnx")) if p.is_file())
-    return [_found_voice(onnx, f"voices dir {folder}") for onnx in onnxs]
+    return [_found_voice(onnx, source or f"voices dir {folder}") for onnx in onnxs]
+
+
+def _run_voices() -> list[ModelSpec | BrokenModel]:
+    """Voices exported by ``voxmill train`` into the run folders it recorded (``RUN/voices``), found in place."""
+    return [item for run in run_folders() for item in _folder_voices(run / "voices", f"train run {run}")]
 
 
 def _bundled_whisper() -> list[ModelSpec]:
@@ -259,8 +266,9 @@ class Registry:
             broken: dict[str, BrokenModel] = {}
             silero = silero_spec()
             found = [*_package_voices(), *_bundled_whisper(), *([silero] if silero else []),
-                     *_folder_voices(self.voices_dir)]  # fmt: skip
-            # Later sources win: a voice in the user's folder overrides the packaged one of that name.
+                     *_run_voices(), *_folder_voices(self.voices_dir)]  # fmt: skip
+            # Later sources win: a voice in the user's folder overrides a training run's or the packaged
+            # one of that name.
             for item in found:
                 if isinstance(item, BrokenModel):
                     broken[item.name] = item

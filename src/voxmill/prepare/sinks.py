@@ -11,6 +11,7 @@ from typing import Any
 from voxmill import errors
 from voxmill.audio.io import atomic_path
 from voxmill.corpus import RESERVED_LABELS, join_fields
+from voxmill.corpus.piper import PIPER_METADATA, PIPER_NUM_SYMBOLS, PIPER_VALIDATION_METADATA
 from voxmill.models.voice_config import DEFAULT_LENGTH_SCALE, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_W
 from voxmill.prepare.steps import Clip
 
@@ -57,12 +58,18 @@ def _multi_speaker(clips: list[Clip]) -> bool:
 
 
 def write_piper(train: list[Clip], val: list[Clip], out: Path, sample_rate: int, espeak_voice: str | None) -> None:
-    """``metadata.csv`` (+ ``metadata_val.csv``) and a ``config.json`` that piper's PiperConfig loads."""
+    """``metadata.csv`` (+ ``metadata_val.csv``) and a ``config.json`` that piper's PiperConfig loads.
+
+    The config says what piper's trainer itself writes for these rows: num_symbols 256 and speaker
+    ids in order of first appearance (training rows, then validation rows), so the dataset, the
+    trainer's config and a checkpoint trained on them agree.
+    """
     from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
 
     every = train + val
     multi = _multi_speaker(every)
-    speakers = sorted({c.speaker for c in every if c.speaker}) if multi else []
+    speakers = list(dict.fromkeys(str(c.speaker) for c in every if c.speaker)) if multi else []
+    highest = max(i for ids in DEFAULT_PHONEME_ID_MAP.values() for i in ids)
 
     def lines(clips: list[Clip]) -> str:
         # The id column is the wav's name stem (piper reads <audio_dir>/<id>.wav); a '|' in a text or
@@ -71,9 +78,9 @@ def write_piper(train: list[Clip], val: list[Clip], out: Path, sample_rate: int,
             return "".join(join_fields([c.file_id, str(c.speaker), c.text]) for c in clips)
         return "".join(join_fields([c.file_id, c.text]) for c in clips)
 
-    write_text(out / "metadata.csv", lines(train))
+    write_text(out / PIPER_METADATA, lines(train))
     if val:
-        write_text(out / "metadata_val.csv", lines(val))
+        write_text(out / PIPER_VALIDATION_METADATA, lines(val))
     config: dict[str, Any] = {
         "dataset": out.name,
         "audio": {"sample_rate": sample_rate, "quality": "medium"},
@@ -82,7 +89,7 @@ def write_piper(train: list[Clip], val: list[Clip], out: Path, sample_rate: int,
         "phoneme_type": "espeak",
         "phoneme_map": {},
         "phoneme_id_map": DEFAULT_PHONEME_ID_MAP,
-        "num_symbols": max(i for ids in DEFAULT_PHONEME_ID_MAP.values() for i in ids) + 1,
+        "num_symbols": max(PIPER_NUM_SYMBOLS, highest + 1),
         "num_speakers": max(1, len(speakers)),
         "speaker_id_map": {s: i for i, s in enumerate(speakers)},
         "inference": {

@@ -1,9 +1,7 @@
 """The per-piece work of ``synth``, run in engine workers: text in, the voice's speech out (trimmed).
 
-What Piper's ``PiperVoice.synthesize`` does, with one change: the phonemes of each sentence are cut
-into runs of at most ``MAX_PHONEMES`` before they reach the model, whose memory grows with the square
-of its input. The text is phonemized once, as before; ordinary sentences are spoken exactly as Piper
-speaks them.
+Each piece is spoken by ``voxmill.models.speech.speak_text`` (Piper's synthesis, long sentences cut
+into runs the model's memory allows); it lives in the models layer because ``train`` speaks too.
 """
 
 from __future__ import annotations
@@ -12,30 +10,14 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from voxmill.audio.analysis import sound_bounds
 from voxmill.engine import SharedArray, Task, WorkerContext, share
-from voxmill.text.phonemes import MAX_PHONEMES, cut_phonemes
+from voxmill.models.speech import speak_text  # re-exported: synth's callers import it from here
 
 if TYPE_CHECKING:
     from voxmill.models import ModelSpec
 
 __all__ = ["SpeakItem", "SpeakTask", "Speech", "speak_text"]
-
-
-def speak_text(voice: Any, text: str, config: Any) -> np.ndarray:
-    """``text`` spoken by ``voice`` (a loaded ``PiperVoice``) with ``config`` (a ``SynthesisConfig``):
-    float32 at the voice's rate and its own level (clipped to [-1, 1], as Piper does unnormalized),
-    not trimmed; empty when there is nothing to say.
-
-    Piper may split the text further at its own sentence rules: those parts are joined as spoken."""
-    parts = []
-    for sentence in voice.phonemize(text):
-        for run in cut_phonemes(sentence, MAX_PHONEMES) if sentence else ():
-            audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(list(run)), config)
-            parts.append(np.clip(audio, -1.0, 1.0).astype(np.float32))
-    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,28 @@ from typing import Any
 
 from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding
+from voxmill.corpus.piper import PIPER_NUM_SYMBOLS
 
-__all__ = ["newest_checkpoint", "run"]
+__all__ = ["newest_checkpoint", "progress", "run", "steps_of"]
+
+
+def steps_of(state: dict[str, Any]) -> int | None:
+    """The checkpoint's step in voxmill's unit, one batch. Lightning's ``global_step`` counts optimizer
+    steps: piper's VitsModel steps two optimizers (generator, discriminator) per batch."""
+    step = state.get("global_step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return None
+    optimizers = state.get("optimizer_states")
+    return step // len(optimizers) if isinstance(optimizers, list) and optimizers else step
+
+
+def progress(state: dict[str, Any]) -> str:
+    """``"epoch 3, step 60 (global_step 120: 2 optimizers step per batch)"``."""
+    step, global_step = steps_of(state), state.get("global_step")
+    optimizers = state.get("optimizer_states")
+    per_batch = len(optimizers) if isinstance(optimizers, list) else 0
+    told = f"epoch {state.get('epoch')}, step {step}"
+    return told + (f" (global_step {global_step}: {per_batch} optimizers step per batch)" if per_batch > 1 else "")
 
 
 def newest_checkpoint(path: Path) -> Path | None:
@@ -48,9 +68,10 @@ def run(data: CheckData, path: Path | None) -> list[Finding]:
         ]
     if not isinstance(state, dict) or "state_dict" not in state:
         return [finding("checkpoint.load", Severity.FAIL, f"{ckpt}: not a Lightning checkpoint (no state_dict)")]
-    epoch, step = state.get("epoch"), state.get("global_step")
-    out = [finding("checkpoint.load", Severity.PASS, f"{ckpt.name}: epoch {epoch}, global step {step}")]
-    hparams = state.get("hyper_parameters") or {}
+    optimizers = state.get("optimizer_states")
+    out = [finding("checkpoint.load", Severity.PASS, f"{ckpt.name}: {progress(state)}")]
+    hparams = state.get("hyper_parameters")
+    hparams = hparams if isinstance(hparams, dict) else {}
     expected = _expected(data)
     wrong = [
         f"{key}: checkpoint {hparams.get(key)}, {where} {value}"
@@ -62,16 +83,15 @@ def run(data: CheckData, path: Path | None) -> list[Finding]:
             finding(
                 "checkpoint.hparams",
                 Severity.FAIL,
-                f"{len(wrong)} hyper-parameters disagree with the config/data",
+                f"{len(wrong)} hyper-parameters disagree with the config/data the trainer uses",
                 wrong,
-                "a resumed run would load mismatched weights; use a matching checkpoint or fix the config",
+                _hint(hparams, expected),
             )
         )
     elif hparams:
         out.append(finding("checkpoint.hparams", Severity.PASS, "sample rate, symbols and speakers agree"))
     else:
         out.append(finding("checkpoint.hparams", Severity.WARN, "no hyper_parameters in the checkpoint"))
-    optimizers = state.get("optimizer_states")
     out.append(
         finding("checkpoint.resumable", Severity.PASS, f"{len(optimizers)} optimizer states: training can resume")
         if optimizers
@@ -86,15 +106,27 @@ def run(data: CheckData, path: Path | None) -> list[Finding]:
 
 
 def _expected(data: CheckData) -> dict[str, tuple[Any, str]]:
+    """What the trainer builds its model with: the dataset's config.json (or --config, e.g. a run
+    folder's config.json, the one the trainer wrote), else the speakers the metadata names."""
     config = data.config or {}
+    where = str(data.config_path or "config")
     expected: dict[str, tuple[Any, str]] = {}
-    rate = (config.get("audio") or {}).get("sample_rate")
+    audio = config.get("audio")
+    rate = audio.get("sample_rate") if isinstance(audio, dict) else None
     if rate is not None:
-        expected["sample_rate"] = (rate, "config")
+        expected["sample_rate"] = (rate, where)
     if config.get("num_symbols") is not None:
-        expected["num_symbols"] = (config["num_symbols"], "config")
+        expected["num_symbols"] = (config["num_symbols"], where)
     if config.get("num_speakers") is not None:
-        expected["num_speakers"] = (config["num_speakers"], "config")
+        expected["num_speakers"] = (config["num_speakers"], where)
     elif data.rows:
         expected["num_speakers"] = (max(1, len(data.speakers)), "metadata")
     return expected
+
+
+def _hint(hparams: dict[str, Any], expected: dict[str, tuple[Any, str]]) -> str:
+    symbols = expected.get("num_symbols", (None, ""))[0]
+    if hparams.get("num_symbols") == PIPER_NUM_SYMBOLS and isinstance(symbols, int) and symbols < PIPER_NUM_SYMBOLS:
+        # An older voxmill prepare wrote the phoneme map's size (166); the trainer always uses 256.
+        return f"set num_symbols to {PIPER_NUM_SYMBOLS} in the config, as the trainer does (voxmill prepare writes it)"
+    return "a resumed or fine-tuned run would load mismatched weights; use a matching checkpoint or fix the config"

@@ -7,6 +7,7 @@ from typing import Any
 
 from voxmill.check.data import CheckData
 from voxmill.check.findings import Finding, Severity, finding
+from voxmill.corpus.piper import PIPER_NUM_SYMBOLS
 from voxmill.models.voice_config import DEFAULT_LENGTH_SCALE, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_W
 
 __all__ = ["run"]
@@ -124,6 +125,7 @@ def _config(data: CheckData) -> list[Finding]:
         )
     else:
         out.append(finding("config.phoneme_type", Severity.PASS, f"phoneme_type {phoneme_type}"))
+    out.append(_num_symbols(config))
     inference = config.get("inference") or {}
     odd = []
     for key, (low, high) in RANGES.items():
@@ -139,3 +141,33 @@ def _config(data: CheckData) -> list[Finding]:
     else:
         out.append(finding("config.inference", Severity.PASS, "inference settings in range"))
     return out
+
+
+def _num_symbols(config: dict[str, Any]) -> Finding:
+    """num_symbols is the phoneme embedding's size: every id of the phoneme map needs a row in it."""
+    declared = config.get("num_symbols")
+    if not isinstance(declared, int) or isinstance(declared, bool):
+        return finding("config.num_symbols", Severity.SKIP, "no integer num_symbols in the config")
+    mapping = config.get("phoneme_id_map")
+    if not isinstance(mapping, dict) or not mapping:
+        from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
+
+        mapping = DEFAULT_PHONEME_ID_MAP  # what the trainer phonemizes with when the config has no map
+    ids = [i for value in mapping.values() for i in (value if isinstance(value, list) else [value])]
+    highest = max((i for i in ids if isinstance(i, int) and not isinstance(i, bool)), default=-1)
+    if highest >= declared:
+        return finding(
+            "config.num_symbols",
+            Severity.FAIL,
+            f"num_symbols {declared}, but the phoneme_id_map reaches id {highest}: the embedding has no row for it",
+            hint=f"set num_symbols to {max(PIPER_NUM_SYMBOLS, highest + 1)} (piper's trainer uses {PIPER_NUM_SYMBOLS})",
+        )
+    if declared < PIPER_NUM_SYMBOLS:
+        return finding(
+            "config.num_symbols",
+            Severity.WARN,
+            f"num_symbols {declared}: piper's trainer and every published Piper checkpoint use {PIPER_NUM_SYMBOLS}, "
+            "so a checkpoint trained on this dataset, or one to fine-tune from, will not match it",
+            hint=f"set num_symbols to {PIPER_NUM_SYMBOLS} (voxmill prepare writes {PIPER_NUM_SYMBOLS})",
+        )
+    return finding("config.num_symbols", Severity.PASS, f"num_symbols {declared}; highest phoneme id {highest}")

@@ -128,20 +128,6 @@ def _phonemes(data: CheckData) -> list[Finding]:
         )
     else:
         out.append(finding("text.phonemes", Severity.PASS, f"every phoneme is in {source}"))
-    num_symbols = (data.config or {}).get("num_symbols")
-    highest = max((i for ids in mapping.values() for i in ids), default=-1)
-    if isinstance(num_symbols, int):
-        if highest >= num_symbols:
-            out.append(
-                finding(
-                    "text.num_symbols",
-                    Severity.FAIL,
-                    f"phoneme id {highest} >= num_symbols {num_symbols}: the embedding has no row for it",
-                    hint=f"set num_symbols to at least {highest + 1}",
-                )
-            )
-        else:
-            out.append(finding("text.num_symbols", Severity.PASS, f"highest phoneme id {highest} < {num_symbols}"))
     covered = sum(1 for p in mapping if p in used)
     out.append(
         finding(
