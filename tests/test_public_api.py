@@ -60,12 +60,14 @@ def test_each_application_has_one_entry_point_options_in_result_out() -> None:
     import voxmill.convert
     import voxmill.prepare
     import voxmill.synth
+    import voxmill.train
 
     cases = {
         voxmill.prepare_dataset: (voxmill.prepare.run, voxmill.PrepareOptions, voxmill.PrepareResult),
         voxmill.check_dataset: (voxmill.check.run, voxmill.CheckOptions, voxmill.Report),
         voxmill.convert_audio: (voxmill.convert.run, voxmill.ConvertOptions, voxmill.ConvertResult),
         voxmill.synthesize: (voxmill.synth.run, voxmill.SynthOptions, voxmill.SynthResult),
+        voxmill.train_voice: (voxmill.train.run, voxmill.TrainOptions, voxmill.TrainResult),
     }
     for entry, (run, options, result) in cases.items():
         for function in (entry, run):

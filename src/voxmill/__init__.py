@@ -7,6 +7,7 @@ application has one entry point, an options object in and a typed result out::
     voxmill.check_dataset(CheckOptions)      -> Report          (voxmill.check.run)
     voxmill.convert_audio(ConvertOptions)    -> ConvertResult   (voxmill.convert.run)
     voxmill.synthesize(SynthOptions)         -> SynthResult     (voxmill.synth.run)
+    voxmill.train_voice(TrainOptions)        -> TrainResult     (voxmill.train.run)
 
 and every application's options nest the engine's :class:`RunOptions` as ``.run``. Names are imported
 on first use (``lazy_loader``, the one lazy-import mechanism of voxmill), so ``import voxmill.engine``
@@ -40,9 +41,10 @@ _EXPORTS = {
     "check": ["CheckOptions", "Report"],
     "convert": ["ConvertOptions", "ConvertResult"],
     "synth": ["SynthOptions", "SynthResult"],
+    "train": ["TrainOptions", "TrainResult"],
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_ENTRY_POINTS = ["check_dataset", "convert_audio", "prepare_dataset", "synthesize"]
+_ENTRY_POINTS = ["check_dataset", "convert_audio", "prepare_dataset", "synthesize", "train_voice"]
 
 _lazy_getattr, _lazy_dir, _ = lazy_loader.attach(__name__, submod_attrs=_EXPORTS)
 
@@ -102,6 +104,8 @@ if TYPE_CHECKING:  # static types for the lazy names below
     from voxmill.prepare import PrepareResult as PrepareResult
     from voxmill.synth import SynthOptions as SynthOptions
     from voxmill.synth import SynthResult as SynthResult
+    from voxmill.train import TrainOptions as TrainOptions
+    from voxmill.train import TrainResult as TrainResult
 
 
 def __getattr__(name: str) -> object:
@@ -140,5 +144,12 @@ def convert_audio(options: ConvertOptions) -> ConvertResult:
 def synthesize(options: SynthOptions) -> SynthResult:
     """Long texts spoken by a Piper voice, in parallel and resumable; ``voxmill synth``."""
     from voxmill.synth import run
+
+    return run(options)
+
+
+def train_voice(options: TrainOptions) -> TrainResult:
+    """A Piper voice trained (or fine-tuned, or resumed) on a prepared dataset, gated, exported; ``voxmill train``."""
+    from voxmill.train import run
 
     return run(options)

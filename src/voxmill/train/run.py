@@ -306,7 +306,8 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
     _write(spec_path, json.dumps(spec, ensure_ascii=False, indent=2))
     log_path = paths["logs"] / "trainer.log"
     errors_seen: list[dict[str, Any]] = []
-    batch_times: list[float] = []
+    batch_times: list[Any] = []  # [epoch, time] of the last step
+    step_seconds: list[float] = []
 
     def on_event(event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -319,10 +320,13 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
             result.step = int(event.get("step") or 0)
         elif kind == "batch":
             result.step = int(event.get("step") or 0)
-            # Seconds per step from the second step on: the first also pays for start-up and compilation.
-            batch_times.append(float(event.get("time") or 0.0))
-            if len(batch_times) >= 2:
-                result.seconds_per_step = (batch_times[-1] - batch_times[0]) / (len(batch_times) - 1)
+            # Seconds per step between steps of one epoch: the first step also pays for start-up and
+            # compilation, and an epoch's first for the validation and checkpoints of the one before.
+            now, epoch = float(event.get("time") or 0.0), event.get("epoch")
+            if batch_times and batch_times[0] == epoch:
+                step_seconds.append(now - batch_times[1])
+                result.seconds_per_step = sum(step_seconds) / len(step_seconds)
+            batch_times[:] = [epoch, now]
         elif kind == "saved":
             path = Path(str(event.get("path")))
             if path.parent.name == "to-export":
