@@ -56,7 +56,8 @@ def _render(report: Report, verbose: bool) -> None:
     steps = "-" if s["steps_per_epoch"] is None else s["steps_per_epoch"]
     line = Text(report.verdict, style=f"bold {colour}")
     line.append(
-        f"  {s['clips']} clips, {s['hours']:.2f} h, {s['speakers']} speaker(s), "
+        f"  {s['clips']} clips ({s.get('train_clips', s['clips'])} training, {s.get('val_clips', 0)} validation), "
+        f"{s['hours']:.2f} h, {s['speakers']} speaker(s), "
         f"{steps} steps/epoch at batch {s['batch_size']}  "
         f"({counts['FAIL']} FAIL, {counts['WARN']} WARN, {counts['SKIP']} SKIP, {counts['PASS']} passed)"
     )

@@ -42,8 +42,12 @@ def train(
         typer.Option("--espeak-voice", help="espeak-ng voice for phonemes (default: the dataset's config.json)."),
     ] = None,
     quality: Annotated[
-        str, typer.Option("--quality", help="Model size: x-low, low, medium or high (a --from base decides its own).")
-    ] = "medium",
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--quality",
+            help="Model size: x-low, low, medium (default) or high. A --from base, or a run resumed, keeps its own.",
+        ),
+    ] = None,
     export_every: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option("--export-every", help="Also export a voice every N epochs while training."),
@@ -90,10 +94,13 @@ def train(
     )
     result = run(opts)
     if result.interrupted:
-        err_console.print(
-            f"stopped at step {result.step}; checkpoint in {output / 'checkpoints'}. "
-            "Run the same command again to resume."
-        )
+        if result.saved_step is None:
+            err_console.print("stopped before any checkpoint was saved; running the same command again starts over.")
+        else:
+            err_console.print(
+                f"stopped; step {result.saved_step} is saved in {output / 'checkpoints'}. "
+                "Run the same command again to resume from it."
+            )
         raise typer.Exit(130)
     per_step = f", {result.seconds_per_step:.2f} s/step on {result.device}" if result.seconds_per_step else ""
     console.print(f"trained {result.run_dir}: step {result.step} (from {result.started_step}){per_step}")
@@ -104,6 +111,10 @@ def train(
         err_console.print(f"warning: {warning}")
     if any(not v.smoke_ok for v in result.voices):
         raise typer.Exit(1)
+    if opts.export and (result.best or result.last) and not result.voices:
+        # Trained, but the voice asked for is not there: a script's next `synth -v` must not find out.
+        err_console.print(f"no voice was exported (see the warnings); rerun to try the export again: {output}")
+        raise typer.Exit(1)
 
 
 def train_status(
@@ -113,7 +124,7 @@ def train_status(
     """Where a training run stands: epochs, steps, latest and best losses, checkpoints, exported voices."""
     status = run_status(run_dir)
     if as_json:
-        typer.echo(json.dumps(status, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(status, ensure_ascii=False, indent=2, allow_nan=False))
         return
     latest, best = status["latest"] or {}, status["best"] or {}
     console.print(f"run {status['run_dir']}  (dataset {status['dataset']}, voice {status['voice_name']})")

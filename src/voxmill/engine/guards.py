@@ -107,6 +107,10 @@ class OutputLock:
         os.write(fd, json.dumps(info).encode())
         self._fd = fd
 
+    def fileno(self) -> int | None:
+        """The locked descriptor (None when not held): a child process that inherits it holds the lock too."""
+        return self._fd
+
     def release(self) -> None:
         if self._fd is None:
             return

@@ -61,14 +61,17 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def record_run(run_dir: str | Path) -> Path:
-    """Remember ``run_dir`` (made absolute) as a training run; returns the path recorded.
+    """Remember ``run_dir`` (made absolute, as written: the folder the run wrote) as a training run; returns
+    the path recorded.
 
     Recording a run again moves it last, so its voices win a name clash with an older run's. Runs whose
     folders no longer exist are dropped. ConfigError for a path with a line break (the list is lines).
     """
     from voxmill.audio.io import atomic_path  # only here: the registry imports this module, not soundfile
 
-    folder = Path(os.path.abspath(Path(run_dir).expanduser()))
+    # No expanduser: a "~x" that reached voxmill unexpanded is the folder the run wrote ("./~x"), and
+    # "~nosuchuser" would raise after hours of training.
+    folder = Path(os.path.abspath(run_dir))
     if "\n" in str(folder) or "\r" in str(folder):
         raise errors.ConfigError(f"{str(folder)!r}: a run folder with a line break in its path cannot be recorded")
     path = runs_file()

@@ -31,6 +31,8 @@ from typing import Any, TextIO
 __all__ = ["main"]
 
 _events: TextIO | None = None
+# Set by the first SIGINT/SIGTERM/SIGHUP (or the parent's death): training stops with a checkpoint.
+_stop = threading.Event()
 # (train rows, test examples): the first rows of trainer.csv train; the rest validate (set before the CLI runs).
 _SPLIT = (0, 0)
 
@@ -68,6 +70,30 @@ def _build_classes(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[Any]
     class SplitDataModule(VitsDataModule):
         """piper's DataModule with the dataset's own split: rows after the first ``_SPLIT[0]`` validate."""
 
+        def prepare_data(self) -> None:
+            # piper writes each cached tensor in place and trusts any file that exists: a kill mid-write
+            # would leave a truncated tensor that fails some later step of every rerun. Whole files only.
+            original = torch.save
+
+            def atomic_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+                if not isinstance(f, str | os.PathLike):
+                    original(obj, f, *args, **kwargs)
+                    return
+                with atomic_path(Path(f)) as tmp:
+                    original(obj, tmp, *args, **kwargs)
+
+            # The trainer's config.json (the source of every exported voice's .onnx.json) is written in
+            # place too: a temporary name while piper writes it, renamed when the data is ready.
+            final = self.config_path
+            torch.save = atomic_save
+            try:
+                with atomic_path(final) as tmp:
+                    self.config_path = tmp
+                    super().prepare_data()
+            finally:
+                torch.save = original
+                self.config_path = final
+
         def setup(self, stage: str) -> None:
             super().setup(stage)
             full: Any = self.train_dataset.dataset
@@ -95,6 +121,10 @@ def _build_classes(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[Any]
             super()._save_checkpoint(trainer, filepath)
             reporter.saved(trainer, filepath)
 
+    class PeriodicCheckpoint(ReportingCheckpoint):
+        """``--export-every``: its own class, so its state key differs from last.ckpt's (both monitor
+        nothing; Lightning refuses two stateful callbacks with one key)."""
+
     class Reporter(Callback):
         def __init__(self) -> None:
             self.sums: dict[str, float] = {}
@@ -102,6 +132,9 @@ def _build_classes(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[Any]
             self.epoch_start = time.monotonic()
             self.last_saved_step = -1
             self.stopping = False
+            # Until training starts nothing is worth saving: the weights are fresh (or, resuming, not yet
+            # restored), and a save would overwrite the run's last.ckpt with an untrained model.
+            self.started = False
 
         def saved(self, trainer: Any, path: str) -> None:
             if Path(path).name == "last.ckpt":
@@ -109,6 +142,8 @@ def _build_classes(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[Any]
             emit("saved", path=str(path), epoch=trainer.current_epoch, step=trainer.global_step // 2)
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            self.started = True
+            self.last_saved_step = trainer.global_step  # what the checkpoint it resumed from holds already
             emit(
                 "start",
                 epoch=trainer.current_epoch,
@@ -164,15 +199,17 @@ def _build_classes(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[Any]
 
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             # max_steps can stop mid-epoch, after the last end-of-epoch save: keep that progress too.
-            if trainer.global_step != self.last_saved_step and not self.stopping:
+            if self.started and trainer.global_step != self.last_saved_step and not self.stopping:
                 self.stopping = True
                 trainer.save_checkpoint(str(Path(spec["checkpoints"]) / "last.ckpt"))
                 self.saved(trainer, str(Path(spec["checkpoints"]) / "last.ckpt"))
 
         def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-            if not isinstance(exception, KeyboardInterrupt):
+            # KeyboardInterrupt: Ctrl-C, SIGTERM, SIGHUP or the parent's death (see _on_signal); SystemExit:
+            # Lightning's own SIGTERM stop at a batch's end.
+            if not isinstance(exception, KeyboardInterrupt | SystemExit):
                 return
-            if trainer.global_step == self.last_saved_step:
+            if not self.started or trainer.global_step == self.last_saved_step:
                 emit("interrupted", step=trainer.global_step // 2, saved=False)
                 return
             self.stopping = True
@@ -226,7 +263,7 @@ def _build_classes(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[Any]
         )
     if spec.get("export_every"):
         callbacks.append(
-            ReportingCheckpoint(
+            PeriodicCheckpoint(
                 dirpath=str(Path(checkpoints) / "to-export"),
                 every_n_epochs=spec["export_every"],
                 save_top_k=-1,
@@ -284,15 +321,27 @@ def _arguments(spec: dict[str, Any]) -> list[str]:
     for key, value in spec["architecture"].items():
         args.append(f"--model.{key}={json.dumps(value) if isinstance(value, list) else value}")
     if spec.get("resume_from"):
-        args.append(f"--ckpt_path={spec['resume_from']}")
+        # weights_only: the trainer reloads the file voxmill read safely; never let it unpickle code.
+        args += [f"--ckpt_path={spec['resume_from']}", "--weights_only=true"]
     return args
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """Ctrl-C, SIGTERM (a service manager stopping the run) and SIGHUP (its terminal closed) all stop
+    training with a checkpoint. Only the first: a terminal's Ctrl-C reaches this process and the parent,
+    which forwards it, and a second KeyboardInterrupt would cut the checkpoint's save short. (The
+    parent kills this process on a second Ctrl-C.)"""
+    if _stop.is_set():
+        return
+    _stop.set()
+    raise KeyboardInterrupt
 
 
 def _watch_parent(parent: int) -> None:
     """Stop (with a checkpoint) when the parent is gone: a killed ``voxmill train`` must not leave a
     trainer running with nobody reading it."""
-    while True:
-        time.sleep(1.0)
+    while not _stop.is_set():
+        time.sleep(0.5)
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGINT)
             return
@@ -303,6 +352,9 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     _events = os.fdopen(int(argv[1]), "w", encoding="utf-8", buffering=1)
     _SPLIT = (int(spec["train_rows"]), int(spec["test_examples"]))
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _on_signal)
     threading.Thread(target=_watch_parent, args=(int(spec["parent"]),), daemon=True).start()
     try:
         import torch
@@ -323,12 +375,19 @@ def main(argv: list[str]) -> int:
             save_config_callback=None,
         )
     except SystemExit as exc:  # Lightning exits 1 after a graceful Ctrl-C (the checkpoint is saved)
+        if _stop.is_set():
+            return 130
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:  # before or after the trainer ran (importing, building): nothing to save
+        emit("interrupted", step=None, saved=False)
+        return 130
     except Exception as exc:
         traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
         emit("error", code="processing", message=f"{type(exc).__name__}: {message[:500]}")
         return 1
+    if _stop.is_set():  # a stop that came as training ended normally: what it saved stands
+        return 130
     emit("finished")
     return 0
 

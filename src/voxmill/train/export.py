@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,7 +67,7 @@ def voice_config(trainer_config: dict[str, Any], *, quality: str, dataset: str, 
     audio = config.setdefault("audio", {})
     if not isinstance(audio, dict):
         raise ValueError("audio must be a JSON object")
-    audio["quality"] = quality
+    audio["quality"] = quality.replace("-", "_")  # published Piper voices spell it x_low
     espeak_voice = str(_section(config, "espeak").get("voice") or "")
     language = _section(config, "language")
     code = language.get("code") or (language_code(espeak_voice) if espeak_voice else "")
@@ -132,9 +133,11 @@ def _remove_stale_parts(onnx: Path) -> None:
 
 
 def export_voice(checkpoint: Path, trainer_config: Path, out_onnx: Path, *, voice_name: str, quality: str,
-                 dataset: str, timeout_s: float = EXPORT_TIMEOUT_S) -> Path:  # fmt: skip
+                 dataset: str, timeout_s: float = EXPORT_TIMEOUT_S, step: int | None = None) -> Path:  # fmt: skip
     """Export ``checkpoint`` to ``out_onnx`` + ``out_onnx.json`` (in a child process); returns ``out_onnx``.
 
+    ``step``: the training step the weights hold, recorded in the config (``voxmill.step``) in the same
+    write as the rest, so a voice on disk always says which weights it is (a rerun does not export them twice).
     ProcessingError (one line, ending with the child's own last error line) when it fails; its code
     says ``timeout`` when it ran past ``timeout_s``.
     """
@@ -152,7 +155,10 @@ def export_voice(checkpoint: Path, trainer_config: Path, out_onnx: Path, *, voic
     _remove_stale_parts(out_onnx)
     part = _part_path(out_onnx)
     command = [sys.executable, "-m", "voxmill.train.export", str(checkpoint), str(trainer_config), str(out_onnx),
-               "--part", str(part), "--voice-name", voice_name, "--quality", quality, "--dataset", dataset]  # fmt: skip
+               "--part", str(part), "--voice-name", voice_name, "--quality", quality, "--dataset", dataset,
+               "--parent", str(os.getpid())]  # fmt: skip
+    if step is not None:
+        command += ["--step", str(int(step))]
     try:
         done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -250,12 +256,24 @@ def _run_child(args: argparse.Namespace) -> dict[str, Any]:
         _check_agrees(generator, trainer_config)
         _export_onnx(generator, part)
     provenance = {"checkpoint": checkpoint.name, **meta, "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if args.step is not None:
+        provenance["step"] = args.step
     config = voice_config(trainer_config, quality=args.quality, dataset=args.dataset, voice_name=args.voice_name,
                           provenance=provenance)  # fmt: skip
     with atomic_path(config_path_for(onnx)) as tmp:
         tmp.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     os.replace(part, onnx)
     return {"onnx": str(onnx), **meta, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _watch_parent(parent: int, part: Path) -> None:
+    """A killed ``voxmill train`` must not leave an export running with nobody to record it: the
+    checkpoint stays where it is and the next run exports it."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            part.unlink(missing_ok=True)
+            os._exit(3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voice-name", default="")
     parser.add_argument("--quality", default="medium")
     parser.add_argument("--dataset", default="")
+    parser.add_argument("--step", type=int, default=None, help="the training step the weights hold")
+    parser.add_argument("--parent", type=int, default=None, help="stop when this process is gone")
     args = parser.parse_args(argv)
     args.part = args.part or str(_part_path(Path(args.onnx)))
+    if args.parent is not None:
+        threading.Thread(target=_watch_parent, args=(args.parent, Path(args.part)), daemon=True).start()
     try:
         result = _run_child(args)
     except Exception as exc:  # torch and Lightning raise every kind: one line for the parent to show

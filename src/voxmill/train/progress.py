@@ -3,6 +3,7 @@ epoch when the output is not a terminal or progress is off."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -10,6 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 __all__ = ["TrainProgress", "losses_text"]
+
+# What writing to an output that went away raises: OSError (EPIPE, EIO of a closed terminal), or rich's
+# SystemExit(1), which is how its console answers a broken pipe.
+_GONE = (OSError, SystemExit)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -49,13 +54,34 @@ class TrainProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+        try:
+            self.progress.__exit__(None, None, None)
+        except _GONE:
+            self._lost()
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text)
+            try:
+                self.console.print(text)
+            except _GONE:
+                self._lost()
+
+    def _lost(self) -> None:
+        """The terminal or pipe went away (closed, ``| head``): training goes on without a display."""
+        self.quiet, self.live = True, False
+        with contextlib.suppress(Exception, SystemExit):  # stopping the display writes to the dead output too
+            self.progress.stop()
+        self.progress.disable = True
 
     def show(self, event: dict[str, Any]) -> None:
+        if self.quiet and not self.live:
+            return
+        try:
+            self._show(event)
+        except _GONE:
+            self._lost()
+
+    def _show(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "start":
             where = f"step {event.get('step')}, epoch {event.get('epoch')}" if event.get("step") else "the start"

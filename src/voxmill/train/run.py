@@ -21,14 +21,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from voxmill import __version__, errors
 from voxmill.audio.io import atomic_path
-from voxmill.engine.guards import OutputLock, check_overlap
-from voxmill.train.checkpoints import best_checkpoint, read_checkpoint
+from voxmill.engine.guards import OutputLock, check_overlap, sweep_temp_files
+from voxmill.train.checkpoints import best_checkpoint, is_best_name, list_checkpoints, read_checkpoint
 from voxmill.train.options import TrainOptions
 from voxmill.train.plan import Plan, make_plan, trainer_csv
 from voxmill.train.progress import TrainProgress
@@ -60,6 +61,7 @@ class TrainResult:
     epoch: int = 0
     step: int = 0
     interrupted: bool = False
+    saved_step: int | None = None  # the step a rerun resumes from (None: there is no checkpoint, it starts over)
     started_step: int = 0
     best: Path | None = None
     last: Path | None = None
@@ -118,6 +120,7 @@ def _record(plan: Plan, opts: TrainOptions, path: Path) -> None:
     """run.json: what this folder trains on. A rerun with another dataset is refused (it would resume
     weights trained for other speakers and texts); --from into a new folder is the way."""
     dataset = str(plan.dataset.resolve())
+    before: Any = {}
     if path.is_file():
         try:
             before = json.loads(path.read_text(encoding="utf-8"))
@@ -139,7 +142,10 @@ def _record(plan: Plan, opts: TrainOptions, path: Path) -> None:
         "speakers": plan.speakers,
         "train_rows": len(plan.train),
         "val_rows": len(plan.val),
-        "base": str(plan.base.path) if plan.base else None,
+        # A resumed fine-tune keeps naming its base: the command that started it may be run again.
+        "base": str(plan.base.path.resolve())
+        if plan.base
+        else (before.get("base") if isinstance(before, dict) else None),
         "batch_size": opts.batch_size,
         "updated": time.time(),
         "voxmill": __version__,
@@ -224,20 +230,34 @@ class _Exporter:
     def submit(self, checkpoint: Path, remove_after: bool = False) -> None:
         self.jobs.put((checkpoint, remove_after))
 
-    def finish(self) -> None:
+    def finish(self, drop_waiting: bool = False) -> None:
+        """Wait for the exports; ``drop_waiting``: only for the one under way (after Ctrl-C the rest wait
+        on disk in checkpoints/to-export for the next run)."""
+        while drop_waiting:
+            try:
+                self.jobs.get_nowait()
+            except queue.Empty:
+                break
         self.jobs.put(None)
         self.thread.join()
 
     def _work(self) -> None:
+        failed: list[Path] = []  # periodic checkpoints whose export failed, kept for the next run to retry
         while (job := self.jobs.get()) is not None:
             checkpoint, remove_after = job
             try:
                 self._export(checkpoint)
                 if remove_after:
                     checkpoint.unlink(missing_ok=True)
-            except errors.VoxmillError as exc:
+            except (errors.VoxmillError, OSError) as exc:
                 self.result.warnings.append(f"export of {checkpoint.name} failed: {exc}")
                 self.progress.say(f"warning: export of {checkpoint.name} failed: {exc}")
+                if remove_after:
+                    # An export that keeps failing must not keep a ~700 MB checkpoint per epoch until the
+                    # disk is full: the newest waits for a retry, the older ones go.
+                    for older in failed:
+                        older.unlink(missing_ok=True)
+                    failed = [checkpoint]
 
     def _name(self, info: Any) -> str:
         name = f"{self.plan.voice_name}-{info.epoch}"
@@ -265,8 +285,8 @@ class _Exporter:
                 voice_name=name,
                 quality=self.plan.quality,
                 dataset=self.plan.voice_name,
+                step=info.step,
             )
-            _mark_step(onnx, info.step, checkpoint)
         smoke = smoke_test(onnx)
         said = getattr(smoke, "message", "") or ""
         self.result.voices.append(VoiceExport(name, onnx, checkpoint, info.epoch, info.step, bool(smoke.ok), said))
@@ -274,20 +294,15 @@ class _Exporter:
 
 
 def _exported_step(onnx: Path) -> int | None:
+    """The training step a run's voice holds (its config says; a rerun does not export those weights twice)."""
     try:
-        value = json.loads(onnx.with_name(onnx.name + ".json").read_text(encoding="utf-8"))
-        return int(value["voxmill"]["step"])
+        made = json.loads(onnx.with_name(onnx.name + ".json").read_text(encoding="utf-8"))["voxmill"]
+        if "step" in made:
+            return int(made["step"])
+        # Written before the step was recorded: the trainer's two optimizers count 2 per step.
+        return int(made["global_step"]) // 2
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _mark_step(onnx: Path, step: int, checkpoint: Path) -> None:
-    """Note in the voice's config which step it holds (a rerun does not export the same weights twice)."""
-    config_path = onnx.with_name(onnx.name + ".json")
-    value = json.loads(config_path.read_text(encoding="utf-8"))
-    made = value.get("voxmill") if isinstance(value.get("voxmill"), dict) else {}
-    value["voxmill"] = {**made, "step": step, "checkpoint": checkpoint.name}
-    _write(config_path, json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
 def _read_events(child: subprocess.Popen[bytes], stream: Any, on_event: Any) -> None:
@@ -301,13 +316,14 @@ def _read_events(child: subprocess.Popen[bytes], stream: Any, on_event: Any) -> 
 
 
 def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[str, Any], result: TrainResult,
-           progress: TrainProgress, exporter: _Exporter) -> None:  # fmt: skip
+           progress: TrainProgress, exporter: _Exporter, lock_fd: int | None) -> None:  # fmt: skip
     spec_path = paths["logs"] / "spec.json"
     _write(spec_path, json.dumps(spec, ensure_ascii=False, indent=2))
     log_path = paths["logs"] / "trainer.log"
     errors_seen: list[dict[str, Any]] = []
-    batch_times: list[Any] = []  # [epoch, time] of the last step
-    step_seconds: list[float] = []
+    # Seconds per step: a running sum and count (a week of training must not grow a list), and [epoch, time]
+    # of the last step.
+    timing: dict[str, Any] = {"last": None, "total": 0.0, "count": 0}
 
     def on_event(event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -323,12 +339,16 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
             # Seconds per step between steps of one epoch: the first step also pays for start-up and
             # compilation, and an epoch's first for the validation and checkpoints of the one before.
             now, epoch = float(event.get("time") or 0.0), event.get("epoch")
-            if batch_times and batch_times[0] == epoch:
-                step_seconds.append(now - batch_times[1])
-                result.seconds_per_step = sum(step_seconds) / len(step_seconds)
-            batch_times[:] = [epoch, now]
+            last = timing["last"]
+            if last is not None and last[0] == epoch:
+                timing["total"] += now - last[1]
+                timing["count"] += 1
+                result.seconds_per_step = timing["total"] / timing["count"]
+            timing["last"] = (epoch, now)
         elif kind == "saved":
             path = Path(str(event.get("path")))
+            if path.name == "last.ckpt":
+                result.saved_step = int(event.get("step") or 0)
             if path.parent.name == "to-export":
                 exporter.submit(path, remove_after=True)
         elif kind == "interrupted":
@@ -343,12 +363,15 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
     # numba caches the alignment kernel; beside voxmill's sources may be read-only (a system install).
     env.setdefault("NUMBA_CACHE_DIR", str((paths["cache"] / "numba").resolve()))
     env["PYTHONUNBUFFERED"] = "1"
+    # The child holds the run folder's lock too: after a kill -9 of this process it goes on for the
+    # seconds its checkpoint takes, and a rerun must not start a second trainer on the same files meanwhile.
+    inherited = (write,) if lock_fd is None else (write, lock_fd)
     with open(log_path, "ab") as log:
         log.write(f"\n=== voxmill train {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
         log.flush()
         child = subprocess.Popen(
             [sys.executable, "-m", "voxmill.train.child", str(spec_path), str(write)],
-            pass_fds=(write,),
+            pass_fds=inherited,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -356,29 +379,44 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
         )
     os.close(write)
     stream = os.fdopen(read, "r", encoding="utf-8", errors="replace")
-    try:
+    with _terminate_as_interrupt() as stopping:
         try:
-            _read_events(child, stream, on_event)
-        except KeyboardInterrupt:
-            # A terminal's Ctrl-C reaches the child too; a signal sent to this process alone does not.
-            result.interrupted = True
-            progress.say("stopping: saving a checkpoint (Ctrl-C again to stop without one)")
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGINT)
             try:
+                _read_events(child, stream, on_event)
+            except KeyboardInterrupt:
+                # A terminal's Ctrl-C reaches the child too; a signal sent to this process alone does not.
+                stopping.set()
+                result.interrupted = True
+                progress.say("stopping: saving a checkpoint (Ctrl-C again to stop without one)")
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGINT)
                 deadline = threading.Timer(STOP_GRACE_S, child.kill)
                 deadline.start()
-                _read_events(child, stream, on_event)
-                deadline.cancel()
-            except KeyboardInterrupt:
+                try:
+                    _read_events(child, stream, on_event)
+                except KeyboardInterrupt:
+                    child.kill()
+                finally:
+                    deadline.cancel()
+            code = child.wait()
+        except BaseException as exc:
+            # Anything else that goes wrong here (an output that went away under the progress bar, ...):
+            # the trainer still saves what it trained before it stops.
+            if child.poll() is None and not isinstance(exc, KeyboardInterrupt):
+                stopping.set()
+                stream.close()  # the child's reports now fail quietly instead of filling a pipe
+                _stop_child(child)
+            raise
+        finally:
+            stream.close()
+            if child.poll() is None:
                 child.kill()
-        code = child.wait()
-    finally:
-        stream.close()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+                child.wait()
     if result.interrupted:
+        if result.saved_step is None:
+            progress.say("stopped before any checkpoint was saved: a rerun starts over")
+        elif result.step > result.saved_step:
+            progress.say(f"stopped without saving step {result.step}: a rerun resumes from step {result.saved_step}")
         return
     if errors_seen:
         event = errors_seen[-1]
@@ -387,6 +425,38 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
     if code != 0:
         how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
         raise errors.ProcessingError(f"the trainer stopped ({how}); rerun to resume. Log: {log_path}")
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    """Ask the trainer to save and stop; kill it if it has not within the grace (or on another Ctrl-C)."""
+    with contextlib.suppress(ProcessLookupError):
+        child.send_signal(signal.SIGINT)
+    try:
+        child.wait(timeout=STOP_GRACE_S)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        child.kill()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[threading.Event]:
+    """SIGTERM (a service manager stopping the run, ``kill PID``) while the trainer runs is a Ctrl-C: the
+    trainer saves a checkpoint and stops. A repeated SIGTERM does not cut that save short. The event
+    yielded is set once a stop is under way. Only the main thread can hold signal handlers; elsewhere a
+    SIGTERM keeps its usual meaning (the child, finding its parent gone, saves and stops)."""
+    stopping = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        if not stopping.is_set():
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(opts: TrainOptions) -> TrainResult:
@@ -402,12 +472,31 @@ def run(opts: TrainOptions) -> TrainResult:
     lock = OutputLock(paths["lock"], opts.run_dir)
     lock.acquire()
     try:
-        return _run_locked(opts, paths)
+        return _run_locked(opts, paths, lock.fileno())  # the trainer child holds the lock with this process
     finally:
         lock.release()
 
 
-def _run_locked(opts: TrainOptions, paths: dict[str, Path]) -> TrainResult:
+def _drop_superseded(plan: Plan, paths: dict[str, Path], progress: TrainProgress) -> None:
+    """Lightning keeps the checkpoint a run resumed from even when a better one replaced it as the best
+    (a resume from the best happens when last.ckpt was truncated): one best, not one more per resume."""
+    start = plan.resume.path if plan.resume is not None else None
+    if start is None or not is_best_name(start.name) or not start.is_file():
+        return
+    best = best_checkpoint(paths["checkpoints"])
+    if best is not None and best.resolve() != start.resolve():
+        start.unlink(missing_ok=True)
+        progress.say(f"removed {start.name}: {best.name} is the best now")
+
+
+def _sweep(paths: dict[str, Path]) -> None:
+    """Temporaries of writers that were killed: a half checkpoint (~700 MB each), a cached tensor, a voice."""
+    for folder in (paths["checkpoints"], paths["to_export"], paths["cache"], paths["voices"]):
+        sweep_temp_files(folder)
+
+
+def _run_locked(opts: TrainOptions, paths: dict[str, Path], lock_fd: int | None) -> TrainResult:
+    _sweep(paths)  # under the lock: the processes that wrote them are gone (one alive holds the lock)
     plan = make_plan(opts, paths["checkpoints"])
     result = TrainResult(run_dir=opts.run_dir, warnings=list(plan.warnings))
     progress = TrainProgress(enabled=False if opts.quiet else None)
@@ -423,16 +512,21 @@ def _run_locked(opts: TrainOptions, paths: dict[str, Path]) -> TrainResult:
     _prepare_cache(paths["cache"], _fingerprint(plan, csv_text))
     if plan.resume is not None:
         # Where the run stands before the trainer says anything (it says nothing when the goal is reached).
-        result.started_step = result.step = plan.resume.step
+        result.started_step = result.step = result.saved_step = plan.resume.step
         result.epoch = plan.resume.epoch
         progress.say(f"resuming from {plan.resume.path.name} (epoch {plan.resume.epoch}, step {plan.resume.step})")
     spec = _spec(opts, plan, paths, train_rows)
     with progress:
         exporter = _Exporter(plan, paths, result, progress)
-        for leftover in sorted(paths["to_export"].glob("*.ckpt")) if paths["to_export"].is_dir() else []:
-            exporter.submit(leftover, remove_after=True)  # a killed run's periodic checkpoints
+        for leftover in list_checkpoints(paths["to_export"])[::-1]:
+            exporter.submit(leftover, remove_after=True)  # a killed run's periodic checkpoints, oldest first
         try:
-            _train(opts, plan, paths, spec, result, progress, exporter)
+            if plan.resume is not None and opts.max_steps is not None and plan.resume.step >= opts.max_steps:
+                progress.say(f"step {plan.resume.step} reached: nothing to train (--max-steps {opts.max_steps})")
+            else:
+                _train(opts, plan, paths, spec, result, progress, exporter, lock_fd)
+            if not result.interrupted:
+                _drop_superseded(plan, paths, progress)
             if not result.interrupted and opts.export:
                 result.best = best_checkpoint(paths["checkpoints"])
                 last = paths["checkpoints"] / "last.ckpt"
@@ -441,7 +535,7 @@ def _run_locked(opts: TrainOptions, paths: dict[str, Path]) -> TrainResult:
                     if checkpoint is not None:
                         exporter.submit(checkpoint)
         finally:
-            exporter.finish()
+            exporter.finish(drop_waiting=result.interrupted)
     if result.voices:
         from voxmill.models.trained import record_run
 
