@@ -8,6 +8,7 @@ can catch one type and print its one-line message::
     │   ├── AudioDecodeError      a file cannot be read as audio (empty, truncated, garbage, NaN/inf)
     │   └── AudioEncodeError      audio cannot be written in the requested format
     ├── DatasetError              a corpus or metadata row is unusable
+    │   └── NotReady              the readiness gate (voxmill check) stopped a training run
     ├── ModelError
     │   ├── ModelNotFound         no model of that name is known
     │   ├── ModelTooLarge         a model does not fit the memory budget
@@ -32,6 +33,7 @@ __all__ = [
     "AudioError",
     "ConfigError",
     "DatasetError",
+    "NotReady",
     "MissingExtraError",
     "ModelError",
     "ModelLoadError",
@@ -122,6 +124,10 @@ class DatasetError(VoxmillError):
     """A corpus, metadata file or row cannot be used."""
 
     code = Reason.DATASET
+
+
+class NotReady(DatasetError):
+    """The readiness gate said NOT READY: nothing was trained (the message names the report)."""
 
 
 class ModelError(VoxmillError):

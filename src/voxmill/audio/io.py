@@ -33,7 +33,7 @@ AudioDecodeError = errors.AudioDecodeError
 AudioEncodeError = errors.AudioEncodeError
 Reason = errors.Reason
 
-__all__ = ["Audio", "Block", "SourceInfo", "blocks", "load", "probe", "save"]
+__all__ = ["Audio", "Block", "SourceInfo", "atomic_path", "blocks", "load", "probe", "save", "write_text_atomic"]
 
 # Suffixes libsndfile writes natively, mapped to (format, default subtype).
 # Clips up to this many samples (~3 min of 22 kHz stereo) are encoded in memory before writing.
@@ -330,6 +330,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """``text`` as UTF-8 at ``path``, whole or not at all (reports, metadata, run records)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _sf_write(tmp: Path, audio: Audio, fmt: str, subtype: str) -> None:

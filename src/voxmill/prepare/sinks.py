@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from voxmill import errors
-from voxmill.audio.io import atomic_path
+from voxmill.audio.io import atomic_path, write_text_atomic
 from voxmill.corpus import RESERVED_LABELS, join_fields
 from voxmill.corpus.piper import PIPER_METADATA, PIPER_NUM_SYMBOLS, PIPER_VALIDATION_METADATA
 from voxmill.models.voice_config import DEFAULT_LENGTH_SCALE, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_W
@@ -22,8 +22,7 @@ HF_SHARD_ROWS = 1000
 
 
 def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)
 
 
 def place_wavs(clips: list[Clip], stage: Path, out: Path, keep_staged: bool = False) -> None:

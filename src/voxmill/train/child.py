@@ -236,31 +236,27 @@ def _build_classes(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[Any]
 
     reporter = Reporter()
     checkpoints = spec["checkpoints"]
+
+    def best_by(metric: str, mode: str, prefix: str) -> Any:
+        """The one best checkpoint by ``metric``, named ``<prefix>-epoch=E-<metric>=X.ckpt``."""
+        return ReportingCheckpoint(
+            dirpath=checkpoints,
+            monitor=metric,
+            mode=mode,
+            save_top_k=1,
+            filename=f"{prefix}-epoch={{epoch}}-{metric}={{{metric}:.4f}}",
+            auto_insert_metric_name=False,
+        )
+
     callbacks: list[Any] = [
         reporter,
-        ReportingCheckpoint(
-            dirpath=checkpoints,
-            monitor="val_mel",
-            mode="min",
-            save_top_k=1,
-            filename="best-epoch={epoch}-val_mel={val_mel:.4f}",
-            auto_insert_metric_name=False,
-        ),
+        best_by("val_mel", "min", "best"),
         # last.ckpt at every epoch's end: ModelCheckpoint's own save_last only follows a new best, so a
         # kill after ten epochs without one would lose all ten.
         ReportingCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1),
     ]
     if spec["mos"]:
-        callbacks.append(
-            ReportingCheckpoint(
-                dirpath=checkpoints,
-                monitor="val_mos",
-                mode="max",
-                save_top_k=1,
-                filename="mos-epoch={epoch}-val_mos={val_mos:.4f}",
-                auto_insert_metric_name=False,
-            )
-        )
+        callbacks.append(best_by("val_mos", "max", "mos"))
     if spec.get("export_every"):
         callbacks.append(
             PeriodicCheckpoint(

@@ -27,21 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from voxmill import __version__, errors
-from voxmill.audio.io import atomic_path
+from voxmill.audio.io import write_text_atomic
 from voxmill.engine.guards import OutputLock, check_overlap, sweep_temp_files
 from voxmill.train.checkpoints import best_checkpoint, is_best_name, list_checkpoints, read_checkpoint
 from voxmill.train.options import TrainOptions
 from voxmill.train.plan import Plan, make_plan, trainer_csv
 from voxmill.train.progress import TrainProgress
 
-__all__ = ["NotReady", "TrainResult", "VoiceExport", "run"]
+__all__ = ["TrainResult", "VoiceExport", "run"]
 
 # A checkpoint of the medium model is ~900 MB: saving it on Ctrl-C takes seconds, on a slow disk a minute.
 STOP_GRACE_S = 300.0
-
-
-class NotReady(errors.DatasetError):
-    """The readiness gate said NOT READY: nothing was trained."""
 
 
 @dataclass
@@ -88,13 +84,8 @@ def _layout(run_dir: Path) -> dict[str, Path]:
     }
 
 
-def _write(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def _gate(opts: TrainOptions, plan: Plan, report_dir: Path) -> Path:
-    from voxmill.check import CheckOptions
+    from voxmill.check import CheckOptions, Severity
     from voxmill.check import run as check_run
 
     report = check_run(
@@ -108,8 +99,8 @@ def _gate(opts: TrainOptions, plan: Plan, report_dir: Path) -> Path:
     )
     html = report_dir / "report.html"
     if not report.ready:
-        failed = sorted({f.id for f in report.findings if f.severity.value == "FAIL"})
-        raise NotReady(
+        failed = sorted({f.id for f in report.findings if f.severity is Severity.FAIL})
+        raise errors.NotReady(
             f"{plan.dataset}: NOT READY to train ({', '.join(failed[:6])}); see {html}. "
             "Fix the dataset, or pass --no-check to train anyway"
         )
@@ -150,7 +141,7 @@ def _record(plan: Plan, opts: TrainOptions, path: Path) -> None:
         "updated": time.time(),
         "voxmill": __version__,
     }
-    _write(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
 
 
 def _fingerprint(plan: Plan, csv_text: str) -> str:
@@ -176,7 +167,7 @@ def _prepare_cache(cache: Path, fingerprint: str) -> None:
     if current != fingerprint and cache.exists():
         shutil.rmtree(cache)  # inside the locked run folder: only the trainer's own tensors
     cache.mkdir(parents=True, exist_ok=True)
-    _write(stamp, fingerprint + "\n")
+    write_text_atomic(stamp, fingerprint + "\n")
 
 
 def _mos_available() -> bool:
@@ -305,7 +296,7 @@ def _exported_step(onnx: Path) -> int | None:
         return None
 
 
-def _read_events(child: subprocess.Popen[bytes], stream: Any, on_event: Any) -> None:
+def _read_events(stream: Any, on_event: Any) -> None:
     for line in stream:
         try:
             event = json.loads(line)
@@ -318,7 +309,7 @@ def _read_events(child: subprocess.Popen[bytes], stream: Any, on_event: Any) -> 
 def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[str, Any], result: TrainResult,
            progress: TrainProgress, exporter: _Exporter, lock_fd: int | None) -> None:  # fmt: skip
     spec_path = paths["logs"] / "spec.json"
-    _write(spec_path, json.dumps(spec, ensure_ascii=False, indent=2))
+    write_text_atomic(spec_path, json.dumps(spec, ensure_ascii=False, indent=2))
     log_path = paths["logs"] / "trainer.log"
     errors_seen: list[dict[str, Any]] = []
     # Seconds per step: a running sum and count (a week of training must not grow a list), and [epoch, time]
@@ -382,7 +373,7 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
     with _terminate_as_interrupt() as stopping:
         try:
             try:
-                _read_events(child, stream, on_event)
+                _read_events(stream, on_event)
             except KeyboardInterrupt:
                 # A terminal's Ctrl-C reaches the child too; a signal sent to this process alone does not.
                 stopping.set()
@@ -393,7 +384,7 @@ def _train(opts: TrainOptions, plan: Plan, paths: dict[str, Path], spec: dict[st
                 deadline = threading.Timer(STOP_GRACE_S, child.kill)
                 deadline.start()
                 try:
-                    _read_events(child, stream, on_event)
+                    _read_events(stream, on_event)
                 except KeyboardInterrupt:
                     child.kill()
                 finally:
@@ -508,7 +499,7 @@ def _run_locked(opts: TrainOptions, paths: dict[str, Path], lock_fd: int | None)
         paths[folder].mkdir(parents=True, exist_ok=True)
     csv_text, train_rows = trainer_csv(plan)
     _record(plan, opts, paths["run"])
-    _write(paths["csv"], csv_text)
+    write_text_atomic(paths["csv"], csv_text)
     _prepare_cache(paths["cache"], _fingerprint(plan, csv_text))
     if plan.resume is not None:
         # Where the run stands before the trainer says anything (it says nothing when the goal is reached).
