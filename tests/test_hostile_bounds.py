@@ -214,7 +214,7 @@ def test_attack_prepare_metadata_line_of_10_mb_fails_its_row_without_hanging(tmp
 def test_attack_prepare_row_report_holds_no_memory_per_row(tmp_path):
     import tracemalloc
 
-    from voxmill.prepare.report import RowReport
+    from voxmill.engine.report import RowReport
 
     entry = {"source": str(tmp_path / "metadata.csv"), "status": "failed", "code": "audio file not found",
              "reason": "audio file not found for id 'x' (looked in " + str(tmp_path) + ")"}  # fmt: skip

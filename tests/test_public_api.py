@@ -59,6 +59,7 @@ def test_each_application_has_one_entry_point_options_in_result_out() -> None:
     import voxmill.check
     import voxmill.convert
     import voxmill.prepare
+    import voxmill.segment
     import voxmill.synth
     import voxmill.train
 
@@ -68,6 +69,7 @@ def test_each_application_has_one_entry_point_options_in_result_out() -> None:
         voxmill.convert_audio: (voxmill.convert.run, voxmill.ConvertOptions, voxmill.ConvertResult),
         voxmill.synthesize: (voxmill.synth.run, voxmill.SynthOptions, voxmill.SynthResult),
         voxmill.train_voice: (voxmill.train.run, voxmill.TrainOptions, voxmill.TrainResult),
+        voxmill.segment_recordings: (voxmill.segment.run, voxmill.SegmentOptions, voxmill.SegmentResult),
     }
     for entry, (run, options, result) in cases.items():
         for function in (entry, run):

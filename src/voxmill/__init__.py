@@ -8,6 +8,7 @@ application has one entry point, an options object in and a typed result out::
     voxmill.convert_audio(ConvertOptions)    -> ConvertResult   (voxmill.convert.run)
     voxmill.synthesize(SynthOptions)         -> SynthResult     (voxmill.synth.run)
     voxmill.train_voice(TrainOptions)        -> TrainResult     (voxmill.train.run)
+    voxmill.segment_recordings(SegmentOptions) -> SegmentResult (voxmill.segment.run)
 
 and every application's options nest the engine's :class:`RunOptions` as ``.run``. Names are imported
 on first use (``lazy_loader``, the one lazy-import mechanism of voxmill), so ``import voxmill.engine``
@@ -42,9 +43,10 @@ _EXPORTS = {
     "convert": ["ConvertOptions", "ConvertResult"],
     "synth": ["SynthOptions", "SynthResult"],
     "train": ["TrainOptions", "TrainResult"],
+    "segment": ["SegmentOptions", "SegmentResult"],
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_ENTRY_POINTS = ["check_dataset", "convert_audio", "prepare_dataset", "synthesize", "train_voice"]
+_ENTRY_POINTS = ["check_dataset", "convert_audio", "prepare_dataset", "segment_recordings", "synthesize", "train_voice"]
 
 _lazy_getattr, _lazy_dir, _ = lazy_loader.attach(__name__, submod_attrs=_EXPORTS)
 
@@ -102,6 +104,8 @@ if TYPE_CHECKING:  # static types for the lazy names below
     from voxmill.models import VoiceConfig as VoiceConfig
     from voxmill.prepare import PrepareOptions as PrepareOptions
     from voxmill.prepare import PrepareResult as PrepareResult
+    from voxmill.segment import SegmentOptions as SegmentOptions
+    from voxmill.segment import SegmentResult as SegmentResult
     from voxmill.synth import SynthOptions as SynthOptions
     from voxmill.synth import SynthResult as SynthResult
     from voxmill.train import TrainOptions as TrainOptions
@@ -151,5 +155,12 @@ def synthesize(options: SynthOptions) -> SynthResult:
 def train_voice(options: TrainOptions) -> TrainResult:
     """A Piper voice trained (or fine-tuned, or resumed) on a prepared dataset, gated, exported; ``voxmill train``."""
     from voxmill.train import run
+
+    return run(options)
+
+
+def segment_recordings(options: SegmentOptions) -> SegmentResult:
+    """Long recordings (+ their book) -> text-aligned training clips in a dataset; ``voxmill segment``."""
+    from voxmill.segment import run
 
     return run(options)

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from voxmill import __version__
-from voxmill.cli import check, convert, info, models, prepare, serve, synth, train
+from voxmill.cli import check, convert, info, models, prepare, segment, serve, synth, train
 from voxmill.cli.common import State, err_console
 from voxmill.config import load_settings
 from voxmill.errors import ConfigError, DatasetError, OutputError, VoxmillError
@@ -32,6 +32,7 @@ app.command("check")(check.check)
 app.command("convert")(convert.convert)
 app.command("synth")(synth.synth)
 app.command("serve")(serve.serve)
+app.command("segment")(segment.segment)
 app.command("train")(train.train)
 app.command("train-status")(train.train_status)
 app.command("voices")(models.voices)

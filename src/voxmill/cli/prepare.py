@@ -69,6 +69,31 @@ def prepare(
     max_clipping: Annotated[
         float, typer.Option(help="Drop clips with more than this fraction of clipped samples.")
     ] = 0.001,
+    min_snr: Annotated[
+        float | None,
+        typer.Option(
+            "--min-snr",
+            metavar="DB",
+            help="Drop clips whose estimated signal-to-noise ratio is below DB (after trimming; off by default).",
+        ),
+    ] = None,
+    min_speaking_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--min-speaking-rate",
+            metavar="CPS",
+            help="Drop clips spoken slower than CPS characters of text per second (after trimming; off by default).",
+        ),
+    ] = None,
+    max_speaking_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-speaking-rate",
+            metavar="CPS",
+            help="Drop clips spoken faster than CPS characters of text per second (often a wrong transcript; off "
+            "by default).",
+        ),
+    ] = None,
     max_per_speaker: Annotated[int | None, typer.Option(help="Keep at most N clips per speaker (seeded).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the speaker cap and the validation split.")] = 0,
     val_fraction: Annotated[
@@ -122,6 +147,9 @@ def prepare(
             max_duration=max_duration,
             max_clipping=max_clipping,
             espeak_voice=espeak_voice,
+            min_snr_db=min_snr,
+            min_chars_per_second=min_speaking_rate,
+            max_chars_per_second=max_speaking_rate,
         ),
         max_per_speaker=max_per_speaker,
         seed=seed,

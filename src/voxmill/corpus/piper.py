@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 __all__ = [
+    "DEFAULT_LENGTH_SCALE",
+    "DEFAULT_NOISE_SCALE",
+    "DEFAULT_NOISE_W",
     "PIPER_METADATA",
     "PIPER_NUM_SYMBOLS",
     "PIPER_SEGMENT_SAMPLES",
@@ -24,6 +27,12 @@ PIPER_NUM_SYMBOLS = 256
 # A Piper training folder: the training rows, and the validation rows voxmill's trainer validates on.
 PIPER_METADATA = "metadata.csv"
 PIPER_VALIDATION_METADATA = "metadata_val.csv"
+
+# Piper's own inference defaults (piper.config): what a voice's ``inference`` block means when it leaves
+# a scale out, and what a dataset's config.json starts a trained voice with.
+DEFAULT_LENGTH_SCALE = 1.0
+DEFAULT_NOISE_SCALE = 0.667
+DEFAULT_NOISE_W = 0.8
 
 
 def piper_min_seconds(sample_rate: int) -> float:

@@ -107,6 +107,9 @@ class AsrOptions:
     words: bool = False
     """Word timestamps (aligned by cross-attention after each window is decoded)."""
     beam_size: int = 5
+    fallback: bool = True
+    """With temperature 0: raise the temperature where a window's decode fails (sampling: results vary
+    from run to run). False keeps every window greedy/beam, so the same audio always gives the same text."""
     vad: bool = False
     """Skip the silences Silero VAD finds before decoding (long recordings with long pauses)."""
 
@@ -160,7 +163,7 @@ def transcribe(
     if opts.language is not None and supported and opts.language not in supported:
         known = "the model is English-only" if supported == ["en"] else "not a language the model knows"
         raise errors.ConfigError(f"language {opts.language!r}: {known}")
-    temperature: float | tuple[float, ...] = opts.temperature or FALLBACK_TEMPERATURES
+    temperature: float | tuple[float, ...] = opts.temperature or (FALLBACK_TEMPERATURES if opts.fallback else 0.0)
     if stop is not None and stop():
         raise Stopped("stopped before the first window")
     pieces, info = model.transcribe(

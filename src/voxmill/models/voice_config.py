@@ -1,4 +1,4 @@
-"""A Piper voice's ``X.onnx.json``: the one parser of it in voxmill, and the one home of Piper's defaults.
+"""A Piper voice's ``X.onnx.json``: the one parser of it in voxmill (Piper's defaults live in corpus.piper).
 
 The registry parses each voice's config once, at discovery, and hands it on as ``ModelSpec.voice``;
 the loader, synth, check and the server read that object, never the file again.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from voxmill import errors
+from voxmill.corpus.piper import DEFAULT_LENGTH_SCALE, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_W
 
 __all__ = [
     "DEFAULT_LENGTH_SCALE",
@@ -24,10 +25,6 @@ __all__ = [
     "config_path_for",
 ]
 
-# Piper's own defaults (piper.config), used when a voice's ``inference`` block leaves a scale out.
-DEFAULT_LENGTH_SCALE = 1.0
-DEFAULT_NOISE_SCALE = 0.667
-DEFAULT_NOISE_W = 0.8
 # A voice's config is tens of kilobytes; anything this large is not one (and must not fill memory).
 MAX_CONFIG_BYTES = 32 * 2**20
 # Speaker ids go to the model as int64 but index an embedding table: no real voice has millions.

@@ -5,7 +5,7 @@ builds the options.
 """
 
 from voxmill.corpus.sources import Source, parse_source
-from voxmill.prepare.report import ReasonGroup
+from voxmill.engine.report import ReasonGroup
 from voxmill.prepare.run import PrepareOptions, PrepareResult, run
 from voxmill.prepare.stats import PrepareStats
 from voxmill.prepare.steps import ClipOptions

@@ -13,34 +13,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
 from voxmill import errors
+from voxmill.audio.io import write_text_atomic
 from voxmill.corpus import Problem, Row, Source, collision_key, read_rows
+from voxmill.corpus.layouts import LAYOUTS, dataset_files
 from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, RunOptions, ThreadPlan, check_number
+from voxmill.engine.datasets import check_staged, write_dataset
 from voxmill.engine.outputs import OutputFolder
+from voxmill.engine.report import RowReport
 from voxmill.errors import Reason
 from voxmill.models import ModelSpec, Registry
 from voxmill.prepare.balance import cap_per_speaker, split_validation
 from voxmill.prepare.finished import Fingerprint, forget, outputs_digest, read_mark, write_mark
-from voxmill.prepare.report import RowReport
-from voxmill.prepare.sinks import (
-    OUTPUT_FORMATS,
-    hf_files,
-    place_wavs,
-    write_hf,
-    write_nemo,
-    write_piper,
-    write_text,
-)
 from voxmill.prepare.stats import PrepareStats
 from voxmill.prepare.steps import Clip, ClipOptions, DropCode, PrepareItem, PrepareTask
 from voxmill.text.phonemes import Phonemizer
@@ -77,11 +67,9 @@ class PrepareOptions:
         """Raise ConfigError naming the option and its allowed range for any value out of range."""
         self.run.validate()
         self.clip.validate()
-        unknown = [f for f in self.formats if f not in OUTPUT_FORMATS]
+        unknown = [f for f in self.formats if f not in LAYOUTS]
         if unknown or not self.formats:
-            raise errors.ConfigError(
-                f"--format: unknown {', '.join(unknown) or '(none)'}; use {', '.join(OUTPUT_FORMATS)}"
-            )
+            raise errors.ConfigError(f"--format: unknown {', '.join(unknown) or '(none)'}; use {', '.join(LAYOUTS)}")
         if self.max_per_speaker is not None:
             check_number("--max-per-speaker", self.max_per_speaker, 1, math.inf, integer=True)
         check_number("--seed", self.seed, -(2**63), 2**63 - 1, integer=True)
@@ -183,7 +171,7 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder, vad: ModelSpec | None) -
     formats = set(opts.formats)
     # The fixed names are known now: a user's own metadata.csv in OUT stops the run before any work.
     validation = ["metadata_val.csv"] if "piper" in formats and (opts.val_fraction or opts.val_size) else []
-    guard.check_free(_output_files(opts.formats, [], [], []) + validation)
+    guard.check_free(dataset_files(opts.formats, [], [], []) + validation)
     stage = guard.state / "clips"
     task = PrepareTask(
         opts.clip,
@@ -236,20 +224,16 @@ def _prepare(opts: PrepareOptions, guard: OutputFolder, vad: ModelSpec | None) -
 
     kept, capped = cap_per_speaker(clips, opts.max_per_speaker, opts.seed)
     train, val = split_validation(kept, opts.val_fraction, opts.val_size, opts.seed)
-    files = _output_files(opts.formats, kept, train, val)
+    files = dataset_files(opts.formats, kept, train, val)
     guard.own(files)  # recorded before written: a run killed while writing still knows its files
-    if {"piper", "nemo"} & formats:
-        place_wavs(kept, stage, out, keep_staged=stopped)
-    if "piper" in formats:
-        write_piper(train, val, out, opts.clip.sample_rate, opts.clip.espeak_voice)
-    if "nemo" in formats:
-        write_nemo(train, val, out)
-    if "hf" in formats:
-        write_hf(train, val, out, stage)
+    write_dataset(
+        out, formats, train, val, partial(_staged, stage), opts.clip.sample_rate, opts.clip.espeak_voice,
+        keep_staged=stopped,
+    )  # fmt: skip
     cap_reason = f"speaker cap ({opts.max_per_speaker} per speaker)"
     report.write(out / "report.jsonl", {c.id for c in capped}, cap_reason, DropCode.SPEAKER_CAP.value)
     stats = PrepareStats.of(layouts, report.rows, report.counts(), report.reasons(), clips, kept, len(val))
-    write_text(out / "stats.json", json.dumps(stats.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(out / "stats.json", json.dumps(stats.to_dict(), ensure_ascii=False, indent=2) + "\n")
     guard.prune(files)  # an earlier run's files this run did not write (rows now dropped, old shards)
     if not stopped:
         guard.clear_state()  # every row went through: the journal and staged copies have served
@@ -288,18 +272,8 @@ def _check_rows_read(sources: list[Source], layouts: list[str], per_source: list
             )
 
 
-def _output_files(formats: list[str], kept: list[Clip], train: list[Clip], val: list[Clip]) -> list[str]:
-    """Every file this run writes, relative to OUT."""
-    files = ["report.jsonl", "stats.json"]
-    if {"piper", "nemo"} & set(formats):
-        files += [f"wavs/{c.file_id}.wav" for c in kept]
-    if "piper" in formats:
-        files += ["metadata.csv", "config.json"] + (["metadata_val.csv"] if val else [])
-    if "nemo" in formats:
-        files += ["manifest_train.jsonl", "manifest_val.jsonl"]
-    if "hf" in formats:
-        files += hf_files(train, val)
-    return files
+def _staged(stage: Path, clip: Clip, suffix: str) -> Path:
+    return clip.staged(stage, suffix)
 
 
 def _restore(stage: Path, task: PrepareTask, key: str, data: Any) -> Clip:
@@ -310,17 +284,7 @@ def _restore(stage: Path, task: PrepareTask, key: str, data: Any) -> Clip:
         raise ValueError("record belongs to another row")
     wanted = [(".wav", task.write_wav), (".flac", task.write_flac)]
     for suffix in (s for s, on in wanted if on):
-        path = clip.staged(stage, suffix)
-        try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):  # a symlink could pull in any file
-                raise ValueError(f"{path}: not a regular file")
-            info = sf.info(str(path))
-        except (OSError, RuntimeError) as exc:
-            raise ValueError(f"{path}: staged clip unreadable: {exc}") from None
-        if (info.samplerate, info.channels, info.frames) != (
-            task.clip.sample_rate, 1, round(clip.seconds_out * task.clip.sample_rate)
-        ):  # fmt: skip
-            raise ValueError(f"{path}: staged clip damaged")
+        check_staged(clip.staged(stage, suffix), task.clip.sample_rate, clip.seconds_out)
     return clip
 
 

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxmill.prepare.report import ReasonGroup
+from voxmill.engine.report import ReasonGroup
 from voxmill.prepare.steps import Clip
 
 __all__ = ["PrepareStats"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +16,9 @@ import numpy as np
 
 from voxmill import errors
 from voxmill.audio import Audio, load, normalize, resample, save, speech_segments
-from voxmill.audio.analysis import CLIP_LEVEL
-from voxmill.corpus import PIPER_SEGMENT_SAMPLES, Row, piper_min_seconds
+from voxmill.corpus import Row
 from voxmill.engine import Drop, Task, WorkerContext, check_number
+from voxmill.engine.filters import ClipFilters, DropCode
 from voxmill.text import clean_text
 from voxmill.text.phonemes import Phonemizer
 
@@ -29,26 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BadRow", "Clip", "ClipOptions", "DropCode", "PrepareItem", "PrepareTask"]
 
-SILENT_PEAK = 10 ** (-60 / 20)  # a clip whose loudest sample is below -60 dBFS holds no usable speech
 RECORD_VERSION = "prepare-clip/2"  # bump when a Clip record or the per-clip processing changes meaning
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 _WORKER_DIR = re.compile(r"w[0-9]{1,5}")
-
-
-class DropCode(str, Enum):  # enum.StrEnum is 3.11+; voxmill supports 3.10
-    """Why a clip was dropped, as reports group it (the reason text adds the numbers)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    EMPTY_TEXT = "empty text"
-    CLIPPING = "clipping"
-    SILENT = "silent"
-    NO_SPEECH = "no speech found"
-    TOO_SHORT_FOR_PIPER = "too short for Piper training"
-    TOO_SHORT = "too short"
-    TOO_LONG = "too long"
-    SPEAKER_CAP = "speaker cap"
 
 
 class BadRow(errors.DatasetError):
@@ -63,7 +44,9 @@ class ClipOptions:
     ``keep_silence`` seconds of it. ``loudness``: target LUFS (None leaves levels), under a
     ``peak_ceiling`` in dBFS. Clips shorter than ``min_duration`` or longer than ``max_duration``
     seconds (after trimming), or with more than ``max_clipping`` of their samples at full scale, are
-    dropped. ``espeak_voice``: phonemize every text with this espeak-ng voice.
+    dropped; so are clips with an SNR estimate below ``min_snr_db``, or a speaking rate (characters of
+    the cleaned text per second) below ``min_chars_per_second`` or above ``max_chars_per_second``
+    (None: no such filter). ``espeak_voice``: phonemize every text with this espeak-ng voice.
     """
 
     sample_rate: int = 22050
@@ -75,6 +58,9 @@ class ClipOptions:
     max_duration: float = 30.0
     max_clipping: float = 0.001
     espeak_voice: str | None = None
+    min_snr_db: float | None = None
+    min_chars_per_second: float | None = None
+    max_chars_per_second: float | None = None
 
     def validate(self) -> None:
         """Raise ConfigError naming the option and its allowed range for any value out of range."""
@@ -83,14 +69,19 @@ class ClipOptions:
         if self.loudness is not None:
             check_number("--loudness", self.loudness, -70, 0)
         check_number("peak ceiling", self.peak_ceiling, -60, 0)
-        check_number("--min-duration", self.min_duration, 0, 3600)
-        check_number("--max-duration", self.max_duration, 0, math.inf)
-        if self.max_duration <= 0 or self.max_duration < self.min_duration:
-            raise errors.ConfigError(
-                f"--max-duration {self.max_duration:g}: must be above 0 and at least --min-duration "
-                f"({self.min_duration:g})"
-            )
-        check_number("--max-clipping", self.max_clipping, 0, 1)
+        self.filters(for_piper=False).validate()
+
+    def filters(self, for_piper: bool) -> ClipFilters:
+        """The clip filters these options set (``for_piper``: Piper's training window too)."""
+        return ClipFilters(
+            min_duration=self.min_duration,
+            max_duration=self.max_duration,
+            max_clipping=self.max_clipping,
+            for_piper=for_piper,
+            min_snr_db=self.min_snr_db,
+            min_chars_per_second=self.min_chars_per_second,
+            max_chars_per_second=self.max_chars_per_second,
+        )
 
 
 @dataclass(frozen=True)
@@ -222,6 +213,7 @@ class PrepareTask(Task):
         self._stage = Path(self.stage_dir) / self._worker_dir
         self._stage.mkdir(parents=True, exist_ok=True)
         self._models: ModelManager | None = ctx.models if self.clip.trim else None
+        self._filters = self.clip.filters(self.for_piper)
         self._phonemizer: Phonemizer | None = None
         self._known: set[str] = set()
         if self.clip.espeak_voice:
@@ -241,27 +233,13 @@ class PrepareTask(Task):
         audio = _decode(row)
         seconds_in = audio.duration
         samples = audio.samples
-        # Only peak and clipping matter here; the full analyze() (percentiles, frames) is 10x the cost.
-        # max/min need no temporary |x| array, and clipped samples are only counted when the peak is there.
-        peak = max(float(samples.max()), -float(samples.min()))
-        if peak >= CLIP_LEVEL:
-            clipping = float(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL)) / samples.shape[0]
-            if clipping > opts.max_clipping:
-                raise Drop(f"clipping: {clipping:.2%} of samples at full scale", DropCode.CLIPPING)
-        if peak < SILENT_PEAK:
-            raise Drop("silent: peak below -60 dBFS", DropCode.SILENT)
+        self._filters.check_level(samples)
         if audio.sample_rate != opts.sample_rate:
             samples = resample(samples, audio.sample_rate, opts.sample_rate)
         if opts.trim:
             samples = self._trim(samples)
         seconds = samples.shape[0] / opts.sample_rate
-        if self.for_piper and samples.shape[0] < PIPER_SEGMENT_SAMPLES:
-            minimum = piper_min_seconds(opts.sample_rate)
-            raise Drop(f"too short for Piper training: {seconds:.2f}s < {minimum:.2f}s", DropCode.TOO_SHORT_FOR_PIPER)
-        if seconds < opts.min_duration:
-            raise Drop(f"too short: {seconds:.2f}s < {opts.min_duration:g}s", DropCode.TOO_SHORT)
-        if seconds > opts.max_duration:
-            raise Drop(f"too long: {seconds:.2f}s > {opts.max_duration:g}s", DropCode.TOO_LONG)
+        self._filters.check_clip(samples, opts.sample_rate, text)
         if opts.loudness is not None:
             samples = normalize(samples, opts.sample_rate, opts.loudness, opts.peak_ceiling).samples
         phonemes, unknown = self._phonemize(text)

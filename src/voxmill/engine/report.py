@@ -1,6 +1,6 @@
-"""The per-row report of a prepare run, streamed: one JSON line per row goes to disk as the row
-finishes, and only counts and a few example ids per reason stay in memory, so a corpus of millions
-of rows (or of 100k garbage lines) does not grow the run's memory."""
+"""The per-row report of a dataset run (``prepare``, ``segment``), streamed: one JSON line per row
+goes to disk as the row finishes, and only counts and a few example ids per reason stay in memory,
+so a corpus of millions of rows (or of 100k garbage lines) does not grow the run's memory."""
 
 from __future__ import annotations
 
