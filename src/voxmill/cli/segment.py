@@ -50,6 +50,10 @@ def segment(
         Optional[str],  # noqa: UP045
         typer.Option("--espeak-voice", help="espeak-ng voice the Piper config names (default: from --language)."),
     ] = None,
+    val_fraction: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--val-fraction", help="Hold out this fraction of clips for validation (metadata_val.csv)."),
+    ] = None,
     beam_size: Annotated[int, typer.Option("--beam-size", help="Whisper's beam: 1 is greedy (fastest).")] = 1,
     min_snr: Annotated[
         Optional[float],  # noqa: UP045
@@ -92,6 +96,7 @@ def segment(
         sample_rate=sample_rate,
         espeak_voice=espeak_voice,
         beam_size=beam_size,
+        val_fraction=val_fraction,
         filters=ClipFilters(min_snr_db=min_snr, min_chars_per_second=min_rate, max_chars_per_second=max_rate),
         resume=resume,
         overwrite=overwrite,

@@ -22,6 +22,7 @@ from typing import Any
 from voxmill import errors
 from voxmill.audio.io import write_text_atomic
 from voxmill.corpus import Problem, Row, Source, collision_key, read_rows
+from voxmill.corpus.balance import cap_per_speaker, split_validation
 from voxmill.corpus.layouts import LAYOUTS, dataset_files
 from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, RunOptions, ThreadPlan, check_number
 from voxmill.engine.datasets import check_staged, write_dataset
@@ -29,7 +30,6 @@ from voxmill.engine.outputs import OutputFolder
 from voxmill.engine.report import RowReport
 from voxmill.errors import Reason
 from voxmill.models import ModelSpec, Registry
-from voxmill.prepare.balance import cap_per_speaker, split_validation
 from voxmill.prepare.finished import Fingerprint, forget, outputs_digest, read_mark, write_mark
 from voxmill.prepare.stats import PrepareStats
 from voxmill.prepare.steps import Clip, ClipOptions, DropCode, PrepareItem, PrepareTask

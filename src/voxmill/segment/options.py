@@ -28,7 +28,8 @@ class SegmentOptions:
     ``max_cer``: with ``text``, clips whose recognized text differs more from their reference text are
     dropped. ``speaker``: every clip's speaker. ``keep_silence``: seconds of pause kept at each clip edge.
     ``break_pause``: a pause at least this long always ends a clip. ``beam_size``: Whisper's beam (1:
-    greedy; measured on clean speech: the same words, half the time). ``filters``: duration, clipping,
+    greedy; measured on clean speech: the same words, half the time). ``val_fraction``: clips held out for
+    validation (``metadata_val.csv``; seeded, as prepare's split). ``filters``: duration, clipping,
     SNR and speaking-rate filters shared with prepare (their duration bounds are set from min/max seconds).
     """
 
@@ -49,6 +50,7 @@ class SegmentOptions:
     break_pause: float = 2.0
     beam_size: int = 1
     espeak_voice: str | None = None
+    val_fraction: float | None = None
     filters: ClipFilters = field(default_factory=lambda: ClipFilters(min_chars_per_second=3.0,
                                                                      max_chars_per_second=30.0))  # fmt: skip
     resume: bool = False
@@ -77,6 +79,8 @@ class SegmentOptions:
         check_number("--keep-silence", self.keep_silence, 0.0, min(2.0, self.max_seconds / 4))
         check_number("--break-pause", self.break_pause, 0.1, 3600.0)
         check_number("--beam-size", self.beam_size, 1, 20, integer=True)
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:  # also refuses NaN
+            raise errors.ConfigError(f"--val-fraction {self.val_fraction:g}: must be at least 0 and below 1")
         if self.language is not None and not _LANGUAGE.fullmatch(self.language):
             raise errors.ConfigError(f"--language {self.language[:20]!r}: expected a code such as 'en'")
         if self.speaker is not None and (not self.speaker.strip() or len(self.speaker) > 200

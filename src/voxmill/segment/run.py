@@ -38,6 +38,7 @@ from voxmill.audio import blocks, probe
 from voxmill.audio.io import atomic_path, write_text_atomic
 from voxmill.audio.vad import VAD_RATE, SpeechDetector, SpeechTracker, VadOptions
 from voxmill.corpus import collision_key
+from voxmill.corpus.balance import split_validation
 from voxmill.corpus.layouts import dataset_files
 from voxmill.engine import Dropped, Failed, Journal, Ok, Pool, SharedArray, ThreadPlan, share
 from voxmill.engine.datasets import check_staged, write_dataset
@@ -200,10 +201,11 @@ def _segment(
             failed.append({"id": file.prefix, "source": file.source, "status": "failed", "code": file.code,
                            "reason": file.error})  # fmt: skip
     entries, kept = _finish(records, reference, opts)
-    files_out = dataset_files(opts.formats, kept, kept, [])
+    train, val = split_validation(kept, opts.val_fraction, None, seed=0)
+    files_out = dataset_files(opts.formats, kept, train, val)
     guard.own(files_out)  # recorded before written: a run killed while writing still knows its files
     stage = guard.state / "clips"
-    write_dataset(out, formats, kept, [], lambda clip, suffix: clip.record.staged(stage, suffix), opts.sample_rate,
+    write_dataset(out, formats, train, val, lambda clip, suffix: clip.record.staged(stage, suffix), opts.sample_rate,
                   opts.espeak)  # fmt: skip
     entries += failed
     stats = _stats(files, entries, kept)
@@ -336,8 +338,10 @@ def _finish(
     """Each clip's report entry and the clips kept, with their texts: the book's span (and its CER against
     what was recognized), or the recognized text."""
     heard = [r for r in records if r.words]
-    spans = align(reference, [list(r.words) for r in heard], opts.language) if reference is not None else []
-    span_of = dict(zip((r.id for r in heard), spans, strict=True))
+    span_of = {}
+    if reference is not None:
+        spans = align(reference, [list(r.words) for r in heard], opts.language)
+        span_of = dict(zip((r.id for r in heard), spans, strict=True))
     entries, kept = [], []
     for record in records:
         entry: dict[str, Any] = {"id": record.id, "source": record.source, "start": record.start, "end": record.end,

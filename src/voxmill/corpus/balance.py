@@ -1,11 +1,21 @@
-"""Deterministic dataset shaping: a per-speaker cap and a speaker-aware validation split."""
+"""Deterministic dataset shaping: a per-speaker cap and a speaker-aware validation split (prepare and
+segment shape their clips alike)."""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
+from typing import Protocol, TypeVar
 
-from voxmill.prepare.steps import Clip
+
+class _Clip(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def speaker(self) -> str | None: ...
+
+
+Clip = TypeVar("Clip", bound=_Clip)
 
 __all__ = ["cap_per_speaker", "split_validation"]
 
