@@ -110,6 +110,9 @@ class AsrOptions:
     fallback: bool = True
     """With temperature 0: raise the temperature where a window's decode fails (sampling: results vary
     from run to run). False keeps every window greedy/beam, so the same audio always gives the same text."""
+    timestamps: bool = True
+    """Segment timestamps (Whisper's timestamp tokens); False decodes text only (faster, one segment per
+    30-s window), for callers that only want the words of a short clip."""
     vad: bool = False
     """Skip the silences Silero VAD finds before decoding (long recordings with long pauses)."""
 
@@ -172,6 +175,7 @@ def transcribe(
         initial_prompt=opts.prompt or None,
         temperature=temperature,
         word_timestamps=opts.words,
+        without_timestamps=not opts.timestamps,
         beam_size=opts.beam_size,
         vad_filter=opts.vad,
     )

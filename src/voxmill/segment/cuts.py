@@ -9,10 +9,8 @@ of ``break_pause`` or more always ends a clip (no clip holds a chapter break). E
 
 A piece of speech that no pause splits below the longest clip is never cut: it is reported too long.
 
-Whisper decodes 30-s windows whatever the audio's length, so a 5-s clip costs the encoder as much as
-30 s of speech; consecutive clips are therefore transcribed together, in windows of up to
-``WINDOW_SECONDS`` of the recording (which also gives each clip its neighbours' context), and each
-recognized word goes back to the clip it was said in.
+Consecutive clips travel together, in windows of up to ``WINDOW_SECONDS`` of the recording: one engine
+item and one journal record per window, not per clip (a few large items, each worth decoding a stretch).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WINDOW_SECONDS", "Piece", "Window", "assign_words", "plan_pieces", "plan_windows"]
+__all__ = ["WINDOW_SECONDS", "Piece", "Window", "plan_pieces", "plan_windows"]
 
 WINDOW_SECONDS = 28.0  # under Whisper's 30-s window, with room for its timestamp rounding
 
@@ -136,21 +134,3 @@ def plan_windows(pieces: Sequence[Piece], window_seconds: float = WINDOW_SECONDS
     if group:
         windows.append(Window(len(windows), group[0].start, group[-1].end, tuple(group)))
     return windows
-
-
-def assign_words(words: Sequence[tuple[float, float]], pieces: Sequence[Piece], reach: float = 0.5) -> list[int | None]:
-    """For each word (start, end in seconds of the recording), the position in ``pieces`` of the piece
-    it was said in: the one its middle lies in, else the nearest within ``reach`` seconds (Whisper's
-    word times are approximate), else None (a word heard in a pause: noise, breath)."""
-    out: list[int | None] = []
-    for start, end in words:
-        middle = (start + end) / 2
-        best, distance = None, reach
-        for position, piece in enumerate(pieces):
-            gap = max(piece.start - middle, middle - piece.end, 0.0)
-            if gap < distance:
-                best, distance = position, gap
-            if gap == 0.0:
-                break
-        out.append(best)
-    return out
