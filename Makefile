@@ -25,8 +25,10 @@ browser:
 # The main job on data made here: a 12-clip, two-speaker corpus of real speech (bundled Piper voice)
 # prepared into a Piper training folder, HF parquet and NeMo manifests; then a look at the result.
 # Then a 2-minute recording of the same voice through the pitch voice changer (+4 semitones),
-# and a paragraph read aloud (with subtitles). Last, the server: one speech and one transcription request
-# to `voxmill serve` with curl, the models it holds (/api/ps), then it stops.
+# and a paragraph read aloud (with subtitles). Then a short audiobook (scripts/audiobook.md read by the same
+# voice, with chapter and paragraph pauses) cut into clips aligned to its text, and checked: READY.
+# Last, the server: one speech and one transcription request to `voxmill serve` with curl, the models it
+# holds (/api/ps), then it stops.
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/python scripts/make_demo_corpus.py $(DEMO_DIR)/corpus 12
@@ -38,6 +40,10 @@ demo: $(STAMP)
 	$(BIN)/voxmill info $(DEMO_DIR)/recording.flac $(DEMO_DIR)/recording-pitch+4.mp3
 	$(BIN)/voxmill synth -i scripts/paragraph.txt -o $(DEMO_DIR)/paragraph.mp3 --srt
 	$(BIN)/voxmill info $(DEMO_DIR)/paragraph.mp3
+	$(BIN)/python scripts/make_audiobook.py scripts/audiobook.md $(DEMO_DIR)/audiobook.wav $(DEMO_DIR)/audiobook-truth.json
+	$(BIN)/voxmill segment $(DEMO_DIR)/audiobook.wav --text scripts/audiobook.md -o $(DEMO_DIR)/segmented
+	head -n 3 $(DEMO_DIR)/segmented/metadata.csv
+	$(BIN)/voxmill check $(DEMO_DIR)/segmented
 	scripts/demo_serve.sh $(BIN) $(DEMO_DIR)
 
 lint: $(STAMP)

@@ -214,3 +214,20 @@ def test_read_reference(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"missing\.txt") as info:
         read_reference(tmp_path / "missing.txt")
     assert info.value.code == Reason.MISSING
+
+
+def test_boundaries_between_clips_follow_the_whole_texts() -> None:
+    # A misheard clip end ("the mill like a leaf" as "the Malaykali") must not pass "like a leaf." to the
+    # next clip through the "a" of its misheard start ("and a close" for "Anna closed").
+    ref = "By evening the rain fell. A gate spun past the mill like a leaf. Anna closed the sluice as it would go."
+    heard = ["By evening the rain fell. A gate spun past the Malaykali.", "and a close the sluice as it would go."]
+    first, second = align(ref, [text.split() for text in heard])
+    assert first is not None and first.text.endswith("the mill like a leaf.")
+    assert second is not None and second.text == "Anna closed the sluice as it would go."
+
+
+def test_a_skipped_heading_joins_neither_neighbour() -> None:
+    ref = "She knew it well. Chapter Two: The Storm. The storm came in the autumn."
+    first, second = align(ref, [["She", "knew", "it", "well."], ["The", "storm", "came", "in", "the", "autumn."]])
+    assert first is not None and first.text == "She knew it well."
+    assert second is not None and second.text == "The storm came in the autumn."

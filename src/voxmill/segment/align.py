@@ -359,6 +359,41 @@ def _widen(text: str, starts: list[int], ends: list[int], first: int, last: int)
     return start, end
 
 
+_REACH = 6  # book words a boundary between two clips may move
+
+
+def _settle_boundaries(
+    ref: list[str], clips: Sequence[Sequence[str]], first: list[int], last: list[int], near: list[bool]
+) -> None:
+    """Move the book boundary between each two consecutive clips to where the two clips' texts differ
+    least from their spans (in place). The word DP pairs words one by one, so a short word misheard at
+    the end of one clip ("the mill like a leaf" heard as "the Malaykali") can pair with the same word at
+    the start of the next ("and a close" for "Anna closed") and carry the words between to the wrong
+    clip, and book words no clip said (a skipped heading) can join either neighbour; the clips' whole
+    texts decide it right. Only clips whose spans meet (within a few words) move."""
+    heard = [" ".join(" ".join(_words(w)[0]) for w in words) for words in clips]
+    for a in range(len(clips) - 1):
+        b = a + 1
+        if not (near[a] and near[b]) or not 0 <= first[b] - last[a] <= _REACH:
+            continue
+        lo, hi = max(first[a] + 1, last[a] - _REACH), min(last[b], first[b] + _REACH)
+        if lo > hi:
+            continue
+        # a reads book words first[a]..k-1, b reads k2..last[b], with k <= k2: the words between (a heading
+        # the reader skipped) belong to neither, at 3/4 of their length each: a word said but misheard
+        # costs less in a clip than left out, a word never said more.
+        ends = {k: Levenshtein.distance(heard[a], " ".join(ref[first[a] : k])) for k in range(lo, hi + 1)}
+        starts = {k: Levenshtein.distance(heard[b], " ".join(ref[k : last[b] + 1])) for k in range(lo, hi + 1)}
+        end, start = min(
+            ((k, k2) for k in ends for k2 in starts if k2 >= k),
+            key=lambda pair: (
+                ends[pair[0]] + starts[pair[1]] + 0.75 * sum(len(w) + 1 for w in ref[pair[0] : pair[1]]),
+                abs(pair[0] - 1 - last[a]) + abs(pair[1] - first[b]),
+            ),
+        )
+        last[a], first[b] = end - 1, start
+
+
 def align(reference: str, clips: Sequence[Sequence[str]], language: str | None = None) -> list[ClipText | None]:
     """The book text each clip reads, in clip order. ``clips``: each clip's recognized words in
     recording order (leading spaces and punctuation are fine). None for a clip none of whose words
@@ -381,6 +416,7 @@ def align(reference: str, clips: Sequence[Sequence[str]], language: str | None =
             first[clip] = i
         last[clip] = i
         near[clip] = near[clip] or distance <= _NEAR
+    _settle_boundaries(ref, clips, first, last, near)
     out: list[ClipText | None] = []
     for index, words in enumerate(clips):
         if not near[index]:  # only misheard-looking substitutions: not evidence the clip reads the book

@@ -290,7 +290,7 @@ def _items(
             probe(file.path)
             _plan(file, opts, plans, detector)
         except errors.AudioError as exc:
-            file.error, file.code = str(exc), str(getattr(exc, "reason", None) or Reason.DECODE)
+            file.error, file.code = str(exc), _code(exc)
             continue
         windows = plan_windows(file.pieces)
         made = [_item(file, window, clipping) for window in windows]
@@ -303,7 +303,13 @@ def _items(
                 live[item.journal_id] = shared
                 yield dataclasses.replace(item, audio=shared)
         except errors.AudioError as exc:  # the file broke off mid-way: the windows not cut are failed
-            file.error, file.code = str(exc), str(getattr(exc, "reason", None) or Reason.DECODE)
+            file.error, file.code = str(exc), _code(exc)
+
+
+def _code(exc: errors.AudioError) -> str:
+    """The reason code of a recording that could not be read (a Reason: decode, truncated, empty...)."""
+    code = getattr(exc, "code", None)
+    return str(code) if isinstance(code, Reason) else str(Reason.DECODE)
 
 
 def _item(file: _File, window: Window, clipping: str) -> WindowItem:
