@@ -8,7 +8,8 @@ Why each clip on its own, not the window once with word timestamps and each word
 measured on the audiobook of the tests, Whisper's word times (cross-attention DTW) stretch the last words
 before a pause over the pause ("on" 2.2-5.0 s, "the river" at 5.2 s, for words said by 2.8 s), so whole
 sentence ends went to no clip or to the next one. A clip decoded alone has exactly its own words; without
-timestamp tokens it costs about 20% more than the window (the encoder sees 30 s per clip either way).
+timestamp tokens, and with an encoder window sized to the clip (:func:`voxmill.models.asr.transcribe_clip`),
+it costs less than the window did.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from voxmill.audio import Audio, normalize, resample, save
 from voxmill.corpus import Row
 from voxmill.engine import Drop, SharedArray, Task, WorkerContext
 from voxmill.engine.filters import ClipFilters, DropCode
-from voxmill.models.asr import SAMPLE_RATE, AsrOptions, transcribe
+from voxmill.models.asr import SAMPLE_RATE, AsrOptions, transcribe_clip
 from voxmill.segment.cuts import Piece, Window
 from voxmill.text import clean_text
 
@@ -167,7 +168,7 @@ class SegmentTask(Task):
                 clip = samples[lo:hi]
                 said: tuple[str, ...] = ()
                 if clip.shape[0] >= sr // 100:  # under 10 ms there is nothing to hear (and nothing to decode)
-                    text = transcribe(model, resample(clip, sr, SAMPLE_RATE), self._asr_options).text
+                    text = transcribe_clip(model, resample(clip, sr, SAMPLE_RATE), self._asr_options)
                     said = tuple(text.split())
                 records.append(self._clip(item, piece, clip_id, said, clip))
         return WindowResult(tuple(records))
