@@ -117,6 +117,9 @@ def run(opts: SegmentOptions) -> SegmentResult:
     asr = registry.resolve(opts.asr)
     if asr.kind != "whisper":
         raise errors.ConfigError(f"--asr {opts.asr}: not a faster-whisper model (try whisper:tiny.en)")
+    if asr.language is not None and opts.language not in (None, asr.language):
+        # Known from the model's name (tiny.en): a usage error now, not every window failing later.
+        raise errors.ConfigError(f"--language {opts.language}: {asr.name} only knows {asr.language!r}")
     inputs = [Path(p) for p in opts.inputs] + ([Path(opts.text)] if opts.text is not None else [])
     manager = ModelManager(budget_bytes=opts.run.budget, registry=registry, device="cpu")
     try:
