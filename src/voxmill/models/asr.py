@@ -214,7 +214,7 @@ def transcribe_clip(model: Any, samples16k: np.ndarray, options: AsrOptions | No
     2 s of padding (the zero frames faster-whisper pads with), at least 15 s in all: 2.25x faster over
     the clips of the segment tests' audiobook, the same words on every clip. A text that repeats itself
     all the same (zlib compression ratio above 2.4, faster-whisper's test) is decoded again in the full
-    window, as are clips over 30 s.
+    window, and a clip too long for its margin in one window (over 28 s) takes faster-whisper's own path.
     """
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
@@ -224,9 +224,11 @@ def transcribe_clip(model: Any, samples16k: np.ndarray, options: AsrOptions | No
     samples = np.asarray(samples16k, dtype=np.float32)
     _check_language(model, opts.language)
     multilingual = bool(model.model.is_multilingual)
-    if samples.ndim != 1 or samples.shape[0] > 30 * SAMPLE_RATE or (multilingual and opts.language is None):
-        # Too long for one window, or a language to detect first: faster-whisper's own path does both.
-        return transcribe(model, samples, dataclasses.replace(opts, fallback=False, timestamps=False)).text
+    frames = samples.shape[0] // 160 + CLIP_MARGIN_FRAMES if samples.ndim == 1 else FRAMES_PER_WINDOW + 1
+    if frames > FRAMES_PER_WINDOW or (multilingual and opts.language is None):
+        # No room for the margin in one window (a 29-s clip decoded without timestamps came back as "The"),
+        # or a language to detect first: faster-whisper's own path, with timestamps, does both.
+        return transcribe(model, samples, dataclasses.replace(opts, fallback=False, timestamps=True)).text
     if samples.size == 0:
         raise errors.AudioDecodeError("audio", "no audio frames", errors.Reason.EMPTY)
     features = model.feature_extractor(samples)[:, :FRAMES_PER_WINDOW]

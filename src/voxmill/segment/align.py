@@ -21,7 +21,9 @@ Time and memory are linear in the words apart from those bounded DPs: no N x M t
 from __future__ import annotations
 
 import bisect
+import os
 import re
+import stat
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -153,8 +155,12 @@ def read_reference(path: Path) -> str:
     from voxmill.text.split import parse_document
 
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_REFERENCE_BYTES + 1)  # bounded: a device never ends
+        # O_NONBLOCK: opening a FIFO nobody writes would wait forever; only a regular file is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise DatasetError(f"{path}: not a regular file")
+            data = stream.read(MAX_REFERENCE_BYTES + 1)  # bounded, even if it grows meanwhile
     except OSError as exc:
         error = DatasetError(f"{path}: cannot read: {exc.strerror or exc}")
         if isinstance(exc, FileNotFoundError):

@@ -113,8 +113,17 @@ def run(opts: SegmentOptions) -> SegmentResult:
         if not Path(path).is_file():
             raise errors.DatasetError(f"{path}: no such recording")
     reference = read_reference(opts.text) if opts.text is not None else None
+    seen: dict[tuple[int, int], Path] = {}
+    for path in (Path(p) for p in opts.inputs):
+        st = os.stat(path)
+        first = seen.setdefault((st.st_dev, st.st_ino), path)
+        if first is not path:  # the same recording twice (or through a link) would be two copies of every clip
+            raise errors.ConfigError(f"{path}: the same recording as {first}; give each recording once")
     registry = Registry()
-    asr = registry.resolve(opts.asr)
+    try:
+        asr = registry.resolve(opts.asr)
+    except errors.ModelNotFound as exc:
+        raise errors.ConfigError(f"--asr {opts.asr}: {exc}") from None
     if asr.kind != "whisper":
         raise errors.ConfigError(f"--asr {opts.asr}: not a faster-whisper model (try whisper:tiny.en)")
     if asr.language is not None and opts.language not in (None, asr.language):
@@ -146,11 +155,17 @@ def _digest(*parts: Any) -> str:
 def _files(opts: SegmentOptions, cutting: str) -> list[_File]:
     """One record per recording; clip ids start with the file's stem, made unique (``book``, ``book-2``)
     also where a case-folding file system would merge two stems."""
-    files, taken = [], Counter[str]()
-    for path in (Path(p) for p in opts.inputs):
+    paths = [Path(p) for p in opts.inputs]
+    stems = {collision_key(p.stem or "clip") for p in paths}  # each input keeps its own stem where it can
+    files: list[_File] = []
+    taken: set[str] = set()
+    for path in paths:
         stem = path.stem or "clip"
-        taken[collision_key(stem)] += 1
-        prefix = stem if taken[collision_key(stem)] == 1 else f"{stem}-{taken[collision_key(stem)]}"
+        prefix, n = stem, 1
+        while collision_key(prefix) in taken or (n > 1 and collision_key(prefix) in stems):
+            n += 1  # the next free "-N", never another input's own stem
+            prefix = f"{stem}-{n}"
+        taken.add(collision_key(prefix))
         files.append(_File(path, prefix, _digest(cutting, _identity(path))))
     return files
 
