@@ -49,7 +49,7 @@ from voxmill.models import ModelManager, ModelSpec, Registry
 from voxmill.segment.align import align, read_reference
 from voxmill.segment.cuts import Piece, Window, plan_pieces, plan_windows
 from voxmill.segment.options import SegmentOptions
-from voxmill.segment.task import ClipRecord, SegmentTask, WindowItem, WindowResult
+from voxmill.segment.task import RECORD_VERSION, ClipRecord, SegmentTask, WindowItem, WindowResult
 from voxmill.text import clean_text
 
 __all__ = ["SegmentClip", "SegmentResult", "run"]
@@ -109,16 +109,8 @@ def run(opts: SegmentOptions) -> SegmentResult:
     """Segment ``opts.inputs`` into ``opts.out``; see the module docstring. Bad options raise ConfigError,
     a missing recording or unreadable book DatasetError, before the output folder is touched."""
     opts.validate()
-    for path in opts.inputs:
-        if not Path(path).is_file():
-            raise errors.DatasetError(f"{path}: no such recording")
+    _check_recordings([Path(p) for p in opts.inputs])
     reference = read_reference(opts.text) if opts.text is not None else None
-    seen: dict[tuple[int, int], Path] = {}
-    for path in (Path(p) for p in opts.inputs):
-        st = os.stat(path)
-        first = seen.setdefault((st.st_dev, st.st_ino), path)
-        if first is not path:  # the same recording twice (or through a link) would be two copies of every clip
-            raise errors.ConfigError(f"{path}: the same recording as {first}; give each recording once")
     registry = Registry()
     try:
         asr = registry.resolve(opts.asr)
@@ -139,6 +131,19 @@ def run(opts: SegmentOptions) -> SegmentResult:
             return _segment(opts, guard, asr, detector, reference)
     finally:
         manager.close()
+
+
+def _check_recordings(paths: list[Path]) -> None:
+    """DatasetError for a recording that is not there, ConfigError for one given twice (or through a
+    link): it would be two copies of every clip, the validation split holding training clips."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        if not path.is_file():
+            raise errors.DatasetError(f"{path}: no such recording")
+        st = os.stat(path)
+        first = seen.setdefault((st.st_dev, st.st_ino), path)
+        if first is not path:
+            raise errors.ConfigError(f"{path}: the same recording as {first}; give each recording once")
 
 
 def _identity(path: Path) -> str:
@@ -190,9 +195,10 @@ def _segment(
         write_wav=bool({"piper", "nemo"} & formats),
         write_flac="hf" in formats,
     )
-    clipping = _digest(cutting, asr.name, str(asr.path), dataclasses.asdict(filters), opts.sample_rate,
-                       opts.language, opts.beam_size, opts.loudness, opts.peak_ceiling, task.write_wav,
-                       task.write_flac)  # fmt: skip
+    # Everything that shapes a window's clips: part of its journal id, so other options re-run it.
+    clipping = _digest(cutting, RECORD_VERSION, asr.name, str(asr.path), dataclasses.asdict(filters),
+                       opts.sample_rate, opts.language, opts.beam_size, opts.loudness, opts.peak_ceiling,
+                       task.write_wav, task.write_flac)  # fmt: skip
     files = _files(opts, _digest(cutting))
     (guard.state / "plans").mkdir(parents=True, exist_ok=True)
     pool = Pool.from_options(opts.run, backend=opts.run.backend_or("process"), description="segmenting",

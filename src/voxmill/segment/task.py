@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClipRecord", "SegmentTask", "WindowItem", "WindowResult"]
 
-RECORD_VERSION = "segment-clip/1"  # bump when a record or the per-clip processing changes meaning
+RECORD_VERSION = "segment-clip/2"  # part of every window's journal id: bump when a clip's making changes
 _KEY = re.compile(r"[0-9a-f]{16}")
 _WORKER_DIR = re.compile(r"w[0-9]{1,5}")
 _STATUSES = ("ok", "dropped")
