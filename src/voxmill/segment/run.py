@@ -220,10 +220,14 @@ def _segment(
                 code = result.code if isinstance(result, (Failed, Dropped)) else Reason.ERROR
                 for piece, clip_id in zip(item.window.pieces, item.ids, strict=True):
                     failed.append(_failed_entry(clip_id, item.source, piece, str(code), str(result)))
+    silent = []  # a recording with no speech at all still says so in the report
     for file in files:
         if file.error is not None:
             failed.append({"id": file.prefix, "source": file.source, "status": "failed", "code": file.code,
                            "reason": file.error})  # fmt: skip
+        elif not file.pieces:
+            silent.append({"id": file.prefix, "source": file.source, "status": "dropped",
+                           "code": DropCode.NO_SPEECH.value, "reason": "no speech found (VAD)"})  # fmt: skip
     entries, kept = _finish(records, reference, opts)
     train, val = split_validation(kept, opts.val_fraction, None, seed=0)
     files_out = dataset_files(opts.formats, kept, train, val)
@@ -231,7 +235,7 @@ def _segment(
     stage = guard.state / "clips"
     write_dataset(out, formats, train, val, lambda clip, suffix: clip.record.staged(stage, suffix), opts.sample_rate,
                   opts.espeak)  # fmt: skip
-    entries += failed
+    entries += silent + failed
     stats = _stats(files, entries, kept)
     _write_report(out / "report.jsonl", entries)
     write_text_atomic(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
