@@ -224,6 +224,28 @@ def _parse_host(value: Any) -> str:
     return text
 
 
+def _parse_wyoming_uri(value: Any) -> str:
+    """``tcp://HOST:PORT`` or ``unix:///PATH`` (stdio is not served: the server has other clients)."""
+    from urllib.parse import urlparse
+
+    text = value.strip() if isinstance(value, str) else ""
+    hint = f"expected tcp://HOST:PORT (e.g. tcp://0.0.0.0:10200) or unix:///PATH, got {value!r}"
+    if not text or len(text) > 1000 or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(hint)
+    parsed = urlparse(text)
+    if parsed.scheme == "tcp":
+        try:
+            port = parsed.port
+        except ValueError:
+            raise ValueError(hint) from None
+        if not parsed.hostname or port is None or parsed.path not in ("", "/"):
+            raise ValueError(hint)
+        return text
+    if parsed.scheme == "unix" and parsed.path and not parsed.netloc:
+        return text
+    raise ValueError(hint)
+
+
 def _setting(default: Any, parse: Callable[[Any], Any], doc: str, env: bool = True) -> Any:
     meta = {"parse": parse, "doc": doc, "env": env}
     if callable(default):
@@ -258,6 +280,9 @@ class ServerSettings:
     ui: bool = _setting(True, _parse_bool, "serve the web UI at /ui")
     shutdown_timeout: float = _setting(
         30.0, _bounded_seconds(0.0, 3600.0), "seconds a stop waits for requests in flight, then ends them"
+    )
+    wyoming: str | None = _setting(
+        None, _optional(_parse_wyoming_uri), "also serve the Wyoming protocol at tcp://HOST:PORT or unix:///PATH"
     )
 
     @classmethod

@@ -25,7 +25,7 @@ from voxmill.server.problems import CutShort, install_handlers
 from voxmill.server.scheduler import Scheduler
 from voxmill.server.state import ServerState
 
-__all__ = ["build_manager", "create_app"]
+__all__ = ["build_manager", "build_state", "create_app", "serving"]
 
 log = logging.getLogger("voxmill.server")
 
@@ -52,33 +52,12 @@ def create_app(
             raise errors.ConfigError(f"--preload {profile}: unknown profile; known: {', '.join(manager.profiles)}")
     manager = manager or build_manager(settings)
     server = settings.server
-    plan = thread_plan(settings.workers, "auto", backend="thread")
-    scheduler = Scheduler(plan, server.max_queue)
-    monitor = MemoryMonitor(
-        interval=server.monitor_interval,
-        ram_alert=server.ram_alert,
-        gpu_alert=server.gpu_alert,
-        ram_cleanup=server.ram_cleanup,
-        gpu_cleanup=server.gpu_cleanup,
-        manager=manager,
-    )
-    state = ServerState(settings, manager, scheduler, monitor, read_token(server.admin_token_file), tuple(preload))
-    manager.on(
-        "alert",
-        lambda _event, info: state.alert(str(info.get("message", "")), source="monitor", kind=info.get("kind")),
-    )
+    state = build_state(settings, manager, preload)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        monitor.start()
-        threading.Thread(target=_preload, args=(state,), name="voxmill-preload", daemon=True).start()
-        try:
+        async with serving(state, close_manager):
             yield
-        finally:
-            scheduler.close()
-            monitor.stop()
-            if close_manager:
-                manager.close()
 
     app = FastAPI(title="voxmill", version=_version(), lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.voxmill = state
@@ -103,6 +82,58 @@ def create_app(
                                            "code": "ui_off", "param": None}}, 404)  # fmt: skip
 
     return app
+
+
+def build_state(settings: Settings, manager: ModelManager, preload: Sequence[str] = ()) -> ServerState:
+    """The state every front end shares: the manager, a scheduler (``max_queue`` per kind), the memory
+    monitor (not started yet), the admin token and the profiles to preload."""
+    server = settings.server
+    plan = thread_plan(settings.workers, "auto", backend="thread")
+    scheduler = Scheduler(plan, server.max_queue)
+    monitor = MemoryMonitor(
+        interval=server.monitor_interval,
+        ram_alert=server.ram_alert,
+        gpu_alert=server.gpu_alert,
+        ram_cleanup=server.ram_cleanup,
+        gpu_cleanup=server.gpu_cleanup,
+        manager=manager,
+    )
+    state = ServerState(settings, manager, scheduler, monitor, read_token(server.admin_token_file), tuple(preload))
+    manager.on(
+        "alert",
+        lambda _event, info: state.alert(str(info.get("message", "")), source="monitor", kind=info.get("kind")),
+    )
+    return state
+
+
+@contextlib.asynccontextmanager
+async def serving(state: ServerState, close_manager: bool = False) -> AsyncIterator[None]:
+    """Run what the server runs beside its front ends, for the ``async with`` body: the Wyoming listener
+    (when ``server.wyoming`` is set), the memory monitor and the preload thread; on exit the Wyoming
+    requests give back their leases and places, then the scheduler and monitor stop (and the manager
+    closes with ``close_manager``)."""
+    server, scheduler, monitor = state.server, state.scheduler, state.monitor
+    wyoming = None
+    if server.wyoming:
+        from voxmill.server.wyoming import start_wyoming
+
+        try:  # before the preload thread: one registry scan at a time; describe is ready when clients come
+            wyoming = await start_wyoming(state, server.wyoming)
+        except BaseException:
+            scheduler.close()
+            raise
+        state.wyoming_address = wyoming.address
+    monitor.start()
+    threading.Thread(target=_preload, args=(state,), name="voxmill-preload", daemon=True).start()
+    try:
+        yield
+    finally:
+        if wyoming is not None:  # its requests give back their leases and places before the workers stop
+            await wyoming.stop(server.shutdown_timeout)
+        scheduler.close()
+        monitor.stop()
+        if close_manager:
+            state.manager.close()
 
 
 def _preload(state: ServerState) -> None:

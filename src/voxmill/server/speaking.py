@@ -79,10 +79,12 @@ def plan_speech(
     noise_w: float | None = None,
     sentence_silence: float | None = None,
     speaker: int | str | None = None,
+    first_cut: bool = True,
 ) -> SpeechPlan:
     """``text`` in pieces as synth splits it; ConfigError (400) for nothing to say, a text the voice
     cannot read, or a speaker the voice does not have. ``speed`` divides the voice's length scale and
-    every pause; ``sentence_silence`` is at speed 1."""
+    every pause; ``sentence_silence`` is at speed 1. ``first_cut``: cut the first piece short (not for
+    the later parts of a streamed text, whose audio is not the first a listener waits for)."""
     from piper import SynthesisConfig
 
     config = voice_config(spec)
@@ -103,7 +105,7 @@ def plan_speech(
             "lower sentence_silence or raise speed"
         )
     first, pause = pieces[0]
-    cut = split_long(first, FIRST_PIECE_CHARS)
+    cut = split_long(first, FIRST_PIECE_CHARS) if first_cut else [first]
     if len(cut) > 1:
         clause = opts.sentence_silence / 2 / speed
         rest = split_long(" ".join(cut[1:]), SECOND_PIECE_CHARS)
@@ -121,8 +123,11 @@ def plan_speech(
 class Pieces:
     """A request's pieces on the scheduler, in order, ``lookahead`` at a time."""
 
-    def __init__(self, scheduler: Scheduler, arrival: int, plan: SpeechPlan, voice: Any, lookahead: int) -> None:
+    def __init__(
+        self, scheduler: Scheduler, arrival: int, plan: SpeechPlan, voice: Any, lookahead: int, first_step: int = 0
+    ) -> None:
         self._submit = partial(scheduler.submit, arrival=arrival)
+        self._first_step = first_step  # a later part of a streamed text: its first piece jumps no queue
         self._plan = plan
         self._voice = voice
         self._lookahead = lookahead
@@ -136,7 +141,7 @@ class Pieces:
     def _fill(self) -> None:
         while len(self._queued) < self._lookahead and self._next < len(self._plan.pieces):
             job: Callable[[], np.ndarray] = partial(self._plan.render, self._voice, self._next)
-            self._queued.append(self._submit(job, step=self._next))
+            self._queued.append(self._submit(job, step=self._first_step + self._next))
             self._next += 1
 
     def pop(self) -> concurrent.futures.Future[np.ndarray] | None:
@@ -165,25 +170,45 @@ class Speaking:
         self._stack = contextlib.AsyncExitStack()
         self._pieces: Pieces | None = None
         self._closed = False
+        self._following: deque[SpeechPlan] = deque()
+        self._arrival = 0
+        self._voice: Any = None
+        self._steps = 0
 
     async def open(self, keep_alive: float | None) -> None:
         """Admit, lease the voice, start the first pieces. ApiError 503 (+ Retry-After) when the queue
         is full; the manager's errors (a voice over the budget, unloadable) as they are."""
         scheduler = self.state.scheduler
         try:
-            arrival = self._stack.enter_context(scheduler.admit(KIND))
+            arrival = self._arrival = self._stack.enter_context(scheduler.admit(KIND))
         except Busy as exc:
             raise ApiError(503, str(exc), "server_busy", headers={"Retry-After": "1"}) from None
         try:
             voice = await self._stack.enter_async_context(self.state.leased(self.plan.spec, keep_alive))
+            self._voice = voice
             self._pieces = Pieces(scheduler, arrival, self.plan, voice, scheduler.plan.workers + 1)
+            self._steps = len(self.plan.pieces)
         except BaseException:
             await self.close()
             raise
 
+    def then(self, plan: SpeechPlan) -> None:
+        """Speak ``plan`` (the same voice and settings) after the pieces given so far, under the same
+        admission and lease: the next part of a text that arrives in parts (Wyoming's streamed text)."""
+        if plan.spec != self.plan.spec:
+            raise ValueError(f"a stream speaks one voice: {self.plan.spec.name}, not {plan.spec.name}")
+        self._following.append(plan)
+
     async def next(self) -> np.ndarray | None:
-        """The next piece's audio, once spoken (None after the last)."""
+        """The next piece's audio, once spoken (None after the last given so far)."""
         future = self._pieces.pop() if self._pieces is not None else None
+        if future is None and self._following and self._pieces is not None and not self._closed:
+            plan = self._following.popleft()
+            scheduler = self.state.scheduler
+            self._pieces = Pieces(scheduler, self._arrival, plan, self._voice, scheduler.plan.workers + 1,
+                                  first_step=self._steps)  # fmt: skip
+            self._steps += len(plan.pieces)
+            future = self._pieces.pop()
         if future is None:
             return None
         audio = await asyncio.wrap_future(future)

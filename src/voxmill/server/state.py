@@ -72,6 +72,8 @@ class ServerState:
     started: float = field(default_factory=time.time)
     metrics: Any = None
     """The app's :class:`~voxmill.server.metrics.Metrics` (set by ``install_metrics``)."""
+    wyoming_address: str | None = None
+    """Where the Wyoming listener listens (``tcp://127.0.0.1:PORT``), once started; None: not serving it."""
 
     @property
     def server(self) -> ServerSettings:
