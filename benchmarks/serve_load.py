@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 import soundfile as sf
 
-from process_tree import MeasuredServer
+from process_tree import tree_rss
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "data" / "mill.md"
@@ -59,19 +61,43 @@ def thousand_chars(paras: list[str]) -> str:
     return text
 
 
-class Server(MeasuredServer):
-    """An HTTP server at ``url``, ready once ``ready()`` says so (a refused connection while it starts: not yet)."""
+class Server:
+    """One server process, its peak RSS sampled from start to stop."""
 
     def __init__(self, name: str, command: list[str], url: str, ready: Callable[[], bool], env: dict[str, str]):
-        self.url = url
-
-        def answered() -> bool:
+        self.name, self.url = name, url
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; read on failure
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
+        self.root = psutil.Process(self.proc.pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                raise RuntimeError(f"{name} did not start:\n{self.log.read().decode(errors='replace')[-3000:]}")
             try:
-                return ready()
+                if ready():
+                    break
             except httpx.HTTPError:
-                return False
+                pass
+            time.sleep(0.2)
 
-        super().__init__(name, command, answered, env)
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.root))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sampler.join()
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def piper_server(model: Path) -> tuple[Server, Callable[[httpx.Client, str], httpx.Response]]:

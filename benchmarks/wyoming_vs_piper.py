@@ -30,15 +30,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
 
+import psutil
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from process_tree import MeasuredServer
+from process_tree import tree_rss
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "data" / "mill.md"
@@ -75,12 +77,24 @@ def peer_packages(work: Path, wheels: Path | None) -> Path:
     return target
 
 
-class Server(MeasuredServer):
-    """A Wyoming server on ``port`` of loopback, ready once it answers ``describe``."""
+class Server:
+    """One server process, its peak RSS sampled from start to stop."""
 
     def __init__(self, name: str, command: list[str], port: int, env: dict[str, str]):
-        self.port = port
-        super().__init__(name, command, lambda: asyncio.run(self._ready()), env)
+        self.name, self.port = name, port
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; read on failure
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
+        self.root = psutil.Process(self.proc.pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        deadline = time.monotonic() + 120
+        while not asyncio.run(self._ready()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                raise RuntimeError(f"{name} did not start:\n{self.log.read().decode(errors='replace')[-3000:]}")
+            time.sleep(0.2)
 
     async def _ready(self) -> bool:
         try:
@@ -90,6 +104,20 @@ class Server(MeasuredServer):
                 return event is not None and event.type == "info"
         except (OSError, asyncio.TimeoutError):
             return False
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.root))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sampler.join()
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def piper_server(peer: Path, download: Path) -> Server:

@@ -212,9 +212,7 @@ def _segment(
         for outcome in pool.imap(task, items, journal=journal, key=lambda item: item.journal_id,
                                  timeout=opts.run.timeout):  # fmt: skip
             item: WindowItem = outcome.item
-            shared = live.pop(item.journal_id, None)  # None: a window the journal answered (nothing was cut)
-            if shared is not None:
-                shared.release()
+            live.pop(item.journal_id, _NO_AUDIO).release()
             result = outcome.result
             if isinstance(result, Ok):
                 records.extend(result.value.records)
@@ -245,6 +243,14 @@ def _segment(
     if not failed:
         guard.clear_state()  # every window went through: plans, journal and staged clips have served
     return SegmentResult(out, stats, pool.plan)
+
+
+class _NoAudio:
+    def release(self) -> None:
+        pass
+
+
+_NO_AUDIO: Any = _NoAudio()
 
 
 def _failed_entry(clip_id: str, source: str, piece: Piece, code: str, reason: str) -> dict[str, Any]:
