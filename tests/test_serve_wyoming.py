@@ -5,6 +5,7 @@ and hostile bytes that must not stop the server."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -311,3 +312,37 @@ def test_no_http_without_wyoming_is_a_usage_error(tmp_path: Any) -> None:
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode != 0
     assert "--no-http needs --wyoming" in done.stdout + done.stderr
+
+
+def test_client_audio_is_kept_at_16k_as_it_arrives() -> None:
+    from voxmill.server.wyoming_asr import AsrAudio
+
+    rate = 44100
+    sine = (np.sin(2 * np.pi * 440 * np.arange(rate) / rate) * 0.5 * 32767).astype("<i2").tobytes()
+    cuts = sorted(np.random.default_rng(0).choice(np.arange(1, rate), 36, replace=False))
+    bounds = [0, *(int(c) * 2 for c in cuts), len(sine)]  # 37 uneven chunks, whole frames each
+    audio = AsrAudio(rate)
+    for start, end in itertools.pairwise(bounds):
+        audio.add(AudioChunk(rate=rate, width=2, channels=1, audio=sine[start:end]))
+    samples = np.frombuffer(audio.finish(), "<i2").astype(np.float32) / 32768.0
+    assert abs(samples.size - 16000) <= 32
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert np.fft.rfftfreq(samples.size, 1 / 16000)[int(np.argmax(spectrum))] == pytest.approx(440, abs=2)
+
+
+def test_audio_over_300_seconds_is_refused(server: tuple[Any, str, int]) -> None:
+    _, host, port = server
+    rate = 8000
+    second = bytes(2 * rate)  # 1 s of 16-bit silence: the 301st chunk crosses the limit, none follows it
+
+    async def go() -> Event | None:
+        async with AsyncTcpClient(host, port) as client:
+            await client.write_event(Transcribe(language="en").event())
+            await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            for _ in range(301):
+                await client.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=second).event())
+            return await client.read_event()
+
+    event = run(go, 60)
+    assert event is not None and event.type == "error", event
+    assert event.data["code"] == "audio_too_long"

@@ -55,13 +55,35 @@ def test_windowed_voice_speaks_the_same_samples_as_one_pass(voices: tuple[object
     assert float(np.abs(got - expected).max()) < 1e-4
 
 
+@pytest.mark.parametrize("window", [5, 33, 128, 100_000])
+def test_two_stage_decoder_speaks_the_same_samples_at_any_window(voices: tuple[object, object], window: int) -> None:
+    # The decoder is cut after its first upsampling block (vits_stages.py): the low-rate part runs in
+    # blocks of 8 windows, the high-rate part in windows, each with its own context. Tiny windows cross
+    # many block and window boundaries in one sentence; 100,000 frames is one pass of each part.
+    plain, windowed = voices
+    session = windowed.session  # type: ignore[attr-defined]
+    assert session.stages is not None
+    assert session.stages.high_context < session.stages.low_context  # the reason for the cut
+    before = session.window
+    try:
+        session.window = window
+        got = _speak(windowed, LONG)
+    finally:
+        session.window = before
+    expected = _speak(plain, LONG)
+    assert got.shape == expected.shape
+    assert float(np.abs(got - expected).max()) < 1e-4
+
+
 def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("VOXMILL_CACHE", str(tmp_path))
     spec = registry.get("piper:en_US-joe-medium")
     folder = split_folder(spec.path)
     assert folder.is_relative_to(tmp_path)
     load_vits(spec.path, session_options(1), providers_for("cpu"))
-    assert sorted(p.name for p in folder.iterdir()) == ["decoder.onnx", "encoder.onnx", "split.json"]
+    # The decoder is cut in two stages (see vits_stages.py): its high-rate part is decoder_high.onnx.
+    parts = ["decoder.onnx", "decoder_high.onnx", "encoder.onnx", "split.json"]
+    assert sorted(p.name for p in folder.iterdir()) == parts
     stamp = (folder / "split.json").stat().st_mtime_ns
     load_vits(spec.path, session_options(1), providers_for("cpu"))
     assert (folder / "split.json").stat().st_mtime_ns == stamp

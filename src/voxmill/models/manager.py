@@ -238,6 +238,9 @@ class ModelManager:
                 raise
             raise errors.ModelLoadError(f"{spec.name}: cannot load {spec.path}: {exc}") from exc
         seconds = time.perf_counter() - start
+        # Loading frees the graph's protobuf copies, but glibc keeps the pages (~60 MB for a Piper voice):
+        # given back, the process's RSS and this model's measured size are what it really holds.
+        trim_heap()
         if entry.device.startswith("cuda"):
             measured = max(0, self._gpu_used(entry.device) - gpu_before)
         else:

@@ -12,10 +12,14 @@ Admission is per request, not per job: ``with scheduler.admit("piper"):`` holds 
 places of its kind while the request runs; when all are taken, :class:`Busy` (the server answers 503
 with Retry-After) instead of a backlog that grows without bound. onnxruntime and CTranslate2 release
 the GIL, so worker threads run models in parallel; each session runs with the plan's threads per worker.
+Routes await jobs with :func:`run_on`, which never lets a request give its lease back while a worker
+still runs with the leased model.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import heapq
 import itertools
 import threading
@@ -26,9 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import anyio
+
 from voxmill.engine.threads import ThreadPlan
 
-__all__ = ["Busy", "Scheduler"]
+__all__ = ["Busy", "Scheduler", "run_on"]
 
 T = TypeVar("T")
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for running jobs (one piece each) to finish
@@ -145,3 +151,18 @@ class Scheduler:
         deadline = time.monotonic() + CLOSE_TIMEOUT  # one wait for all: not 10 s per worker
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+async def run_on(scheduler: Scheduler, arrival: int, job: Callable[[], T], step: int = 1) -> T:
+    """``job()`` on one of ``scheduler``'s workers, awaited from the event loop (step 1 by default: not a
+    first piece, no queue jump). Cancelled, it drops the job if it has not started, else waits for it."""
+    future = scheduler.submit(job, arrival, step)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if not future.cancel():
+            # Already running (with the leased model): wait for it, so the lease is not released while
+            # a worker still uses the model. A job that has not started is dropped by cancel().
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(concurrent.futures.wait, [future])
+        raise

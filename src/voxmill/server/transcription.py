@@ -10,8 +10,6 @@ event loop. A client that disconnects stops its transcription at the next segmen
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import re
 import shutil
@@ -32,7 +30,7 @@ from voxmill.models.asr import AsrOptions, Segment, Transcript, load_audio, to_s
 from voxmill.models.registry import shown
 from voxmill.server.auth import require_api
 from voxmill.server.problems import ApiError
-from voxmill.server.scheduler import Busy
+from voxmill.server.scheduler import Busy, run_on
 from voxmill.server.state import ServerState, parse_keep_alive
 
 __all__ = ["FORMATS", "MAX_AUDIO_SECONDS", "router", "transcribe_file"]
@@ -96,14 +94,13 @@ async def create_transcription(
 
     async def work() -> Transcript:
         with state.scheduler.admit("whisper") as arrival:
-            samples = await _on_scheduler(state, arrival, lambda: _decode_upload(file.file, file.filename, name))
+            samples = await run_on(state.scheduler, arrival, lambda: _decode_upload(file.file, file.filename, name))
             async with state.leased(spec, keep) as asr:
 
                 def job() -> Transcript:
                     return transcribe(asr, samples, options, stop=left.is_set)
 
-                result: Transcript = await _on_scheduler(state, arrival, job)
-                return result
+                return await run_on(state.scheduler, arrival, job)
 
     try:
         transcript = await _unless_client_leaves(request, left, work)
@@ -149,19 +146,6 @@ def _language_problem(spec: ModelSpec, language: str | None) -> str | None:
     if language is not None and spec.language is not None and language != spec.language:
         return f"language {language!r}: {spec.name} only transcribes {spec.language!r}"
     return None
-
-
-async def _on_scheduler(state: ServerState, arrival: int, job: Any) -> Any:
-    future = state.scheduler.submit(job, arrival, step=1)  # step 1: not a first piece, no queue jump
-    try:
-        return await asyncio.wrap_future(future)
-    except asyncio.CancelledError:
-        if not future.cancel():
-            # Already running (with the leased model): wait for it, so the lease is not released while
-            # a worker still uses the model. A job that has not started is dropped by cancel().
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(concurrent.futures.wait, [future])
-        raise
 
 
 async def _unless_client_leaves(

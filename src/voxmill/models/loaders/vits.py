@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from voxmill.models.loaders.vits_cache import cache_root, discard, read_split, split_folder
+from voxmill.models.loaders.vits_cache import HIGH_PART, cache_root, discard, read_split, split_folder
+from voxmill.models.loaders.vits_stages import TwoStages, cut_decoder
 
 __all__ = ["VitsParts", "WindowedVits", "cache_root", "conv1d_as_conv2d", "load_vits", "split_folder", "split_vits"]
 
@@ -164,14 +165,30 @@ def split_vits(model: Any) -> VitsParts | None:
 class WindowedVits:
     """Quacks like the ``InferenceSession`` Piper calls: ``run(None, feeds) -> [audio]``."""
 
-    def __init__(self, encoder: Any, decoder: Any, latent: str, channels: int, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(
+        self, encoder: Any, decoder: Any, latent: str, channels: int, window: int = DEFAULT_WINDOW, high: Any = None
+    ) -> None:
+        """``high``: the decoder's high-rate part when the split cut it in two (``decoder`` is then its
+        low-rate part): see :mod:`.vits_stages`."""
         self.encoder = encoder
         self.decoder = decoder
         self.latent = latent
         self.channels = channels
-        self.window = window
         self.boundary = [o.name for o in encoder.get_outputs()]
-        self.hop, self.context = self._probe()
+        self.stages = TwoStages(decoder, high, latent, channels, window) if high is not None else None
+        self.window = window
+        self.hop, self.context = (self.stages.hop, self.stages.context) if self.stages else self._probe()
+        self._outputs = (high or decoder).get_outputs()
+
+    @property
+    def window(self) -> int:
+        return self._window
+
+    @window.setter
+    def window(self, frames: int) -> None:
+        self._window = frames
+        if self.stages is not None:
+            self.stages.window = frames
 
     def _decode(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.decoder.run(None, feeds)[0]).reshape(-1)
@@ -196,7 +213,7 @@ class WindowedVits:
         return self.encoder.get_inputs()
 
     def get_outputs(self) -> Any:
-        return self.decoder.get_outputs()
+        return self._outputs
 
     def get_providers(self) -> Any:
         return self.encoder.get_providers()
@@ -204,6 +221,8 @@ class WindowedVits:
     def run(self, output_names: Any, feeds: dict[str, Any], run_options: Any = None) -> list[np.ndarray]:
         found = dict(zip(self.boundary, self.encoder.run(None, feeds, run_options), strict=True))
         latent = found.pop(self.latent)
+        if self.stages is not None:
+            return [self.stages.decode(found, latent).reshape(1, 1, -1)]
         frames = latent.shape[-1]
         parts = []
         for start in range(0, frames, self.window):
@@ -261,8 +280,13 @@ def _split_into(model: Any, path: Path, folder: Path) -> dict[str, Any]:
         return {"vits": False}
     del model  # ~60 MB of protobuf: the parts are copies
     onnx.save(conv1d_as_conv2d(parts.encoder), str(folder / "encoder.onnx"))
-    onnx.save(conv1d_as_conv2d(parts.decoder), str(folder / "decoder.onnx"))
-    meta = {"vits": True, "latent": parts.latent, "channels": parts.channels}
+    decoder = conv1d_as_conv2d(parts.decoder)
+    meta: dict[str, Any] = {"vits": True, "latent": parts.latent, "channels": parts.channels}
+    stages = cut_decoder(decoder, DECODER_PREFIX)
+    if stages is not None:
+        decoder, high, meta["cut"] = stages
+        onnx.save(high, str(folder / HIGH_PART))
+    onnx.save(decoder, str(folder / "decoder.onnx"))
     _verify(path, folder, meta)
     return meta
 
@@ -291,12 +315,13 @@ def _verify(path: Path, folder: Path, meta: dict[str, Any]) -> None:
         feeds["sid"] = np.array([0], np.int64)
     expected = np.asarray(plain.run(None, feeds)[0]).reshape(-1)
     del plain
-    split = WindowedVits(
-        onnxruntime.InferenceSession(str(folder / "encoder.onnx"), session_options(1), providers=providers),
-        onnxruntime.InferenceSession(str(folder / "decoder.onnx"), session_options(1), providers=providers),
-        meta["latent"],
-        int(meta["channels"]),
-    )
+
+    def part(name: str) -> Any:
+        return onnxruntime.InferenceSession(str(folder / name), session_options(1), providers=providers)
+
+    # Short windows, so the check crosses several window (and low-rate block) boundaries.
+    high = part(HIGH_PART) if meta.get("cut") else None
+    split = WindowedVits(part("encoder.onnx"), part("decoder.onnx"), meta["latent"], int(meta["channels"]), 32, high)
     got = split.run(None, feeds)[0].reshape(-1)
     if got.shape != expected.shape:
         raise ValueError(f"the split speaks {got.size} samples where the voice speaks {expected.size}")
@@ -395,12 +420,18 @@ def _open_split(folder: Path, meta: dict[str, Any], options: Any, providers: lis
         encoder = onnxruntime.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
     finally:
         options.enable_mem_reuse = reuse
+    high = (
+        onnxruntime.InferenceSession(str(folder / HIGH_PART), options, providers=providers) if "cut" in meta else None
+    )
     produced = {o.name for o in encoder.get_outputs()}
     needed = {i.name for i in decoder.get_inputs()}
     # Parts that do not fit together (swapped, from another voice) would fail at every sentence.
     if latent not in needed or not needed <= produced or len(decoder.get_outputs()) != 1:
         raise ValueError("its encoder and decoder do not fit together")
-    return WindowedVits(encoder, decoder, latent, int(meta["channels"]), window)
+    cut = [meta.get("cut")]
+    if high is not None and not [i.name for i in high.get_inputs()] == [decoder.get_outputs()[0].name] == cut:
+        raise ValueError("its decoder's two parts do not fit together")
+    return WindowedVits(encoder, decoder, latent, int(meta["channels"]), window, high)
 
 
 if __name__ == "__main__":  # the child process load_vits starts: python -m ... MODEL FOLDER

@@ -1,6 +1,7 @@
 """Where a voice's split (:mod:`.vits`) is cached, and the one reader of that cache.
 
-The cache is a folder per model file (``split.json`` + ``encoder.onnx`` + ``decoder.onnx``) that only
+The cache is a folder per model file (``split.json`` + ``encoder.onnx`` + ``decoder.onnx``, and
+``decoder_high.onnx`` when the decoder is cut in two stages) that only
 :func:`~voxmill.models.loaders.vits.write_split` makes. Anything else found there (a ``split.json``
 that is not JSON or lacks a field, a FIFO or a symlink where a file should be, a truncated graph: a
 disk that filled up, a user or a tool that edited it) is not trusted: :func:`read_split` answers None
@@ -19,13 +20,15 @@ import stat
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
+__all__ = ["HIGH_PART", "REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
 
 # Bump when the rewrite changes, so caches made by an older voxmill are not used.
-REWRITE_VERSION = 3
+REWRITE_VERSION = 4
 # split.json is a few dozen bytes; a larger one is not ours.
 MAX_META_BYTES = 64 * 1024
 PARTS = ("encoder.onnx", "decoder.onnx")
+# The decoder's high-rate part, when the split cut the decoder in two (split.json then names the cut).
+HIGH_PART = "decoder_high.onnx"
 
 
 def cache_root() -> Path:
@@ -72,6 +75,9 @@ def read_split(folder: Path) -> dict[str, Any] | None:
     if not isinstance(latent, str) or not latent or isinstance(channels, bool) or not isinstance(channels, int):
         return None
     if channels < 1 or not all(_regular(folder / part) for part in PARTS):
+        return None
+    cut = meta.get("cut")
+    if cut is not None and (not isinstance(cut, str) or not cut or not _regular(folder / HIGH_PART)):
         return None
     return meta
 
