@@ -14,10 +14,12 @@ Why split a model that runs fine as one graph:
   blocked NCHWc kernels (AVX2/AVX-512). Each 1-D Conv/ConvTranspose becomes the identical 2-D one on
   a height-1 image: the whole voice 13.3x -> 15.9x realtime on one thread here from the decoder's,
   and the encoder's (text encoder, flows: 29% of the time) 5.45 -> 4.88 s on the test book.
+- **Two stages.** The decoder itself is cut after its first upsampling block (:mod:`.vits_stages`): the
+  windows' context is nearly all the low-rate stage's, the work nearly all the high-rate stages'.
 
 Anything that does not look like a VITS export (no ``/dec/`` nodes, several outputs) is loaded as one
-session; no library does this rewrite, hence by hand on the ``onnx`` protobuf. (About 400 lines:
-the graph rewrite, the split and its windowed runner are one technique; the cache is vits_cache.py.)
+session. The graph surgery is :mod:`.vits_graph`, the two-stage runner :mod:`.vits_stages`, the cache
+:mod:`.vits_cache`; this module splits, checks, loads and runs in windows.
 """
 
 from __future__ import annotations
@@ -29,137 +31,25 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from voxmill.models.loaders.vits_cache import HIGH_PART, cache_root, discard, read_split, split_folder
-from voxmill.models.loaders.vits_stages import TwoStages, cut_decoder
+from voxmill.models.loaders.vits_graph import DECODER_PREFIX, VitsParts, conv1d_as_conv2d, cut_decoder, split_vits
+from voxmill.models.loaders.vits_stages import TwoStages
 
 __all__ = ["VitsParts", "WindowedVits", "cache_root", "conv1d_as_conv2d", "load_vits", "split_folder", "split_vits"]
 
 log = logging.getLogger(__name__)
 
-DECODER_PREFIX = "/dec/"
 # Latent frames per decoder call: 128 frames are ~1.5 s of audio at Piper's hop of 256 samples.
 # Measured with two workers: 96 frames 28.3x realtime / 266 MiB, 128 28.6x / 300 MiB, 256 29.7x /
 # 374 MiB, whole sentences 30.1x / 561 MiB.
 DEFAULT_WINDOW = 128
 # Extra frames of context beyond the measured receptive field, against rounding in the probe.
 CONTEXT_MARGIN = 2
-
-
-def conv1d_as_conv2d(model: Any) -> Any:
-    """Rewrite every 1-D Conv/ConvTranspose of ``model`` (an onnx ModelProto, changed in place) as the
-    same 2-D one on a height-1 input, between an Unsqueeze and a Squeeze of axis 2."""
-    from onnx import AttributeProto, helper, numpy_helper
-
-    graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
-    axis = "voxmill_axis2"
-    graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), axis))
-    convs = ("Conv", "ConvTranspose")
-    # torch's exporter stores identical weights once and hands the copies out through Identity nodes
-    # (an untrained model's zero-initialised flow layers, say): follow them to the one initializer,
-    # reshape it once, and rewrite every convolution that uses it, unless something else uses it too.
-    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
-    elsewhere = {
-        alias.get(name, name)
-        for n in graph.node
-        if n.op_type != "Identity"
-        for k, name in enumerate(n.input)
-        if not (n.op_type in convs and k == 1)
-    }
-    nodes = []
-    reshaped: set[str] = set()
-    for node in graph.node:
-        weight = weights.get(alias.get(node.input[1], node.input[1])) if node.op_type in convs else None
-        if weight is None or weight.name in elsewhere or (len(weight.dims) != 3 and weight.name not in reshaped):
-            nodes.append(node)
-            continue
-        if weight.name not in reshaped:
-            array = numpy_helper.to_array(weight)
-            weight.CopyFrom(numpy_helper.from_array(array[:, :, None, :], weight.name))
-            reshaped.add(weight.name)
-        for attr in node.attribute:
-            if attr.type != AttributeProto.INTS:
-                continue
-            values = list(attr.ints)
-            if attr.name in ("kernel_shape", "dilations", "strides", "output_padding"):
-                values = [1, *values]
-            elif attr.name == "pads":  # [begin, end] -> [top, left, bottom, right]
-                values = [0, values[0], 0, values[1]]
-            else:
-                continue
-            del attr.ints[:]
-            attr.ints.extend(values)
-        source, target = node.input[0], node.output[0]
-        node.input[0], node.output[0] = f"{node.name}/in2d", f"{node.name}/out2d"
-        nodes.append(helper.make_node("Unsqueeze", [source, axis], [node.input[0]], name=f"{node.name}/unsqueeze"))
-        nodes.append(node)
-        nodes.append(helper.make_node("Squeeze", [node.output[0], axis], [target], name=f"{node.name}/squeeze"))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.value_info[:]  # shapes of rewritten tensors changed; onnxruntime infers them again
-    return model
-
-
-@dataclass(frozen=True)
-class VitsParts:
-    encoder: Any  # onnx ModelProto: the model's inputs -> the decoder's inputs
-    decoder: Any  # onnx ModelProto: latent (+ speaker embedding) -> audio
-    latent: str  # the decoder input with time on its last axis
-    channels: int  # latent channels
-
-
-def split_vits(model: Any) -> VitsParts | None:
-    """The encoder and decoder of a VITS export, or None if ``model`` is not one.
-
-    The decoder is every node under ``/dec/`` (and what follows it to the output); its inputs from the
-    rest of the graph are the latent (the input of its first convolution, time on the last axis) and,
-    for multi-speaker voices, the speaker embedding, which the encoder then also outputs.
-    """
-    from onnx.utils import Extractor
-
-    graph = model.graph
-    decoder = [n for n in graph.node if n.name.startswith(DECODER_PREFIX)]
-    if not decoder or len(graph.output) != 1:
-        return None
-    produced = {name for n in decoder for name in n.output}
-    constants = {init.name for init in graph.initializer}
-    constants |= {name for n in graph.node if n.op_type == "Constant" for name in n.output}
-    needed = [name for n in decoder for name in n.input if name and name not in produced | constants]
-    boundary = list(dict.fromkeys(needed))
-    first_conv = next((n for n in decoder if n.op_type == "Conv"), None)
-    if first_conv is None or first_conv.input[0] not in boundary:
-        return None
-    weights = {init.name: init for init in graph.initializer}
-    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
-    weight = weights.get(alias.get(first_conv.input[1], first_conv.input[1]))
-    if weight is None or len(weight.dims) != 3:
-        return None
-    typed = {v.name for v in (*graph.value_info, *graph.input, *graph.output)}
-    if any(name not in typed for name in boundary):
-        # The Extractor needs the boundary's types. torch's exporter of today writes no value_info, and
-        # onnx >= 1.19's Extractor no longer infers them itself: infer them here (piper's older exports
-        # carried them, which is why those split and a fresh piper-train export did not).
-        from onnx.shape_inference import infer_shapes
-
-        model = infer_shapes(model)
-        graph = model.graph
-        typed = {v.name for v in (*graph.value_info, *graph.input, *graph.output)}
-        untyped = [name for name in boundary if name not in typed]
-        if untyped:
-            raise ValueError(f"shape inference gives no type for the decoder's input {', '.join(untyped)}")
-    extractor = Extractor(model)
-    return VitsParts(
-        encoder=extractor.extract_model([i.name for i in graph.input], boundary),
-        decoder=extractor.extract_model(boundary, [graph.output[0].name]),
-        latent=first_conv.input[0],
-        channels=int(weight.dims[1]),
-    )
 
 
 class WindowedVits:

@@ -7,12 +7,13 @@ first, low-rate stage (``conv_pre`` and the first upsampling block, at 1x and 8x
 almost all of its work and memory is in the later, high-rate stages, whose own reach is about one frame.
 Cut after the first upsampling block, the high-rate part runs in the same 128-frame windows with ~2 frames
 of context instead of 13, and the cheap low-rate part runs in windows 8x as long (its tensors are 8x
-smaller per frame), so memory stays bounded as before. Measured on the bundled voice, one thread:
-windowed 17.9 s, two stages 16.5 s, one pass over whole sentences 15.7 s; the same samples (max
-difference 2.4e-7, float rounding).
+smaller per frame), so memory stays bounded as before. Measured on the bundled voice (the 57 sentences
+of tests/data/mill.md, one thread): 92.4 ms of CPU per second of speech with the decoder windowed in
+one part, 85.2 in two stages, 85.0 decoding whole sentences in one pass (unbounded memory); the same
+samples (max difference 2.4e-7, float rounding). The Wyoming server's peak RSS under load: unchanged.
 
-No library cuts an ONNX graph at a tensor and runs it piecewise with measured context, hence by hand;
-``onnx.utils.Extractor`` does the cutting.
+No library runs an ONNX graph piecewise with measured context, hence by hand; the cut itself is
+:func:`~voxmill.models.loaders.vits_graph.cut_decoder`.
 """
 
 from __future__ import annotations
@@ -22,53 +23,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TwoStages", "cut_decoder", "reach"]
+__all__ = ["TwoStages", "reach"]
 
 # The low-rate part's windows are this many times the high-rate part's (its tensors per frame are ~8x
 # smaller: 256 channels at 8x the frame rate against 64-128 channels at 64-256x).
 LOW_WINDOW_FACTOR = 8
 # Extra frames beyond each measured reach, against rounding in the probe.
 MARGIN = 2
-
-
-def cut_decoder(decoder: Any, prefix: str) -> tuple[Any, Any, str] | None:
-    """``decoder`` (an onnx ModelProto, 1-D convolutions already rewritten as 2-D) as (low, high, cut):
-    low = its inputs -> the tensor ``cut`` entering its second upsampling (ConvTranspose) block; high =
-    ``cut`` -> its output. None when there is no such single cut (another architecture, a high part
-    that also reads the speaker embedding, ...): the decoder then runs as one part."""
-    from onnx.shape_inference import infer_shapes
-    from onnx.utils import Extractor
-
-    graph = decoder.graph
-    producer = {out: node for node in graph.node for out in node.output}
-    ups = [n for n in graph.node if n.op_type == "ConvTranspose" and n.name.startswith(prefix)]
-    if len(ups) < 2 or len(graph.output) != 1:
-        return None
-    # Walk back from the second upsampling over what conv1d_as_conv2d put before it (Unsqueeze) and the
-    # activation before that (LeakyRelu): the cut is the block's input, the first stage's output.
-    cut = ups[1].input[0]
-    while cut in producer and producer[cut].op_type in ("Unsqueeze", "LeakyRelu"):
-        cut = producer[cut].input[0]
-    if cut not in producer:
-        return None
-    constants = {init.name for init in graph.initializer}
-    constants |= {name for n in graph.node if n.op_type == "Constant" for name in n.output}
-    # Everything the output depends on, stopping at the cut: it must need nothing else from outside.
-    needed, seen = [graph.output[0].name], set()
-    while needed:
-        name = needed.pop()
-        if name in seen or name == cut or name in constants:
-            continue
-        seen.add(name)
-        node = producer.get(name)
-        if node is None:  # a graph input (the latent, a speaker embedding) reached past the cut
-            return None
-        needed.extend(i for i in node.input if i)
-    typed = infer_shapes(decoder)  # the Extractor needs the cut's type; the rewrite dropped value_info
-    extractor = Extractor(typed)
-    low = extractor.extract_model([i.name for i in graph.input], [cut])
-    high = extractor.extract_model([cut], [graph.output[0].name])
-    return low, high, cut
 
 
 def reach(run: Any, channels: int, length: int) -> tuple[int, int]:
