@@ -198,6 +198,8 @@ class WyomingHandler(AsyncEventHandler):
         speaker = voice.get("speaker")
         if speaker is not None and (not isinstance(speaker, (str, int)) or isinstance(speaker, bool)):
             raise WyomingError(Code.UNKNOWN_SPEAKER, "voice.speaker: expected a name or an id")
+        if isinstance(speaker, str) and len(speaker) > 300:  # no voice has such a name; not echoed back whole
+            raise WyomingError(Code.UNKNOWN_SPEAKER, f"voice.speaker: {len(speaker)} characters; at most 300")
         try:
             if name:
                 spec, _ = choose_voice(self.state, name, None)

@@ -92,8 +92,9 @@ class AudioOut:
 
 class TextStream:
     """A text that arrives in parts (``synthesize-chunk``): each finished sentence is spoken while the
-    rest arrives, all under one admission and one lease; the audio is one ``audio-start`` .. ``audio-stop``,
-    then ``synthesize-stopped``."""
+    rest arrives; the audio is one ``audio-start`` .. ``audio-stop``, then ``synthesize-stopped``. The
+    admission place and the voice's lease are held while there is text to speak, and given back while
+    the stream waits for more: a stream left open and silent must not lock other clients out."""
 
     def __init__(self, handler: Connection, spec: ModelSpec, speaker: int | None) -> None:
         self._handler = handler
@@ -148,17 +149,20 @@ class TextStream:
             out: AudioOut | None = None
             while (part := await self._parts.get()) is not None:
                 text, last = part
-                plan = await plan_part(self._spec, text, self._speaker, speaking is None)
+                plan = await plan_part(self._spec, text, self._speaker, out is None)
                 if not last:  # a sentence that more text follows: its pause after it
                     plan.pieces[-1] = (plan.pieces[-1][0], pause)
                 if speaking is None:
                     speaking = Speaking(handler.state, plan)
                     await speaking.open(None)
-                    out = AudioOut(handler, plan.sample_rate)
+                    out = out or AudioOut(handler, plan.sample_rate)
                 else:
                     speaking.then(plan)
                 while (audio := await speaking.next()) is not None:
                     await out.send(audio)  # type: ignore[union-attr]
+                if self._parts.empty():  # all said until more text comes: the place and the voice go back
+                    await speaking.close()
+                    speaking = None
             if speaking is not None:
                 await speaking.close()
             if out is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from voxmill import errors
 from voxmill.models import ModelSpec, Registry, VoiceConfig
+from voxmill.models.registry import shown
 
 __all__ = ["fingerprint", "resolve_voice", "speaker_id", "voice_config"]
 
@@ -42,18 +43,19 @@ def speaker_id(spec: ModelSpec, speaker: int | str | None) -> int | None:
     if speaker is None:
         return None
     config = voice_config(spec)
-    text = str(speaker)
+    text = str(speaker) if not isinstance(speaker, int) else ""
     if isinstance(speaker, int) or (text.isascii() and text.isdigit()):  # "²" is a digit, not a number
         # An id the voice does not have would fail every piece at the end of the book: refuse it now.
+        # (A digit string is compared by length first: int() of 5,000 digits raises ValueError.)
         count = max(1, config.num_speakers)
-        if not 0 <= int(speaker) < count:
-            raise errors.ConfigError(f"--speaker {speaker}: {spec.name} has speaker ids 0..{count - 1}")
+        if len(text.lstrip("0")) > len(str(count)) or not 0 <= int(speaker) < count:
+            raise errors.ConfigError(f"--speaker {shown(str(speaker))}: {spec.name} has speaker ids 0..{count - 1}")
         return int(speaker)
     speakers = config.speaker_id_map
     if speaker in speakers:
         return int(speakers[str(speaker)])
-    known = ", ".join(sorted(speakers)) or "none (single-speaker voice)"
-    raise errors.ConfigError(f"--speaker {speaker!r}: not a speaker of {spec.name}; speakers: {known}")
+    known = shown(", ".join(sorted(speakers)), 2000) or "none (single-speaker voice)"
+    raise errors.ConfigError(f"--speaker {shown(repr(speaker))}: not a speaker of {spec.name}; speakers: {known}")
 
 
 def fingerprint(spec: ModelSpec) -> str:

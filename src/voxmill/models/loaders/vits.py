@@ -89,7 +89,10 @@ class WindowedVits:
         frames = 64
         feeds = {i.name: _zeros_like(i) for i in self.decoder.get_inputs() if i.name != self.latent}
         latent = np.random.default_rng(0).standard_normal((1, self.channels, frames)).astype(np.float32)
-        base = self._decode({**feeds, self.latent: latent})
+        out = np.asarray(self.decoder.run(None, {**feeds, self.latent: latent})[0])
+        if out.size != out.shape[-1]:  # several channels: a decoder's first stage alone, not audio
+            raise ValueError(f"the decoder gives {out.shape}, not one channel of audio")
+        base = out.reshape(-1)
         hop = base.size // frames
         latent[:, :, frames // 2] += 1.0
         changed = np.flatnonzero(self._decode({**feeds, self.latent: latent}) != base)

@@ -77,7 +77,9 @@ def read_split(folder: Path) -> dict[str, Any] | None:
     if channels < 1 or not all(_regular(folder / part) for part in PARTS):
         return None
     cut = meta.get("cut")
-    if cut is not None and (not isinstance(cut, str) or not cut or not _regular(folder / HIGH_PART)):
+    if cut is None:  # one decoder part: a high-rate part beside it means split.json lost its "cut"
+        return None if os.path.lexists(folder / HIGH_PART) else meta
+    if not isinstance(cut, str) or not cut or not _regular(folder / HIGH_PART):
         return None
     return meta
 
