@@ -137,12 +137,6 @@ WIRE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("raw", "code"), [w[1:] for w in WIRE], ids=[w[0] for w in WIRE])
-def test_malformed_wire_is_one_error_then_close(server: tuple[Any, str, int], raw: bytes, code: str) -> None:
-    _, host, port = server
-    closed_with(run(lambda: exchange(host, port, raw)), code)
-
-
 def test_a_64k_line_without_newline_is_refused_and_the_server_lives(server: tuple[Any, str, int]) -> None:
     state, host, port = server
     closed_with(run(lambda: exchange(host, port, b"{" + b" " * (64 * 1024 + 10))), "payload_too_large")
@@ -196,8 +190,8 @@ SYNTH = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "code"), [s[1:] for s in SYNTH], ids=[s[0] for s in SYNTH])
-def test_hostile_synthesize_is_refused_with_its_code(server: tuple[Any, str, int], raw: bytes, code: str) -> None:
+@pytest.mark.parametrize(("raw", "code"), [w[1:] for w in WIRE + SYNTH], ids=[w[0] for w in WIRE + SYNTH])
+def test_malformed_wire_or_request_is_one_error_then_close(server: tuple[Any, str, int], raw: bytes, code: str) -> None:
     _, host, port = server
     closed_with(run(lambda: exchange(host, port, raw)), code)
 
