@@ -262,8 +262,10 @@ def test_bad_wyoming_uri_is_a_config_error(uri: str) -> None:
         ServerSettings().updated({"wyoming": uri})
 
 
-def test_wyoming_only_cli_answers_and_stops_on_sigterm(tmp_path: Any) -> None:
-    """``voxmill serve --wyoming URI --no-http``: the Wyoming listener alone, no HTTP port; SIGTERM -> exit 0."""
+@pytest.mark.parametrize("by", ["flags", "settings"])
+def test_wyoming_only_cli_answers_and_stops_on_sigterm(tmp_path: Any, by: str) -> None:
+    """``voxmill serve --wyoming URI --no-http`` (or server.wyoming + server.http: false, here through the
+    environment): the Wyoming listener alone, no HTTP port; SIGTERM -> exit 0."""
     import os
     import signal
     import socket
@@ -275,6 +277,9 @@ def test_wyoming_only_cli_answers_and_stops_on_sigterm(tmp_path: Any) -> None:
         port = int(sock.getsockname()[1])
     env = {**os.environ, "VOXMILL_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "voxmill", "--quiet", "serve", "--wyoming", f"tcp://127.0.0.1:{port}", "--no-http"]
+    if by == "settings":
+        env.update(VOXMILL_SERVER_WYOMING=f"tcp://127.0.0.1:{port}", VOXMILL_SERVER_HTTP="false")
+        command = command[:5]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
 
@@ -311,7 +316,7 @@ def test_no_http_without_wyoming_is_a_usage_error(tmp_path: Any) -> None:
     done = subprocess.run([sys.executable, "-m", "voxmill", "serve", "--no-http"], env=env, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode != 0
-    assert "--no-http needs --wyoming" in done.stdout + done.stderr
+    assert "needs --wyoming URI" in done.stdout + done.stderr
 
 
 def test_client_audio_is_kept_at_16k_as_it_arrives() -> None:

@@ -284,6 +284,7 @@ class ServerSettings:
     wyoming: str | None = _setting(
         None, _optional(_parse_wyoming_uri), "also serve the Wyoming protocol at tcp://HOST:PORT or unix:///PATH"
     )
+    http: bool = _setting(True, _parse_bool, "serve HTTP (API, /metrics, web UI); false: the Wyoming protocol alone")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], origin: str = "server") -> ServerSettings:

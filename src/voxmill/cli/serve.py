@@ -39,9 +39,10 @@ WyomingFlag = Annotated[
                  help="Also serve the Wyoming protocol (Home Assistant) at tcp://HOST:PORT or unix:///PATH."),
 ]  # fmt: skip
 HttpFlag = Annotated[
-    bool,
+    bool | None,
     typer.Option("--http/--no-http",
-                 help="Serve HTTP (API, /metrics, web UI); --no-http with --wyoming: the Wyoming protocol alone."),
+                 help="Serve HTTP (API, /metrics, web UI; default: on, or server.http); --no-http with --wyoming: "
+                      "the Wyoming protocol alone."),
 ]  # fmt: skip
 UiFlag = Annotated[bool | None, typer.Option("--ui/--no-ui", help="Serve the web UI at /ui (default: on).")]
 
@@ -56,7 +57,7 @@ def serve(
     auth: AuthFlag = None,
     ui: UiFlag = None,
     wyoming: WyomingFlag = None,
-    http: HttpFlag = True,
+    http: HttpFlag = None,
 ) -> None:
     """Serve voice models: the OpenAI audio API, model administration, /metrics and a web UI at /ui.
 
@@ -66,7 +67,8 @@ def serve(
     """
     settings = state(ctx).settings
     server = settings.server.updated({"host": host, "port": port, "max_queue": max_queue, "auth": auth, "ui": ui,
-                                     "wyoming": wyoming})  # fmt: skip
+                                     "wyoming": wyoming, "http": http})  # fmt: skip
+    http = server.http
     try:
         chosen = settings.workers if workers is None else parse_whole_or_auto(workers)
     except ValueError as exc:
@@ -77,7 +79,9 @@ def serve(
             known = ", ".join(sorted(settings.profiles)) or "none configured (profiles: in voxmill.yaml)"
             raise errors.ConfigError(f"--preload {profile}: unknown profile; known: {known}")
     if not http and not server.wyoming:
-        raise errors.ConfigError("--no-http needs --wyoming URI (or server.wyoming): there would be nothing to serve")
+        raise errors.ConfigError(
+            "--no-http (server.http: false) needs --wyoming URI (or server.wyoming): there would be nothing to serve"
+        )
     try:
         import uvicorn
     except ImportError:
