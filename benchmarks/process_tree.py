@@ -15,14 +15,17 @@ import time
 import psutil
 
 
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def tree_rss(root: psutil.Process) -> int:
     """Bytes resident in ``root`` and all its descendants now."""
-    try:
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
     total = 0
-    for process in processes:
+    for process in _tree(root):
         with contextlib.suppress(psutil.Error):
             total += process.memory_info().rss
     return total
@@ -33,12 +36,8 @@ def tree_peak(root: psutil.Process) -> int:
     kernel's VmHWM). Exact for one process whatever the sampling interval (a 20-ms sampler can miss a
     peak and, on a busy 2-core machine, takes CPU from what it measures); for several, an upper bound of
     their peak together. A descendant that has exited is counted only if it was seen alive."""
-    try:
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
     total = 0
-    for process in processes:
+    for process in _tree(root):
         with contextlib.suppress(OSError, ValueError), open(f"/proc/{process.pid}/status") as status:
             total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
     return total
