@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -66,3 +68,25 @@ def served(
     finally:
         if own:
             manager.close()
+
+
+@contextmanager
+def wyoming_served(**server: Any) -> Iterator[tuple[Any, str, int]]:
+    """A fresh server with Wyoming on a free loopback port (beside HTTP): yields (state, host, port)."""
+    with served(make_settings(wyoming="tcp://127.0.0.1:0", **server)) as (_, app):
+        state = app.state.voxmill
+        match = re.fullmatch(r"tcp://([^:]+):(\d+)", state.wyoming_address)
+        assert match, state.wyoming_address
+        yield state, match.group(1), int(match.group(2))
+
+
+T = TypeVar("T")
+
+
+def run_bounded(coro: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """``coro()`` run to its end in a fresh event loop, TimeoutError after ``timeout`` seconds."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro(), timeout)
+
+    return asyncio.run(bounded())

@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("wyoming")
 
-from tests.serving import make_settings, served
+from tests.serving import make_settings, run_bounded, served, wyoming_served
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, async_read_event
 from wyoming.info import Describe
@@ -33,18 +33,12 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[Any, str, int]]:
-    with served(make_settings(wyoming="tcp://127.0.0.1:0")) as (_, app):
-        state = app.state.voxmill
-        match = re.fullmatch(r"tcp://([^:]+):(\d+)", state.wyoming_address)
-        assert match, state.wyoming_address
-        yield state, match.group(1), int(match.group(2))
+    with wyoming_served() as served_here:
+        yield served_here
 
 
 def run(coro: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro(), timeout)
-
-    return asyncio.run(bounded())
+    return run_bounded(coro, timeout)
 
 
 def line(kind: str, data: Any = None, **header: Any) -> bytes:

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("wyoming")
 
-from tests.serving import make_settings, served
+from tests.serving import make_settings, run_bounded, served, wyoming_served
 from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -35,18 +35,12 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[Any, str, int]]:
-    with served(make_settings(wyoming="tcp://127.0.0.1:0")) as (_, app):
-        state = app.state.voxmill
-        match = re.fullmatch(r"tcp://([^:]+):(\d+)", state.wyoming_address)
-        assert match, state.wyoming_address
-        yield state, match.group(1), int(match.group(2))
+    with wyoming_served() as served_here:
+        yield served_here
 
 
 def run(coro: Callable[[], Awaitable[T]], timeout: float = 120.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro(), timeout)
-
-    return asyncio.run(bounded())
+    return run_bounded(coro, timeout)
 
 
 async def read_until(client: AsyncTcpClient, last: str) -> list[Event]:
