@@ -82,7 +82,7 @@ def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: P
     assert folder.is_relative_to(tmp_path)
     load_vits(spec.path, session_options(1), providers_for("cpu"))
     # The decoder is cut in two stages (see vits_stages.py): its high-rate part is decoder_high.onnx.
-    parts = ["decoder.onnx", "decoder_high.onnx", "encoder.onnx", "split.json"]
+    parts = ["decoder.onnx", "decoder_high.onnx", "encoder.data", "encoder.onnx", "split.json"]
     assert sorted(p.name for p in folder.iterdir()) == parts
     stamp = (folder / "split.json").stat().st_mtime_ns
     load_vits(spec.path, session_options(1), providers_for("cpu"))

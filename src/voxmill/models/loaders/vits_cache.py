@@ -1,6 +1,7 @@
 """Where a voice's split (:mod:`.vits`) is cached, and the one reader of that cache.
 
-The cache is a folder per model file (``split.json`` + ``encoder.onnx`` + ``decoder.onnx``, and
+The cache is a folder per model file (``split.json`` + ``encoder.onnx`` with its weights in ``encoder.data``
++ ``decoder.onnx``, and
 ``decoder_high.onnx`` when the decoder is cut in two stages) that only
 :func:`~voxmill.models.loaders.vits.write_split` makes. Anything else found there (a ``split.json``
 that is not JSON or lacks a field, a FIFO or a symlink where a file should be, a truncated graph: a
@@ -20,13 +21,15 @@ import stat
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HIGH_PART", "REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
+__all__ = ["ENCODER_DATA", "HIGH_PART", "REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
 
 # Bump when the rewrite changes, so caches made by an older voxmill are not used.
-REWRITE_VERSION = 4
+REWRITE_VERSION = 5
 # split.json is a few dozen bytes; a larger one is not ours.
 MAX_META_BYTES = 64 * 1024
-PARTS = ("encoder.onnx", "decoder.onnx")
+# The encoder's weights, beside its graph (loaders/vits.py: _optimize).
+ENCODER_DATA = "encoder.data"
+PARTS = ("encoder.onnx", ENCODER_DATA, "decoder.onnx")
 # The decoder's high-rate part, when the split cut the decoder in two (split.json then names the cut).
 HIGH_PART = "decoder_high.onnx"
 
@@ -40,9 +43,12 @@ def cache_root() -> Path:
 
 def split_folder(path: Path) -> Path:
     """Where the split of ``path`` is cached: a new folder whenever the file or the rewrite changes."""
+    from onnxruntime import __version__ as runtime  # the encoder is cached as its optimized graph
+
     info = path.stat()
     # ctime and inode too: a voice rewritten in place with its size and mtime restored is another voice.
-    key = f"{REWRITE_VERSION}|{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}|{info.st_ino}"
+    key = f"{REWRITE_VERSION}|{runtime}|{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}"
+    key += f"|{info.st_ino}"
     return cache_root() / "vits" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 

@@ -1,7 +1,8 @@
 """Surgery on a VITS voice's ONNX graph (Piper's export), done once when a voice is split (:mod:`.vits`):
 1-D convolutions rewritten as 2-D ones, the graph split into encoder and decoder, the decoder cut in two
-stages (:mod:`.vits_stages` says why). No library does these rewrites, hence by hand on the ``onnx``
-protobuf; ``onnx.utils.Extractor`` does the extracting."""
+stages (:mod:`.vits_stages` says why), each part of it kept 2-D from end to end (:func:`stay_2d`). No
+library does these rewrites, hence by hand on the ``onnx`` protobuf; ``onnx.utils.Extractor`` does the
+extracting."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DECODER_PREFIX", "VitsParts", "conv1d_as_conv2d", "cut_decoder", "split_vits"]
+__all__ = ["DECODER_PREFIX", "VitsParts", "conv1d_as_conv2d", "cut_decoder", "split_vits", "stay_2d"]
 
 DECODER_PREFIX = "/dec/"
 
@@ -164,3 +165,191 @@ def cut_decoder(decoder: Any, prefix: str) -> tuple[Any, Any, str] | None:
     low = extractor.extract_model([i.name for i in graph.input], [cut])
     high = extractor.extract_model([cut], [graph.output[0].name])
     return low, high, cut
+
+
+# Element-wise operators a 2-D twin may go through: they act the same on (N, C, T) and (N, C, 1, T).
+ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "LeakyRelu", "Relu", "Tanh", "Sigmoid"})
+UNARY = frozenset({"LeakyRelu", "Relu", "Tanh", "Sigmoid"})
+AXIS2 = "voxmill_axis2"
+
+
+def stay_2d(model: Any) -> Any:
+    """``model`` (a decoder part after :func:`conv1d_as_conv2d`; changed in place) with the tensors between
+    its convolutions kept 2-D, so onnxruntime's blocked (NCHWc) convolutions hand their output straight
+    to the next one instead of converting to and from the plain layout around every Add and LeakyRelu.
+
+    Why: in the high-rate part those conversions, with the LeakyRelu and Add run in the plain layout,
+    took ~20% of its time (profiled). onnxruntime's blocked layout has no LeakyRelu of its own but fuses
+    one into a convolution, so each LeakyRelu gets a depthwise convolution by 1 before it (exact: x * 1),
+    and each ConvTranspose (which has no blocked form) one after it, which brings its output into the
+    blocked layout once for the residual sums that follow. The same samples up to float rounding
+    (checked by the split's verification); a tensor something else reads is made 1-D again for it."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    constants = {name for name, init in weights.items() if int(np.prod(init.dims)) == 1}
+    constants |= {n.output[0] for n in graph.node if n.op_type == "Constant" and _one_value(n)}
+    channels = _channels(graph.node, weights, constants)
+    twin: dict[str, str] = {}  # a 1-D tensor -> its 2-D form
+    alias: dict[str, str] = {}  # an Unsqueeze's output -> the 2-D form made earlier
+    virtual: set[str] = set()  # 1-D tensors whose node was dropped (made again if something reads them)
+    nodes: list[Any] = []
+
+    def fresh(base: str) -> str:
+        return f"{base}/voxmill2d{len(nodes)}"
+
+    def by_one(source: str, c: int) -> str:
+        name = f"voxmill_ones_{c}"
+        if name not in weights:
+            weights[name] = numpy_helper.from_array(np.ones((c, 1, 1, 1), np.float32), name)
+            graph.initializer.append(weights[name])
+        out = fresh(source)
+        nodes.append(helper.make_node("Conv", [source, name], [out], name=out, group=c))
+        return out
+
+    def read(name: str) -> str:
+        if name in virtual:  # made 1-D again for a reader outside
+            nodes.append(helper.make_node("Squeeze", [twin[name], AXIS2], [name], name=fresh(name)))
+            virtual.discard(name)
+        return alias.get(name, name)
+
+    for node in graph.node:
+        axis2 = node.op_type in ("Unsqueeze", "Squeeze") and list(node.input[1:]) == [AXIS2]
+        if axis2 and node.op_type == "Unsqueeze" and node.input[0] in twin:
+            alias[node.output[0]] = twin[node.input[0]]
+            continue
+        if axis2 and node.op_type == "Squeeze":
+            twin[node.output[0]] = alias.get(node.input[0], node.input[0])
+            virtual.add(node.output[0])
+            continue
+        moving = [i for i in node.input if i and i not in constants]
+        if node.op_type in ELEMENTWISE and moving and all(i in twin for i in moving):
+            inputs = [twin.get(i, i) for i in node.input]
+            c = channels.get(node.input[0], 0)
+            if node.op_type == "LeakyRelu" and c:
+                inputs[0] = by_one(inputs[0], c)
+            out = fresh(node.output[0])
+            copy = helper.make_node(node.op_type, inputs, [out], name=out)
+            copy.attribute.extend(node.attribute)
+            nodes.append(copy)
+            twin[node.output[0]] = out
+            virtual.add(node.output[0])
+            continue
+        node.input[:] = [read(i) if i else i for i in node.input]
+        nodes.append(node)
+        if axis2:  # an Unsqueeze of a tensor without a 2-D form yet (the part's input): it is one now
+            twin[node.input[0]] = node.output[0]
+        elif node.op_type == "ConvTranspose" and node.input[1] in weights:
+            # Its output, 2-D already (the Squeeze after it is dropped), through a depthwise conv by 1.
+            group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
+            target = node.output[0]
+            node.output[0] = fresh(target)
+            c = int(weights[node.input[1]].dims[1]) * group
+            nodes.append(helper.make_node("Conv", [node.output[0], f"voxmill_ones_{c}"], [target], name=fresh(target),
+                                          group=c))  # fmt: skip
+            if f"voxmill_ones_{c}" not in weights:
+                weights[f"voxmill_ones_{c}"] = numpy_helper.from_array(
+                    np.ones((c, 1, 1, 1), np.float32), f"voxmill_ones_{c}"
+                )
+                graph.initializer.append(weights[f"voxmill_ones_{c}"])
+    for out in graph.output:
+        read(out.name)
+    del graph.node[:]
+    graph.node.extend(node for n in nodes for node in _one_channel(n, weights, graph))
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]  # conv_post's weight, replaced
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.value_info[:]
+    return model
+
+
+def _one_channel(node: Any, weights: dict[str, Any], graph: Any) -> list[Any]:
+    """A 2-D convolution to one channel (``conv_post``, to the waveform) as three cheap ones: a 1x1 conv
+    to one channel per tap (padded to 8), a depthwise conv that shifts each tap into place, their sum.
+
+    Why: the blocked layout computes 8 output channels where there is one, and the plain one copies the
+    input 7 times (im2col): either way ~2.7 ms of the high-rate part's ~77 per window, 3.5%; this way
+    ~0.3. The same sum in another order (float rounding)."""
+    from onnx import helper, numpy_helper
+
+    attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    weight = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) >= 2 else None
+    if weight is None or len(weight.dims) != 4 or weight.dims[0] != 1 or weight.dims[2] != 1:
+        return [node]
+    taps = int(weight.dims[3])
+    plain = all(v == 1 for k in ("strides", "dilations") for v in attrs.get(k, [1, 1]))
+    if not plain or attrs.get("group", 1) != 1 or not 1 < taps <= 8:
+        return [node]
+    w = numpy_helper.to_array(weight)[0, :, 0, :]  # (channels, taps)
+    spread = np.zeros((8, w.shape[0], 1, 1), np.float32)
+    spread[:taps, :, 0, 0] = w.T
+    shift = np.zeros((8, 1, 1, taps), np.float32)
+    shift[np.arange(taps), 0, 0, np.arange(taps)] = 1.0
+    base = f"{node.name}/voxmill_taps"
+    graph.initializer.extend([numpy_helper.from_array(spread, f"{base}/spread"),
+                              numpy_helper.from_array(shift, f"{base}/shift"),
+                              numpy_helper.from_array(np.array([1], np.int64), f"{base}/axis")])  # fmt: skip
+    out = node.output[0] if len(node.input) < 3 or not node.input[2] else f"{base}/sum"
+    done = [
+        helper.make_node("Conv", [node.input[0], f"{base}/spread"], [f"{base}/each"], name=f"{base}/each"),
+        helper.make_node(
+            "Conv",
+            [f"{base}/each", f"{base}/shift"],
+            [f"{base}/shifted"],
+            name=f"{base}/shifted",
+            group=8,
+            kernel_shape=[1, taps],
+            pads=attrs.get("pads", [0, 0, 0, 0]),
+        ),
+        helper.make_node("ReduceSum", [f"{base}/shifted", f"{base}/axis"], [out], name=f"{base}/sum", keepdims=1),
+    ]
+    if out != node.output[0]:  # the bias, after the sum
+        done.append(helper.make_node("Add", [out, node.input[2]], [node.output[0]], name=f"{base}/bias"))
+    return done
+
+
+def _one_value(node: Any) -> bool:
+    from onnx import numpy_helper
+
+    value = next((a.t for a in node.attribute if a.name == "value"), None)
+    return value is not None and int(np.prod(numpy_helper.to_array(value).shape)) == 1
+
+
+def _channels(nodes: Any, weights: dict[str, Any], constants: set[str]) -> dict[str, int]:
+    """Channels of the 1-D tensors entering and leaving the convolutions (rewritten 2-D: between an
+    Unsqueeze and a Squeeze), carried through the element-wise operators both ways."""
+    producer = {out: n for n in nodes for out in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    found: dict[str, int] = {}
+    for n in nodes:
+        if n.op_type not in ("Conv", "ConvTranspose") or n.input[1] not in weights:
+            continue
+        dims = weights[n.input[1]].dims
+        group = next((a.i for a in n.attribute if a.name == "group"), 1) or 1
+        into, out = (dims[1] * group, dims[0]) if n.op_type == "Conv" else (dims[0], dims[1] * group)
+        before = producer.get(n.input[0])
+        if before is not None and before.op_type == "Unsqueeze":
+            found[before.input[0]] = int(into)
+        for after in consumers.get(n.output[0], []):
+            if after.op_type == "Squeeze":
+                found[after.output[0]] = int(out)
+    changed = True
+    while changed:
+        changed = False
+        for n in nodes:
+            if n.op_type not in ELEMENTWISE:
+                continue
+            moving = [i for i in n.input if i and i not in constants]
+            known = [found[i] for i in (*moving, n.output[0]) if i in found]
+            if not known:
+                continue
+            for name in (*moving, n.output[0]) if n.op_type in UNARY or len(moving) == 1 else (n.output[0],):
+                if name not in found:
+                    found[name] = known[0]
+                    changed = True
+    return found
