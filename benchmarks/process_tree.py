@@ -42,7 +42,7 @@ def tree_peak(root: psutil.Process) -> int:
     total = 0
     for process in _tree(root):
         with contextlib.suppress(OSError, ValueError), open(f"/proc/{process.pid}/status") as status:
-            total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+            total += next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")), 0)
     return total
 
 
