@@ -167,6 +167,52 @@ def test_weights_shared_through_identity_are_rewritten_everywhere() -> None:
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_a_decoder_part_kept_2d_speaks_the_same_samples() -> None:
+    """stay_2d on a small decoder-shaped graph (LeakyRelu, ConvTranspose, a residual sum, a one-channel
+    conv_post, Tanh): one Unsqueeze at the input instead of one per convolution, the same output."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from voxmill.models.loaders.vits_graph import stay_2d
+
+    rng = np.random.default_rng(3)
+    weights = {"up": rng.standard_normal((8, 4, 4)), "res": rng.standard_normal((4, 4, 3)),
+               "post": rng.standard_normal((1, 4, 7)), "bias": rng.standard_normal(4)}  # fmt: skip
+    nodes = [
+        helper.make_node("LeakyRelu", ["x"], ["a"], name="/dec/LeakyRelu", alpha=0.1),
+        helper.make_node(
+            "ConvTranspose", ["a", "up"], ["u"], name="/dec/ups.0/ConvTranspose", strides=[2], pads=[1, 1]
+        ),
+        helper.make_node("LeakyRelu", ["u"], ["b"], name="/dec/res/LeakyRelu", alpha=0.1),
+        helper.make_node("Conv", ["b", "res", "bias"], ["c"], name="/dec/res/Conv", pads=[1, 1]),
+        helper.make_node("Add", ["c", "u"], ["d"], name="/dec/res/Add"),
+        helper.make_node("Div", ["d", "three"], ["e"], name="/dec/Div"),
+        helper.make_node("LeakyRelu", ["e"], ["f"], name="/dec/LeakyRelu_1", alpha=0.01),
+        helper.make_node("Conv", ["f", "post"], ["g"], name="/dec/conv_post/Conv", pads=[3, 3]),
+        helper.make_node("Tanh", ["g"], ["y"], name="/dec/Tanh"),
+    ]
+    initializers = [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()]
+    initializers.append(numpy_helper.from_array(np.array(3.0, np.float32), "three"))
+    graph = helper.make_graph(
+        nodes, "dec", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, None])], initializers,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    x = rng.standard_normal((1, 8, 37)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    rewritten = stay_2d(conv1d_as_conv2d(onnx.ModelProto.FromString(model.SerializeToString())))
+    kinds = [n.op_type for n in rewritten.graph.node]
+    assert kinds.count("Unsqueeze") == 1 and kinds.count("Squeeze") == 1  # at the input and the output
+    assert kinds.count("ReduceSum") == 1  # the one-channel conv: each tap, shifted, summed
+    # res + conv_post's two + a depthwise conv by 1 after the ConvTranspose and before each LeakyRelu
+    # between convolutions (2; the one on the input runs before the part turns 2-D, as it was)
+    assert kinds.count("Conv") == 6 and kinds.count("LeakyRelu") == 3
+    got = onnxruntime.InferenceSession(rewritten.SerializeToString(), session_options(1)).run(None, {"x": x})[0]
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def _not_local_vits(path: Path) -> Path:
     """A graph shaped like a Piper voice whose "decoder" looks at the whole utterance (a mean over time):
     it splits, but windows cannot give its samples, so the check after splitting must refuse it."""

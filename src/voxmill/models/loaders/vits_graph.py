@@ -199,13 +199,14 @@ def stay_2d(model: Any) -> Any:
     def fresh(base: str) -> str:
         return f"{base}/voxmill2d{len(nodes)}"
 
-    def by_one(source: str, c: int) -> str:
+    def by_one(source: str, c: int, out: str | None = None) -> str:
+        """A depthwise convolution by 1 of ``source`` (c channels): the same values, in the blocked layout."""
         name = f"voxmill_ones_{c}"
         if name not in weights:
             weights[name] = numpy_helper.from_array(np.ones((c, 1, 1, 1), np.float32), name)
             graph.initializer.append(weights[name])
-        out = fresh(source)
-        nodes.append(helper.make_node("Conv", [source, name], [out], name=out, group=c))
+        out = out or fresh(source)
+        nodes.append(helper.make_node("Conv", [source, name], [out], name=fresh(out), group=c))
         return out
 
     def read(name: str) -> str:
@@ -243,16 +244,8 @@ def stay_2d(model: Any) -> Any:
         elif node.op_type == "ConvTranspose" and node.input[1] in weights:
             # Its output, 2-D already (the Squeeze after it is dropped), through a depthwise conv by 1.
             group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
-            target = node.output[0]
-            node.output[0] = fresh(target)
-            c = int(weights[node.input[1]].dims[1]) * group
-            nodes.append(helper.make_node("Conv", [node.output[0], f"voxmill_ones_{c}"], [target], name=fresh(target),
-                                          group=c))  # fmt: skip
-            if f"voxmill_ones_{c}" not in weights:
-                weights[f"voxmill_ones_{c}"] = numpy_helper.from_array(
-                    np.ones((c, 1, 1, 1), np.float32), f"voxmill_ones_{c}"
-                )
-                graph.initializer.append(weights[f"voxmill_ones_{c}"])
+            target, node.output[0] = node.output[0], fresh(node.output[0])
+            by_one(node.output[0], int(weights[node.input[1]].dims[1]) * group, target)
     for out in graph.output:
         read(out.name)
     del graph.node[:]
