@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 STAGES = ("planning", "phonemes", "encoder", "decoder low", "decoder high", "rest of a piece", "loudness + write")
 
@@ -44,14 +45,15 @@ class _Timed:
 
 def stage_costs(text_path: Path) -> tuple[dict[str, float], float]:
     """({stage: CPU seconds}, seconds of speech) for ``text_path`` spoken with the default voice."""
-    from piper import SynthesisConfig
+    from piper import PiperVoice, SynthesisConfig
 
+    from voxmill.audio.loudness import LoudnessMeter, gain_to
     from voxmill.models.devices import session_options
     from voxmill.models.loaders.vits import load_vits
+    from voxmill.models.speech import speak_text
     from voxmill.synth.book import Book
     from voxmill.synth.options import SynthOptions
     from voxmill.synth.voice import resolve_voice, voice_config
-    from voxmill.text.phonemes import MAX_PHONEMES, cut_phonemes
 
     costs: Counter[str] = Counter()
     opts = SynthOptions(input=text_path, output=Path("unused.wav"))
@@ -60,8 +62,6 @@ def stage_costs(text_path: Path) -> tuple[dict[str, float], float]:
     spec = resolve_voice(opts.voice)
     book = Book.plan(text, markdown, spec, opts)
     costs["planning"] = time.process_time() - start
-
-    from piper import PiperVoice
 
     session = load_vits(spec.path, session_options(1), ["CPUExecutionProvider"])
     session.encoder = _Timed(session.encoder, "encoder", costs)
@@ -72,36 +72,37 @@ def stage_costs(text_path: Path) -> tuple[dict[str, float], float]:
         session.decoder = _Timed(session.decoder, "decoder high", costs)
     config = voice_config(spec)
     voice = PiperVoice(session=session, config=config.piper_config())
+    voice.phonemize = _timed(voice.phonemize, "phonemes", costs)  # type: ignore[method-assign]
     synthesis = SynthesisConfig(length_scale=config.length_scale, noise_scale=0.0, noise_w_scale=0.0,
                                 normalize_audio=False)  # fmt: skip
     spoken = []
     for chapter in book.pieces:
-        for piece in chapter:
+        for piece in chapter:  # as a synth worker speaks a piece (synth/task.py)
+            before = sum(costs.values())
             begin = time.process_time()
-            phonemes = voice.phonemize(piece.text)
-            costs["phonemes"] += time.process_time() - begin
-            model_before = sum(costs[s] for s in ("encoder", "decoder low", "decoder high"))
-            begin = time.process_time()
-            for sentence in phonemes:
-                for run in cut_phonemes(sentence, MAX_PHONEMES) if sentence else ():
-                    audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(list(run)), synthesis)
-                    spoken.append(np.clip(audio, -1.0, 1.0).astype(np.float32))
-            model = sum(costs[s] for s in ("encoder", "decoder low", "decoder high")) - model_before
-            costs["rest of a piece"] += time.process_time() - begin - model
+            spoken.append(speak_text(voice, piece.text, synthesis))
+            costs["rest of a piece"] += time.process_time() - begin - (sum(costs.values()) - before)
     audio = np.concatenate(spoken)
-    import soundfile as sf
-
-    from voxmill.audio.loudness import LoudnessMeter
-
     begin = time.process_time()
     meter = LoudnessMeter(config.sample_rate)
     for block in range(0, audio.size, 65536):  # block-wise, as the writer measures its parts
         meter.add(audio[block : block + 65536])
-    gain = 10 ** ((-23.0 - meter.lufs) / 20) if np.isfinite(meter.lufs) else 1.0
+    gain_db, _ = gain_to(meter.lufs, meter.peak, opts.target_lufs or -23.0, opts.peak_ceiling_db)
     with tempfile.TemporaryDirectory() as folder:
-        sf.write(Path(folder) / "out.wav", audio * gain, config.sample_rate, subtype="PCM_16")
+        sf.write(Path(folder) / "out.wav", audio * 10 ** (gain_db / 20), config.sample_rate, subtype="PCM_16")
     costs["loudness + write"] = time.process_time() - begin
     return {s: costs[s] for s in STAGES}, audio.size / config.sample_rate
+
+
+def _timed(function: Any, stage: str, costs: Counter[str]) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            costs[stage] += time.process_time() - start
+
+    return timed
 
 
 def main() -> None:

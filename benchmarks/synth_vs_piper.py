@@ -70,7 +70,7 @@ def main() -> None:
     os.environ["VOXMILL_CACHE"] = str(work / "cache")
     voxmill = str(Path(sys.executable).with_name("voxmill"))
     print(f"synth_vs_piper: en_US-joe-medium, {psutil.cpu_count()} cores, median of {runs} alternating runs\n")
-    verdicts, stages = [], []
+    verdicts, real_cpu = [], []  # real_cpu: (text, a run's CPU seconds per second of audio)
     try:
         first = work / "first.txt"
         first.write_text("The first run splits the voice into its cache, once.", encoding="utf-8")
@@ -111,18 +111,16 @@ def main() -> None:
             speed = row["piper CLI"][0] / row["voxmill synth"][0]
             verdicts.append((path.name, speed, row["voxmill synth"][3], row["piper CLI"][3],
                              (row["voxmill synth"][4] - row["piper CLI"][4]) * 100))  # fmt: skip
-            stages.append((path.name, row["voxmill synth"][1] / row["voxmill synth"][2]))
+            real_cpu.append((path.name, row["voxmill synth"][1] / row["voxmill synth"][2]))
             print()
         print("voxmill's CPU per second of speech by stage, ms (one thread, in this process; see synth_stages.py)")
-        header = "".join(f"{name[:12]:>13}" for name, _ in stages)
+        header = "".join(f"{name[:12]:>13}" for name, _ in real_cpu)
         print(f"  {'stage':<18}{header}")
-        costs = []
-        for path in texts:
-            costs.append(stage_costs(path))
+        costs = [stage_costs(path) for path in texts]
         for stage in costs[0][0]:
             print(f"  {stage:<18}" + "".join(f"{c[stage] / seconds * 1000:>13.1f}" for c, seconds in costs))
         print(f"  {'total':<18}" + "".join(f"{sum(c.values()) / seconds * 1000:>13.1f}" for c, seconds in costs))
-        print(f"  {'a real run':<18}" + "".join(f"{cpu_per_s * 1000:>13.1f}" for _, cpu_per_s in stages))
+        print(f"  {'a real run':<18}" + "".join(f"{cpu_per_s * 1000:>13.1f}" for _, cpu_per_s in real_cpu))
         print("  (a real run: its CPU seconds / seconds of audio, pauses included; start-up, two workers sharing")
         print("   the caches and memory, the journal and the writer's passes account for the difference)\n")
         print(f"verdict (goal: >= {GOAL}x the piper CLI's speed, lower peak RSS, WER within 0.5 points):")
