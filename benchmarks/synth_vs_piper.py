@@ -10,8 +10,12 @@ piper reads markdown as plain text, so it gets the text with the markup taken ou
 first run splits the voice once (printed apart, not in the medians).
 Per text and runner, medians: wall time, CPU seconds (the process and its children), seconds of audio,
 peak RSS (each process's own peak, the kernel's VmHWM, read every 0.2 s), and the word error rate of
-whisper tiny.en's transcript of each run's output against the text. Then voxmill's CPU per second of
-speech by stage (benchmarks/synth_stages.py: one thread, in this process) beside a real run's.
+whisper tiny.en's transcript of each run's output against the text. The voice draws random noise, so
+one run's WER moves by a point or more from run to run (technical text: 12.4-14.3% for the same tool);
+each runner therefore also speaks the text once with noise scales 0 (deterministic, not timed), and the
+verdict's WER compares those two: the same words, spoken by each pipeline without the draw. Then
+voxmill's CPU per second of speech by stage (benchmarks/synth_stages.py: one thread, in this process)
+beside a real run's.
 
 usage: python benchmarks/synth_vs_piper.py [RUNS] [TEXT...]   (default 3, all texts)
 """
@@ -92,10 +96,12 @@ def main() -> None:
                 results["piper CLI"].append(run_timed([*piper, str(outs["piper CLI"][i])]))
                 mine = [voxmill, "-q", "synth", "-i", str(path), "-o", str(outs["voxmill synth"][i])]
                 results["voxmill synth"].append(run_timed(mine))
+            steady = work / "steady.wav"  # each runner's deterministic run (noise scales 0), for the WER
+            zero = {"piper CLI": [*piper, str(steady), "--noise-scale", "0", "--noise-w-scale", "0"],
+                    "voxmill synth": [*mine[:-1], str(steady), "--noise-scale", "0", "--noise-w", "0"]}  # fmt: skip
             print(f"{path.name}: {len(text.split())} words")
-            print(
-                f"  {'runner':<15}{'wall s':>8}{'CPU s':>8}{'audio s':>9}{'x realtime':>12}{'peak MiB':>10}{'WER':>8}"
-            )
+            print(f"  {'runner':<15}{'wall s':>8}{'CPU s':>8}{'audio s':>9}{'x realtime':>12}{'peak MiB':>10}"
+                  f"{'WER':>8}{'WER noise 0':>13}")  # fmt: skip
             row = {}
             for label, done in results.items():
                 wall = statistics.median(r.wall for r in done)
@@ -103,9 +109,11 @@ def main() -> None:
                 peak = statistics.median(r.peak_mib for r in done)
                 audio = statistics.median(sf.info(str(o)).duration for o in outs[label])
                 wer = statistics.median(word_error_rate(o, text, asr) for o in outs[label])
-                row[label] = (wall, cpu, audio, peak, wer)
+                run_timed(zero[label])
+                wer0 = word_error_rate(steady, text, asr)
+                row[label] = (wall, cpu, audio, peak, wer0)
                 print(f"  {label:<15}{wall:>8.2f}{cpu:>8.1f}{audio:>9.1f}{audio / wall:>11.1f}x{peak:>10.0f}"
-                      f"{wer * 100:>7.1f}%")  # fmt: skip
+                      f"{wer * 100:>7.1f}%{wer0 * 100:>12.1f}%")  # fmt: skip
             for o in (*outs["piper CLI"], *outs["voxmill synth"]):
                 o.unlink(missing_ok=True)
             speed = row["piper CLI"][0] / row["voxmill synth"][0]
@@ -123,7 +131,7 @@ def main() -> None:
         print(f"  {'a real run':<18}" + "".join(f"{cpu_per_s * 1000:>13.1f}" for _, cpu_per_s in real_cpu))
         print("  (a real run: its CPU seconds / seconds of audio, pauses included; start-up, two workers sharing")
         print("   the caches and memory, the journal and the writer's passes account for the difference)\n")
-        print(f"verdict (goal: >= {GOAL}x the piper CLI's speed, lower peak RSS, WER within 0.5 points):")
+        print(f"verdict (goal: >= {GOAL}x the piper CLI's speed, lower peak RSS, WER within 0.5 points; noise 0):")
         for name, speed, mine, theirs, wer in verdicts:
             ok = speed >= GOAL and mine < theirs and wer <= 0.5
             print(f"  {name:<15} {speed:.2f}x  peak {mine:.0f} vs {theirs:.0f} MiB  WER {wer:+.1f} points  "

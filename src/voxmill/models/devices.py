@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["DeviceChoice", "GpuInfo", "choose_device", "gpus", "onnx_providers", "session_options"]
 
 
+_shared_arena = threading.Lock()
+_arena_registered = False
+
+
+def _share_cpu_arena(onnxruntime: Any) -> None:
+    """Register one CPU memory arena for the process, once; sessions opt in with ``use_env_allocators``.
+
+    Why: each session otherwise grows an arena of its own, in power-of-two steps, and keeps it; a split
+    voice has three sessions, and two workers run in them at once. Shared, the arenas' slack is paid once.
+    Measured with `voxmill synth` on benchmarks/texts (two thread workers): peak RSS on the literary text
+    411 -> 322 MiB, on the dialogue text 230-238 -> 222-236 MiB; CPU time the same. An evicted model's
+    working memory stays in the arena for the next one instead of going back to the system.
+    """
+    global _arena_registered
+    with _shared_arena:
+        if _arena_registered:
+            return
+        info = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                         onnxruntime.OrtMemType.DEFAULT)  # fmt: skip
+        # 0, 0, -1, -1: onnxruntime's own defaults (no limit, power-of-two growth, its chunk sizes).
+        onnxruntime.create_and_register_allocator(info, onnxruntime.OrtArenaCfg(0, 0, -1, -1))
+        _arena_registered = True
+
+
 def session_options(threads: int) -> Any:
-    """onnxruntime SessionOptions for one worker: intra-op = budget, inter-op = 1, no spinning."""
+    """onnxruntime SessionOptions for one worker: intra-op = budget, inter-op = 1, no spinning, and the
+    process's one CPU arena (:func:`_share_cpu_arena`)."""
     import onnxruntime
 
+    _share_cpu_arena(onnxruntime)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
@@ -19,6 +46,7 @@ def session_options(threads: int) -> Any:
     # Spinning threads burn a core waiting for the next run; with one worker per core that is theft.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.add_session_config_entry("session.use_env_allocators", "1")
     return options
 
 
