@@ -208,6 +208,7 @@ def test_a_decoder_part_kept_2d_speaks_the_same_samples() -> None:
     # res + conv_post's two + a depthwise conv by 1 after the ConvTranspose and before each LeakyRelu
     # between convolutions (2; the one on the input runs before the part turns 2-D, as it was)
     assert kinds.count("Conv") == 6 and kinds.count("LeakyRelu") == 3
+    assert "Div" not in kinds  # / 3 before a LeakyRelu: the depthwise conv before it multiplies by 1/3
     got = onnxruntime.InferenceSession(rewritten.SerializeToString(), session_options(1)).run(None, {"x": x})[0]
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -6,6 +6,8 @@ extracting."""
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,8 +184,11 @@ def stay_2d(model: Any) -> Any:
     took ~20% of its time (profiled). onnxruntime's blocked layout has no LeakyRelu of its own but fuses
     one into a convolution, so each LeakyRelu gets a depthwise convolution by 1 before it (exact: x * 1),
     and each ConvTranspose (which has no blocked form) one after it, which brings its output into the
-    blocked layout once for the residual sums that follow. The same samples up to float rounding
-    (checked by the split's verification); a tensor something else reads is made 1-D again for it."""
+    blocked layout once for the residual sums that follow. A division by a constant read only by such a
+    LeakyRelu (HiFi-GAN's mean of its residual blocks) becomes that convolution's weight (1/constant), as
+    the blocked layout has no Div either: it took ~2% of the high-rate part, with the conversions around
+    it. The same samples up to float rounding (checked by the split's verification); a tensor something
+    else reads is made 1-D again for it."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -191,19 +196,25 @@ def stay_2d(model: Any) -> Any:
     constants = {name for name, init in weights.items() if int(np.prod(init.dims)) == 1}
     constants |= {n.output[0] for n in graph.node if n.op_type == "Constant" and _one_value(n)}
     channels = _channels(graph.node, weights, constants)
+    values = _scalars(graph.node, weights)
+    readers = Counter(name for node in graph.node for name in node.input)
+    readers.update(out.name for out in graph.output)
     twin: dict[str, str] = {}  # a 1-D tensor -> its 2-D form
     alias: dict[str, str] = {}  # an Unsqueeze's output -> the 2-D form made earlier
     virtual: set[str] = set()  # 1-D tensors whose node was dropped (made again if something reads them)
+    divided: dict[str, tuple[Any, float]] = {}  # a Div's 2-D copy's output -> (the copy, the divisor)
     nodes: list[Any] = []
+    made = itertools.count()
 
     def fresh(base: str) -> str:
-        return f"{base}/voxmill2d{len(nodes)}"
+        return f"{base}/voxmill2d{next(made)}"
 
-    def by_one(source: str, c: int, out: str | None = None) -> str:
-        """A depthwise convolution by 1 of ``source`` (c channels): the same values, in the blocked layout."""
-        name = f"voxmill_ones_{c}"
+    def by_one(source: str, c: int, out: str | None = None, scale: float = 1.0) -> str:
+        """A depthwise convolution of ``source`` (c channels) by ``scale`` (1: the same values), in the
+        blocked layout."""
+        name = f"voxmill_ones_{c}" if scale == 1.0 else f"voxmill_scale_{c}_{next(made)}"
         if name not in weights:
-            weights[name] = numpy_helper.from_array(np.ones((c, 1, 1, 1), np.float32), name)
+            weights[name] = numpy_helper.from_array(np.full((c, 1, 1, 1), scale, np.float32), name)
             graph.initializer.append(weights[name])
         out = out or fresh(source)
         nodes.append(helper.make_node("Conv", [source, name], [out], name=fresh(out), group=c))
@@ -229,11 +240,18 @@ def stay_2d(model: Any) -> Any:
             inputs = [twin.get(i, i) for i in node.input]
             c = channels.get(node.input[0], 0)
             if node.op_type == "LeakyRelu" and c:
-                inputs[0] = by_one(inputs[0], c)
+                if inputs[0] in divided and readers[node.input[0]] == 1:  # x / k, then LeakyRelu: x * (1/k)
+                    division, divisor = divided.pop(inputs[0])
+                    nodes.remove(division)
+                    inputs[0] = by_one(division.input[0], c, scale=1.0 / divisor)
+                else:
+                    inputs[0] = by_one(inputs[0], c)
             out = fresh(node.output[0])
             copy = helper.make_node(node.op_type, inputs, [out], name=out)
             copy.attribute.extend(node.attribute)
             nodes.append(copy)
+            if node.op_type == "Div" and values.get(node.input[1], 0.0) != 0.0:
+                divided[out] = (copy, values[node.input[1]])
             twin[node.output[0]] = out
             virtual.add(node.output[0])
             continue
@@ -301,6 +319,18 @@ def _one_channel(node: Any, weights: dict[str, Any], graph: Any) -> list[Any]:
     if out != node.output[0]:  # the bias, after the sum
         done.append(helper.make_node("Add", [out, node.input[2]], [node.output[0]], name=f"{base}/bias"))
     return done
+
+
+def _scalars(nodes: Any, weights: dict[str, Any]) -> dict[str, float]:
+    """The value of each one-value float initializer and Constant (a divisor to fold)."""
+    from onnx import numpy_helper
+
+    found = {name: numpy_helper.to_array(init) for name, init in weights.items() if int(np.prod(init.dims)) == 1}
+    for node in nodes:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is not None and int(np.prod(value.dims)) == 1:
+            found[node.output[0]] = numpy_helper.to_array(value)
+    return {name: float(v.reshape(-1)[0]) for name, v in found.items() if v.dtype.kind == "f"}
 
 
 def _one_value(node: Any) -> bool:
