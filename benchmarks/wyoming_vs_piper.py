@@ -7,7 +7,8 @@ after one warm-up request (both load the voice on the first request):
       ``synthesize-start`` / ``-chunk`` (word by word) / ``-stop``;
   (b) 4 concurrent clients x 10 texts (the paragraphs of tests/data/mill.md, 144-527 characters), a new
       connection per text: wall time, audio seconds and texts per wall second, p50 / p95 latency
-      (request sent -> ``audio-stop``);
+      (request sent -> ``audio-stop``), and the server's CPU over that time (busy cores, CPU
+      milliseconds per second of audio);
   (c) peak RSS of the server: the kernel's own peak (VmHWM) of each process in its tree, read every
       0.2 s (exact for one process; a 20-ms RSS sampler missed short peaks and took CPU from the server).
 voxmill serves Wyoming alone (``--no-http``), as wyoming-piper does. The first start of voxmill on a
@@ -114,6 +115,17 @@ class Server:
             self.peak = max(self.peak, tree_peak(self.root))
             time.sleep(0.2)
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system) of the server's process tree so far."""
+        total = 0.0
+        for proc in [self.root, *self.root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         self._stop.set()
         self._sampler.join()
@@ -216,7 +228,11 @@ def measure(server: Server, short: str, texts: list[str], clients: int, per: int
         asyncio.run(speak(server.port, "Warming up the voice.", False))
         result = {"first": asyncio.run(first_chunk(server.port, short, False)),
                   "first_stream": asyncio.run(first_chunk(server.port, short, True))}  # fmt: skip
+        before = server.cpu()
         result.update(asyncio.run(load(server.port, texts, clients, per)))
+        cpu = server.cpu() - before
+        result["busy_cores"] = cpu / result["wall"]
+        result["cpu_ms_per_audio_s"] = 1000 * cpu / (result["audio_per_s"] * result["wall"])
     finally:
         server.stop()
     result["rss_mib"] = server.peak / 2**20
@@ -249,6 +265,8 @@ def main() -> None:
             ("load: wall (s)", "wall", "{:.1f}"), ("load: latency p50 (s)", "p50", "{:.2f}"),
             ("load: latency p95 (s)", "p95", "{:.2f}"), ("load: texts / wall s", "texts_per_s", "{:.2f}"),
             ("load: audio s / wall s", "audio_per_s", "{:.1f}"),
+            ("load: server busy cores", "busy_cores", "{:.2f}"),
+            ("load: server CPU ms / audio s", "cpu_ms_per_audio_s", "{:.1f}"),
             ("peak server RSS (MiB)", "rss_mib", "{:.0f}")]  # fmt: skip
     print(f"\n{'':36} {'wyoming-piper':>14} {'voxmill':>10} {'voxmill / peer':>15}")
     for label, key, fmt in rows:

@@ -477,6 +477,14 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "high truncated": _truncate,
     "high swapped with decoder": _swap,
     "high missing": lambda f: (f / "decoder_high.onnx").unlink(),
+    # The decoder parts' stored probe (hops and reaches): windows sized from a wrong one speak wrong samples.
+    "reach of zero hops": lambda f: _edit_meta(f, reach=[0, 13, 0, 8]),
+    "reach negative": lambda f: _edit_meta(f, reach=[8, -5, 32, 8]),
+    "reach huge": lambda f: _edit_meta(f, reach=[8, 10**9, 32, 8]),
+    "reach of strings": lambda f: _edit_meta(f, reach=["8", "13", "32", "8"]),
+    "reach of booleans": lambda f: _edit_meta(f, reach=[True, True, True, True]),
+    "reach too short": lambda f: _edit_meta(f, reach=[8, 13]),
+    "reach an object": lambda f: _edit_meta(f, reach={"low": 8}),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def test_two_stage_decoder_speaks_the_same_samples_at_any_window(voices: tuple[o
     assert float(np.abs(got - expected).max()) < 1e-4
 
 
+def _no_probe(*args: object) -> tuple[int, int]:
+    raise AssertionError("the parts were probed again")
+
+
 def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("VOXMILL_CACHE", str(tmp_path))
     spec = registry.get("piper:en_US-joe-medium")
@@ -85,8 +90,12 @@ def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: P
     parts = ["decoder.onnx", "decoder_high.onnx", "encoder.data", "encoder.onnx", "split.json"]
     assert sorted(p.name for p in folder.iterdir()) == parts
     stamp = (folder / "split.json").stat().st_mtime_ns
-    load_vits(spec.path, session_options(1), providers_for("cpu"))
+    # The decoder parts' probe is stored with the split: a later load sizes its windows without probing.
+    measured = json.loads((folder / "split.json").read_text())["reach"]
+    monkeypatch.setattr("voxmill.models.loaders.vits_stages.reach", _no_probe)
+    again = load_vits(spec.path, session_options(1), providers_for("cpu"))
     assert (folder / "split.json").stat().st_mtime_ns == stamp
+    assert list(again.stages.measured) == measured and again.hop == 256
     assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]  # no temporary folder left behind
 
 

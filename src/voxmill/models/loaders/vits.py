@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +66,23 @@ class WindowedVits:
     """Quacks like the ``InferenceSession`` Piper calls: ``run(None, feeds) -> [audio]``."""
 
     def __init__(
-        self, encoder: Any, decoder: Any, latent: str, channels: int, window: int = DEFAULT_WINDOW, high: Any = None
+        self,
+        encoder: Any,
+        decoder: Any,
+        latent: str,
+        channels: int,
+        window: int = DEFAULT_WINDOW,
+        high: Any = None,
+        measured: Sequence[int] | None = None,
     ) -> None:
         """``high``: the decoder's high-rate part when the split cut it in two (``decoder`` is then its
-        low-rate part): see :mod:`.vits_stages`."""
+        low-rate part): see :mod:`.vits_stages`; ``measured``: its parts' reach, probed before."""
         self.encoder = encoder
         self.decoder = decoder
         self.latent = latent
         self.channels = channels
         self.boundary = [o.name for o in encoder.get_outputs()]
-        self.stages = TwoStages(decoder, high, latent, channels, window) if high is not None else None
+        self.stages = TwoStages(decoder, high, latent, channels, window, measured) if high is not None else None
         self.window = window
         self.hop, self.context = (self.stages.hop, self.stages.context) if self.stages else self._probe()
         self._outputs = (high or decoder).get_outputs()
@@ -259,6 +267,8 @@ def _verify(path: Path, folder: Path, meta: dict[str, Any]) -> None:
     worst = float(np.abs(got - expected).max()) if got.size else 0.0
     if not worst <= VERIFY_TOLERANCE:
         raise ValueError(f"the split's samples differ from the voice's by up to {worst:.2g}")
+    if split.stages is not None:  # what the parts were probed for, so a load need not probe again
+        meta["reach"] = list(split.stages.measured)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -372,7 +382,7 @@ def _open_split(folder: Path, meta: dict[str, Any], options: Any, providers: lis
     cut = [meta.get("cut")]
     if high is not None and not [i.name for i in high.get_inputs()] == [decoder.get_outputs()[0].name] == cut:
         raise ValueError("its decoder's two parts do not fit together")
-    return WindowedVits(encoder, decoder, latent, int(meta["channels"]), window, high)
+    return WindowedVits(encoder, decoder, latent, int(meta["channels"]), window, high, meta.get("reach"))
 
 
 if __name__ == "__main__":  # the child process load_vits starts: python -m ... MODEL FOLDER

@@ -24,7 +24,7 @@ from typing import Any
 __all__ = ["ENCODER_DATA", "HIGH_PART", "REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
 
 # Bump when the rewrite changes, so caches made by an older voxmill are not used.
-REWRITE_VERSION = 6
+REWRITE_VERSION = 7
 # split.json is a few dozen bytes; a larger one is not ours.
 MAX_META_BYTES = 64 * 1024
 # The encoder's weights, beside its graph (loaders/vits.py: _optimize).
@@ -87,7 +87,18 @@ def read_split(folder: Path) -> dict[str, Any] | None:
         return None if os.path.lexists(folder / HIGH_PART) else meta
     if not isinstance(cut, str) or not cut or not _regular(folder / HIGH_PART):
         return None
+    measured = meta.get("reach")  # (low hop, low reach, high hop, high reach): optional, probed if absent
+    if measured is not None and not _reach(measured):
+        return None
     return meta
+
+
+def _reach(value: Any) -> bool:
+    """A stored probe of the decoder's two parts: four whole numbers, hops of 1-4096, reaches of 0-4096
+    (anything else was not written by the split, and windows sized from it would speak wrong samples)."""
+    numbers = isinstance(value, list) and len(value) == 4
+    numbers = numbers and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 4096 for v in value)
+    return numbers and value[0] >= 1 and value[2] >= 1
 
 
 def discard(folder: Path) -> None:
