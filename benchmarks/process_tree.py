@@ -36,6 +36,16 @@ def tree_rss(root: psutil.Process) -> int:
     return total
 
 
+def tree_cpu(root: psutil.Process) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and its live descendants."""
+    total = 0.0
+    for process in _tree(root):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def tree_peak(root: psutil.Process) -> int:
     """Bytes: the sum, over ``root`` and its live descendants, of each one's own peak RSS so far (the
     kernel's VmHWM). Exact for one process whatever the sampling interval (a 20-ms sampler can miss a

@@ -45,7 +45,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from process_tree import tree_peak
+from process_tree import tree_cpu, tree_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "data" / "mill.md"
@@ -114,17 +114,6 @@ class Server:
         while not self._stop.is_set():
             self.peak = max(self.peak, tree_peak(self.root))
             time.sleep(0.2)
-
-    def cpu(self) -> float:
-        """CPU seconds (user + system) of the server's process tree so far."""
-        total = 0.0
-        for proc in [self.root, *self.root.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system
-        return total
 
     def stop(self) -> None:
         self._stop.set()
@@ -228,9 +217,9 @@ def measure(server: Server, short: str, texts: list[str], clients: int, per: int
         asyncio.run(speak(server.port, "Warming up the voice.", False))
         result = {"first": asyncio.run(first_chunk(server.port, short, False)),
                   "first_stream": asyncio.run(first_chunk(server.port, short, True))}  # fmt: skip
-        before = server.cpu()
+        before = tree_cpu(server.root)
         result.update(asyncio.run(load(server.port, texts, clients, per)))
-        cpu = server.cpu() - before
+        cpu = tree_cpu(server.root) - before
         result["busy_cores"] = cpu / result["wall"]
         result["cpu_ms_per_audio_s"] = 1000 * cpu / (result["audio_per_s"] * result["wall"])
     finally:

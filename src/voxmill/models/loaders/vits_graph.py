@@ -193,10 +193,9 @@ def stay_2d(model: Any) -> Any:
 
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
-    constants = {name for name, init in weights.items() if int(np.prod(init.dims)) == 1}
-    constants |= {n.output[0] for n in graph.node if n.op_type == "Constant" and _one_value(n)}
-    channels = _channels(graph.node, weights, constants)
     values = _scalars(graph.node, weights)
+    constants = set(values)
+    channels = _channels(graph.node, weights, constants)
     readers = Counter(name for node in graph.node for name in node.input)
     readers.update(out.name for out in graph.output)
     twin: dict[str, str] = {}  # a 1-D tensor -> its 2-D form
@@ -250,8 +249,9 @@ def stay_2d(model: Any) -> Any:
             copy = helper.make_node(node.op_type, inputs, [out], name=out)
             copy.attribute.extend(node.attribute)
             nodes.append(copy)
-            if node.op_type == "Div" and values.get(node.input[1], 0.0) != 0.0:
-                divided[out] = (copy, values[node.input[1]])
+            operand = values.get(node.input[1]) if node.op_type == "Div" else None
+            if operand is not None and operand.dtype.kind == "f" and operand != 0:
+                divided[out] = (copy, float(operand))
             twin[node.output[0]] = out
             virtual.add(node.output[0])
             continue
@@ -321,8 +321,8 @@ def _one_channel(node: Any, weights: dict[str, Any], graph: Any) -> list[Any]:
     return done
 
 
-def _scalars(nodes: Any, weights: dict[str, Any]) -> dict[str, float]:
-    """The value of each one-value float initializer and Constant (a divisor to fold)."""
+def _scalars(nodes: Any, weights: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The one-value initializers and Constants (operands that need no 2-D form; a divisor to fold)."""
     from onnx import numpy_helper
 
     found = {name: numpy_helper.to_array(init) for name, init in weights.items() if int(np.prod(init.dims)) == 1}
@@ -330,14 +330,7 @@ def _scalars(nodes: Any, weights: dict[str, Any]) -> dict[str, float]:
         value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
         if value is not None and int(np.prod(value.dims)) == 1:
             found[node.output[0]] = numpy_helper.to_array(value)
-    return {name: float(v.reshape(-1)[0]) for name, v in found.items() if v.dtype.kind == "f"}
-
-
-def _one_value(node: Any) -> bool:
-    from onnx import numpy_helper
-
-    value = next((a.t for a in node.attribute if a.name == "value"), None)
-    return value is not None and int(np.prod(numpy_helper.to_array(value).shape)) == 1
+    return {name: value.reshape(-1)[0] for name, value in found.items()}
 
 
 def _channels(nodes: Any, weights: dict[str, Any], constants: set[str]) -> dict[str, int]:
