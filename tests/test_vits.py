@@ -223,6 +223,43 @@ def test_a_decoder_part_kept_2d_speaks_the_same_samples() -> None:
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("taps", "stride", "pad", "group", "phased"),
+    [(16, 8, 4, 1, True), (8, 4, 2, 1, True), (4, 2, 1, 1, True), (3, 3, 0, 1, True),  # K - 2p = s
+     (5, 2, 1, 1, False), (4, 2, 1, 2, False), (16, 8, 3, 1, False)],  # not that shape, or grouped: kept
+)  # fmt: skip
+def test_upsampling_by_phases_speaks_the_same_samples(
+    taps: int, stride: int, pad: int, group: int, phased: bool
+) -> None:
+    """polyphase: a HiFi-GAN-shaped ConvTranspose (kernel - 2 pads = stride) becomes plain convolutions
+    per group of output phases, interleaved; any other is kept. The output is the same either way."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from voxmill.models.loaders.vits_graph import polyphase
+
+    rng = np.random.default_rng(taps * 10 + stride)
+    weight = numpy_helper.from_array(rng.standard_normal((6, 4 // group, 1, taps)).astype(np.float32), "up")
+    bias = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "bias")
+    up = helper.make_node("ConvTranspose", ["x", "up", "bias"], ["u"], name="/dec/ups.0/ConvTranspose",
+                          strides=[1, stride], pads=[0, pad, 0, pad], group=group)  # fmt: skip
+    graph = helper.make_graph(
+        [up, helper.make_node("Tanh", ["u"], ["y"], name="/dec/Tanh")], "dec",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 1, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1, None])], [weight, bias],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    rewritten = polyphase(onnx.ModelProto.FromString(model.SerializeToString()))
+    assert ("ConvTranspose" not in [n.op_type for n in rewritten.graph.node]) == phased
+    for frames in (1, 2, 37):
+        x = rng.standard_normal((1, 6, 1, frames)).astype(np.float32)
+        expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        got = onnxruntime.InferenceSession(rewritten.SerializeToString(), session_options(1)).run(None, {"x": x})[0]
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def _not_local_vits(path: Path) -> Path:
     """A graph shaped like a Piper voice whose "decoder" looks at the whole utterance (a mean over time):
     it splits, but windows cannot give its samples, so the check after splitting must refuse it."""

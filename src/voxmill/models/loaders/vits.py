@@ -14,6 +14,8 @@ Why split a model that runs fine as one graph:
   blocked NCHWc kernels (AVX2/AVX-512). Each 1-D Conv/ConvTranspose becomes the identical 2-D one on
   a height-1 image: the whole voice 13.3x -> 15.9x realtime on one thread here from the decoder's,
   and the encoder's (text encoder, flows: 29% of the time) 5.45 -> 4.88 s on the test book.
+- **Upsampling by phases.** Each ConvTranspose becomes plain convolutions that give its output's phases
+  (:func:`~.vits_graph.polyphase`): onnxruntime has no blocked ConvTranspose.
 - **Two stages.** The decoder itself is cut after its first upsampling block (:mod:`.vits_stages`): the
   windows' context is nearly all the low-rate stage's, the work nearly all the high-rate stages'.
 
@@ -43,6 +45,7 @@ from voxmill.models.loaders.vits_graph import (
     VitsParts,
     conv1d_as_conv2d,
     cut_decoder,
+    polyphase,
     split_vits,
     stay_2d,
 )
@@ -196,8 +199,8 @@ def _split_into(model: Any, path: Path, folder: Path) -> dict[str, Any]:
     stages = cut_decoder(decoder, DECODER_PREFIX)
     if stages is not None:
         decoder, high, meta["cut"] = stages
-        onnx.save(stay_2d(high), str(folder / HIGH_PART))
-    onnx.save(stay_2d(decoder), str(folder / "decoder.onnx"))
+        onnx.save(polyphase(stay_2d(high)), str(folder / HIGH_PART))
+    onnx.save(polyphase(stay_2d(decoder)), str(folder / "decoder.onnx"))
     _verify(path, folder, meta)
     return meta
 

@@ -24,7 +24,7 @@ from typing import Any
 __all__ = ["ENCODER_DATA", "HIGH_PART", "REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
 
 # Bump when the rewrite changes, so caches made by an older voxmill are not used.
-REWRITE_VERSION = 7
+REWRITE_VERSION = 8
 # split.json is a few dozen bytes; a larger one is not ours.
 MAX_META_BYTES = 64 * 1024
 # The encoder's weights, beside its graph (loaders/vits.py: _optimize).
