@@ -308,3 +308,23 @@ def test_chapter_file_names_sort_in_reading_order_past_99() -> None:
     assert chapter_file_name(0, "", ".wav") == "01-opening.wav"
     assert chapter_file_name(1, "***", ".wav") == "02-chapter.wav"
     assert chapter_file_name(2, "Ελληνικά: Κεφάλαιο", ".wav") == "03-ελληνικά-κεφάλαιο.wav"
+
+
+def test_the_tail_is_spoken_longest_first_and_comes_back_in_order() -> None:
+    """The last pieces go to the workers longest first (the run ends on short ones); the chunks still come
+    in the text's order: the order they are handed out in, and outcomes arriving in any order."""
+    from voxmill.engine import Ok, Outcome
+    from voxmill.synth.speak import TAIL_PIECES, _hand_out, _in_order
+    from voxmill.synth.task import SpeakItem
+
+    texts = ["a" * n for n in (5, 9, 1, 40, 3, 7, 22, 8, 30, 2, 11, 6)]
+    items = [SpeakItem(0, i, t) for i, t in enumerate(texts)]
+    order = _hand_out(items, tail=TAIL_PIECES)
+    head = len(items) - TAIL_PIECES
+    assert order[:head] == list(range(head)) and sorted(order) == list(range(len(items)))
+    assert [len(texts[i]) for i in order[head:]] == sorted((len(t) for t in texts[head:]), reverse=True)
+    assert _hand_out(items[:3], tail=TAIL_PIECES) == [1, 0, 2]  # fewer pieces than the tail: all of them
+    # Outcomes of the handed-out list (index = place in it), finishing in a scrambled order.
+    outcomes = [Outcome(k, str(k), items[i], Ok(None)) for k, i in enumerate(order)]
+    arrived = [outcomes[k] for k in (3, 0, 11, 1, 2, 10, 4, 5, 9, 6, 8, 7)]
+    assert [o.item.index for o in _in_order(iter(arrived), order)] == list(range(len(items)))
