@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from voxmill.models.devices import session_options
 from voxmill.models.loaders.onnx import providers_for
 from voxmill.models.loaders.piper import load_piper
 from voxmill.models.loaders.vits import WindowedVits, conv1d_as_conv2d, load_vits, split_folder, split_note
+from voxmill.models.loaders.vits_cache import REWRITE_VERSION
 
 # Long enough for several 128-frame windows (~1.5 s each) in one sentence.
 LONG = (
@@ -85,7 +87,20 @@ def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: P
     spec = registry.get("piper:en_US-joe-medium")
     folder = split_folder(spec.path)
     assert folder.is_relative_to(tmp_path)
+    # What an older voxmill (an earlier rewrite version) made of this file goes when the new split is
+    # made: a symlink among them is removed, not followed; another voice's folder stays.
+    older = split_folder(spec.path, REWRITE_VERSION - 1)
+    older.mkdir(parents=True)
+    (older / "encoder.onnx").write_bytes(b"old")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    split_folder(spec.path, 1).symlink_to(outside, target_is_directory=True)
+    other = folder.with_name("en_US-joe-medium-0123456789abcdef")
+    other.mkdir()
     load_vits(spec.path, session_options(1), providers_for("cpu"))
+    assert not os.path.lexists(older) and not os.path.lexists(split_folder(spec.path, 1))
+    assert (outside / "keep.txt").read_text() == "mine" and other.is_dir()
     # The decoder is cut in two stages (see vits_stages.py): its high-rate part is decoder_high.onnx.
     parts = ["decoder.onnx", "decoder_high.onnx", "encoder.data", "encoder.onnx", "split.json"]
     assert sorted(p.name for p in folder.iterdir()) == parts

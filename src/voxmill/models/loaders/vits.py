@@ -39,7 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from voxmill.models.loaders.vits_cache import ENCODER_DATA, HIGH_PART, cache_root, discard, read_split, split_folder
+from voxmill.models.loaders.vits_cache import (
+    ENCODER_DATA,
+    HIGH_PART,
+    cache_root,
+    discard,
+    prune_older,
+    read_split,
+    split_folder,
+)
 from voxmill.models.loaders.vits_graph import (
     DECODER_PREFIX,
     VitsParts,
@@ -316,6 +324,8 @@ def load_vits(path: Path, options: Any, providers: list[Any], window: int = DEFA
             discard(folder)  # none, or not one we made
             reason = _make_split(path, folder)
             meta = read_split(folder)
+            if meta is not None:  # made now: what older voxmills made of this file is not read again
+                prune_older(path)
             if meta is None:
                 reason = reason or "the split it made cannot be read back"
                 _log_once(path, logging.WARNING, "%s: cannot split the voice (%s); it runs as one session",

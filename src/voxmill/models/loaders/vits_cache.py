@@ -21,7 +21,16 @@ import stat
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENCODER_DATA", "HIGH_PART", "REWRITE_VERSION", "cache_root", "discard", "read_split", "split_folder"]
+__all__ = [
+    "ENCODER_DATA",
+    "HIGH_PART",
+    "REWRITE_VERSION",
+    "cache_root",
+    "discard",
+    "prune_older",
+    "read_split",
+    "split_folder",
+]
 
 # Bump when the rewrite changes, so caches made by an older voxmill are not used.
 REWRITE_VERSION = 8
@@ -41,15 +50,30 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voxmill"
 
 
-def split_folder(path: Path) -> Path:
-    """Where the split of ``path`` is cached: a new folder whenever the file or the rewrite changes."""
+def split_folder(path: Path, version: int = REWRITE_VERSION) -> Path:
+    """Where the split of ``path`` is cached (by the rewrite ``version``): a new folder whenever the file
+    or the rewrite changes."""
     from onnxruntime import __version__ as runtime  # the encoder is cached as its optimized graph
 
     info = path.stat()
     # ctime and inode too: a voice rewritten in place with its size and mtime restored is another voice.
-    key = f"{REWRITE_VERSION}|{runtime}|{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}"
+    key = f"{version}|{runtime}|{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}"
     key += f"|{info.st_ino}"
     return cache_root() / "vits" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def prune_older(path: Path) -> list[Path]:
+    """Remove the splits of this same model file that an older rewrite made (``REWRITE_VERSION`` bumped by
+    an upgrade; same onnxruntime): no run of this voxmill reads them again, and each is ~60 MB that would
+    stay in the cache for ever. Only the folders named by those versions' keys of this very file go (a
+    symlink among them is removed, not followed). What was removed."""
+    removed = []
+    for version in range(1, REWRITE_VERSION):
+        folder = split_folder(path, version)
+        if os.path.lexists(folder):
+            discard(folder)
+            removed.append(folder)
+    return removed
 
 
 def _regular(path: Path, kind: int = stat.S_IFREG) -> bool:
