@@ -328,3 +328,12 @@ def test_the_tail_is_spoken_longest_first_and_comes_back_in_order() -> None:
     outcomes = [Outcome(k, str(k), items[i], Ok(None)) for k, i in enumerate(order)]
     arrived = [outcomes[k] for k in (3, 0, 11, 1, 2, 10, 4, 5, 9, 6, 8, 7)]
     assert [o.item.index for o in _in_order(iter(arrived), order)] == list(range(len(items)))
+    # A consumer that stops early: the speech that came ahead of its turn is released, not left behind.
+    from voxmill.engine import share
+    from voxmill.synth.task import Speech
+
+    early = Speech(share(np.ones(10, np.float32)), 10, 22050)
+    ahead = _in_order(iter([Outcome(1, "1", items[1], Ok(early)), Outcome(0, "0", items[0], Ok(None))]), [0, 1])
+    assert next(ahead).index == 0
+    ahead.close()
+    assert early.audio.path and not Path(early.audio.path).exists()

@@ -111,8 +111,13 @@ def _in_order(outcomes: Iterator[Outcome], order: list[int]) -> Iterator[Outcome
     items' own order: an outcome that comes early waits (at most the reordered tail's audio)."""
     waiting: dict[int, Outcome] = {}
     due = 0
-    for outcome in outcomes:
-        waiting[order[outcome.index]] = outcome
-        while due in waiting:
-            yield waiting.pop(due)
-            due += 1
+    try:
+        for outcome in outcomes:
+            waiting[order[outcome.index]] = outcome
+            while due in waiting:
+                yield waiting.pop(due)
+                due += 1
+    finally:  # the consumer stopped early: what still waits is never taken, its shared file goes now
+        for outcome in waiting.values():
+            if isinstance(outcome.result, Ok) and isinstance(outcome.result.value, Speech):
+                outcome.result.value.audio.release()
