@@ -62,18 +62,15 @@ def split_folder(path: Path, version: int = REWRITE_VERSION) -> Path:
     return cache_root() / "vits" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def prune_older(path: Path) -> list[Path]:
+def prune_older(path: Path) -> None:
     """Remove the splits of this same model file that an older rewrite made (``REWRITE_VERSION`` bumped by
     an upgrade; same onnxruntime): no run of this voxmill reads them again, and each is ~60 MB that would
     stay in the cache for ever. Only the folders named by those versions' keys of this very file go (a
-    symlink among them is removed, not followed). What was removed."""
-    removed = []
+    symlink among them is removed, not followed)."""
     for version in range(1, REWRITE_VERSION):
         folder = split_folder(path, version)
         if os.path.lexists(folder):
             discard(folder)
-            removed.append(folder)
-    return removed
 
 
 def _regular(path: Path, kind: int = stat.S_IFREG) -> bool:

@@ -268,11 +268,7 @@ def stay_2d(model: Any) -> Any:
         read(out.name)
     del graph.node[:]
     graph.node.extend(node for n in nodes for node in _one_channel(n, weights, graph))
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]  # conv_post's weight, replaced
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    del graph.value_info[:]
+    _drop_unused(graph)  # conv_post's weight, replaced
     return model
 
 
@@ -285,7 +281,7 @@ def _one_channel(node: Any, weights: dict[str, Any], graph: Any) -> list[Any]:
     ~0.3. The same sum in another order (float rounding)."""
     from onnx import helper, numpy_helper
 
-    attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    attrs = _attrs(node)
     weight = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) >= 2 else None
     if weight is None or len(weight.dims) != 4 or weight.dims[0] != 1 or weight.dims[2] != 1:
         return [node]
@@ -341,11 +337,7 @@ def polyphase(model: Any) -> Any:
         nodes.extend(done or [node])
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    del graph.value_info[:]
+    _drop_unused(graph)  # the ConvTransposes' weights, replaced
     return model
 
 
@@ -354,7 +346,7 @@ def _phases(node: Any, weights: dict[str, Any], graph: Any) -> list[Any] | None:
     from onnx import helper, numpy_helper
 
     weight = weights.get(node.input[1])
-    attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    attrs = _attrs(node)
     if weight is None or len(weight.dims) != 4 or weight.dims[2] != 1 or attrs.get("group", 1) != 1:
         return None
     if len(node.input) > 2 and node.input[2] and node.input[2] not in weights:
@@ -404,6 +396,21 @@ def _phases(node: Any, weights: dict[str, Any], graph: Any) -> list[Any] | None:
         helper.make_node("Reshape", [f"{base}/interleaved", f"{base}/merge"], [node.output[0]], name=f"{base}/merge"),
     ]
     return done
+
+
+def _drop_unused(graph: Any) -> None:
+    """Drop the initializers no node reads any more, and the shapes the rewrite made stale (onnxruntime
+    infers them again)."""
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.value_info[:]
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    """A node's attributes by name: a list for the list-valued ones, else the integer (0 for others)."""
+    return {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
 
 
 def _scalars(nodes: Any, weights: dict[str, Any]) -> dict[str, np.ndarray]:
