@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	# Bytecode, as a wheel's install writes it: an editable install under PYTHONDONTWRITEBYTECODE=1
+	# would compile voxmill's modules again at every command (0.15 s of each start).
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 install: $(STAMP)

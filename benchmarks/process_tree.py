@@ -9,15 +9,25 @@ one process and takes far less CPU from what it measures, and adds the CPU secon
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import resource
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psutil
+
+
+def compile_sources(package: ModuleType) -> None:
+    """Bytecode beside ``package``'s modules, as pip writes it when it installs a wheel. The venv's voxmill
+    is an editable install: under PYTHONDONTWRITEBYTECODE=1 (this machine's environment sets it) each run
+    would compile its ~180 modules again, 0.15 s of every CLI start that no installed peer pays."""
+    compileall.compile_dir(str(Path(str(package.__file__)).parent), quiet=1)
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:

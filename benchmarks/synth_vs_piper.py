@@ -7,7 +7,8 @@ headings and lists. Each runner is a fresh process; the two alternate, N runs ea
   voxmill synth  voxmill synth -i TEXT -o OUT.wav               (auto workers, one onnxruntime thread each)
 piper reads markdown as plain text, so it gets the text with the markup taken out; voxmill reads the .md
 (its headings and list items become pauses). voxmill runs with a fresh model cache (VOXMILL_CACHE): its
-first run splits the voice once (printed apart, not in the medians).
+first run splits the voice once (printed apart, not in the medians). voxmill's modules are compiled to
+bytecode first, as installing a wheel does (the venv's voxmill is an editable install).
 Per text and runner, medians: wall time, CPU seconds (the process and its children), seconds of audio,
 peak RSS (each process's own peak, the kernel's VmHWM, read every 0.2 s), and the word error rate of
 whisper tiny.en's transcript of each run's output against the text. The voice draws random noise, so
@@ -33,7 +34,8 @@ from pathlib import Path
 import psutil
 import soundfile as sf
 
-from process_tree import Measured, run_timed
+import voxmill as voxmill_package
+from process_tree import Measured, compile_sources, run_timed
 from synth_stages import stage_costs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +72,7 @@ def main() -> None:
     args = sys.argv[1:]
     runs = int(args.pop(0)) if args and args[0].isdigit() else 3
     texts = [Path(a).resolve() for a in args] or TEXTS
+    compile_sources(voxmill_package)  # as a wheel's install leaves it: piper's modules have their bytecode too
     work = Path(tempfile.mkdtemp(prefix="voxmill-synth-bench-"))
     os.environ["VOXMILL_CACHE"] = str(work / "cache")
     voxmill = str(Path(sys.executable).with_name("voxmill"))

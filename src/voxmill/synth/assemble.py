@@ -14,7 +14,7 @@ from voxmill import errors
 from voxmill.engine.outputs import OutputFolder, sweep_temp_files
 from voxmill.synth.book import Book
 from voxmill.synth.notes import Loudness, loudness_note
-from voxmill.synth.output import ChapterFile, Cue, level_for, write_index, write_parts, write_srt
+from voxmill.synth.output import ChapterFile, Cue, LevelSoFar, level_for, write_index, write_parts, write_srt
 from voxmill.synth.parts import JOURNAL, BookJournal, PartStore
 from voxmill.synth.result import SynthResult
 from voxmill.synth.speak import Speaker
@@ -63,15 +63,17 @@ class _Folder:
         """The chapters to skip: written, or with a finished part."""
         return {c for c in range(len(self.book)) if self.files[c] is not None or c in self.store.finished}
 
-    def write(self) -> Loudness:
+    def write(self, so_far: LevelSoFar | None) -> Loudness:
         """Each finished part into its chapter file, with the gain of the chapters kept from an earlier
-        run (they were written with it) or else the one that brings all of them to the target."""
+        run (they were written with it) or else the one that brings all of them to the target
+        (``so_far``: their level measured as they were spoken)."""
         book, folder = self.book, self.guard.folder
         opts = book.opts
         parts = self.store.finished
         order = sorted(parts)
+        measured = so_far.of(order) if so_far is not None else None
         level = self.kept_level or level_for([(parts[c].path, 0.0) for c in order], book.sample_rate,
-                                             opts.target_lufs, opts.peak_ceiling_db)  # fmt: skip
+                                             opts.target_lufs, opts.peak_ceiling_db, measured)  # fmt: skip
         for c in order:
             part, name = parts[c], book.file_name(c)
             self.guard.own([name, *([Path(name).with_suffix(".srt").name] if opts.srt else [])])
@@ -98,8 +100,11 @@ def into_folder(book: Book, guard: OutputFolder, speaker: Speaker) -> SynthResul
         if guard.resumed:
             run.resume()
         guard.own(["chapters.json"])
-        run.store.speak(speaker, run.todo())
-        level = run.write()
+        # Chapter files kept from an earlier run bring their gain; else the parts are measured as spoken.
+        measuring = book.opts.target_lufs is not None and run.kept_level is None
+        so_far = LevelSoFar(book.sample_rate, 0.0) if measuring else None
+        run.store.speak(speaker, run.todo(), so_far)
+        level = run.write(so_far)
     written = [f for f in run.files if f is not None]
     # Files of an earlier run that this text no longer has (or that failed now) go: the folder holds this text.
     guard.prune(["chapters.json", *(f.file for f in written),
@@ -132,11 +137,12 @@ def into_file(book: Book, output: Path, speaker: Speaker) -> SynthResult:
             store = PartStore(state, journal, book)
             if opts.resume:
                 store.resume(range(len(book)))
-            store.speak(speaker, set(store.finished))
+            so_far = LevelSoFar(book.sample_rate, opts.chapter_silence) if opts.target_lufs is not None else None
+            store.speak(speaker, set(store.finished), so_far)
         if speaker.failures:
             kept = f"{len(store.finished)}/{len(book)} chapter(s) finished, kept in {state} for --resume"
             raise _failed(speaker, kept if store.finished else "nothing written")
-        files, level = _write_single(book, output, store)
+        files, level = _write_single(book, output, store, so_far)
         done = True
     finally:
         # Parts are worth keeping only when a --resume can use them: finished chapters of a failed run.
@@ -145,12 +151,15 @@ def into_file(book: Book, output: Path, speaker: Speaker) -> SynthResult:
     return _result(book, output, files, speaker, level)
 
 
-def _write_single(book: Book, output: Path, store: PartStore) -> tuple[list[ChapterFile | None], Loudness]:
+def _write_single(
+    book: Book, output: Path, store: PartStore, so_far: LevelSoFar | None
+) -> tuple[list[ChapterFile | None], Loudness]:
     opts, parts = book.opts, store.finished
     order = sorted(parts)
     pauses = [opts.chapter_silence if i < len(order) - 1 else 0.0 for i in range(len(order))]
     pieces = [(parts[c].path, p) for c, p in zip(order, pauses, strict=True)]
-    level = level_for(pieces, book.sample_rate, opts.target_lufs, opts.peak_ceiling_db)
+    measured = so_far.of(order) if so_far is not None else None
+    level = level_for(pieces, book.sample_rate, opts.target_lufs, opts.peak_ceiling_db, measured)
     write_parts(pieces, output, book.sample_rate, level.gain_db)
     files: list[ChapterFile | None] = [None] * len(book)
     start = 0.0

@@ -24,7 +24,7 @@ import soundfile as sf
 from voxmill.engine import Journal, Ok, Outcome
 from voxmill.synth.book import Book
 from voxmill.synth.notes import Loudness
-from voxmill.synth.output import ChapterFile, Cue, PartWriter
+from voxmill.synth.output import ChapterFile, Cue, LevelSoFar, PartWriter
 from voxmill.synth.speak import Speaker
 
 __all__ = ["BookJournal", "Part", "PartStore"]
@@ -152,9 +152,10 @@ class PartStore:
                 self.finished[c] = part
                 self.resumed.add(c)
 
-    def speak(self, speaker: Speaker, skip: set[int]) -> None:
+    def speak(self, speaker: Speaker, skip: set[int], level: LevelSoFar | None = None) -> None:
         """Speak every chapter not in ``skip`` into its part. A chapter with a failed piece is not kept:
-        a chapter with a hole is never final, the next ``--resume`` speaks it again."""
+        a chapter with a hole is never final, the next ``--resume`` speaks it again. ``level``: fed every
+        part in chapter order as it is written, the finished parts of ``skip`` from their files."""
         writer: PartWriter | None = None
         current, failed = -1, False
         try:
@@ -163,16 +164,27 @@ class PartStore:
                     if writer is not None:
                         self._close(writer, current, failed)
                     current, failed = chunk.chapter, False
-                    writer = PartWriter(self.path(current), self._book.sample_rate)
+                    if level is not None:
+                        self._feed_finished(level, current)
+                        level.start(current)
+                    writer = PartWriter(self.path(current), self._book.sample_rate, level)
                 failed = failed or chunk.samples.size == 0
                 writer.speech(chunk.sentence, chunk.text, chunk.samples)
                 writer.pause(chunk.pause)
             if writer is not None:
                 self._close(writer, current, failed)
                 writer = None
+            if level is not None:
+                self._feed_finished(level, len(self._book))
         finally:
             if writer is not None:
                 writer.abort()
+
+    def _feed_finished(self, level: LevelSoFar, before: int) -> None:
+        """The finished parts before chapter ``before`` that ``level`` has not had (an earlier run's)."""
+        for c in sorted(self.finished):
+            if c < before and (not level.chapters or c > level.chapters[-1]):
+                level.add_file(c, self.finished[c].path)
 
     def _close(self, writer: PartWriter, chapter: int, failed: bool) -> None:
         if failed:
