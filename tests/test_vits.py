@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from voxmill.models.devices import session_options
 from voxmill.models.loaders.onnx import providers_for
 from voxmill.models.loaders.piper import load_piper
 from voxmill.models.loaders.vits import WindowedVits, conv1d_as_conv2d, load_vits, split_folder, split_note
-from voxmill.models.loaders.vits_cache import REWRITE_VERSION
+from voxmill.models.loaders.vits_cache import REWRITE_VERSION, laid_out_folder
 
 # Long enough for several 128-frame windows (~1.5 s each) in one sentence.
 LONG = (
@@ -102,8 +103,11 @@ def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: P
     assert not os.path.lexists(older) and not os.path.lexists(split_folder(spec.path, 1))
     assert (outside / "keep.txt").read_text() == "mine" and other.is_dir()
     # The decoder is cut in two stages (see vits_stages.py): its high-rate part is decoder_high.onnx.
-    parts = ["decoder.onnx", "decoder_high.onnx", "encoder.data", "encoder.onnx", "split.json"]
-    assert sorted(p.name for p in folder.iterdir()) == parts
+    # encoder-KEY: the encoder as onnxruntime lays it out for this CPU (test below).
+    laid = laid_out_folder(folder)
+    assert laid is not None
+    parts = ["decoder.onnx", "decoder_high.onnx", "encoder.data", "encoder.onnx", laid.name, "split.json"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(parts)
     stamp = (folder / "split.json").stat().st_mtime_ns
     # The decoder parts' probe is stored with the split: a later load sizes its windows without probing.
     measured = json.loads((folder / "split.json").read_text())["reach"]
@@ -111,6 +115,46 @@ def test_the_split_is_cached_once_per_model_file(registry: Registry, tmp_path: P
     again = load_vits(spec.path, session_options(1), providers_for("cpu"))
     assert (folder / "split.json").stat().st_mtime_ns == stamp
     assert list(again.stages.measured) == measured and again.hop == 256
+    assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]  # no temporary folder left behind
+
+
+def _encode(session: WindowedVits) -> np.ndarray:
+    ids = np.random.default_rng(1).integers(1, 60, size=(1, 90)).astype(np.int64)
+    feeds = {"input": ids, "input_lengths": np.array([90], np.int64), "scales": np.array([0, 1, 0], np.float32)}
+    return np.asarray(session.encoder.run(None, feeds)[0])
+
+
+def test_the_encoder_is_laid_out_for_this_cpu_once(registry: Registry, tmp_path: Path, monkeypatch) -> None:
+    import onnx
+
+    monkeypatch.setenv("VOXMILL_CACHE", str(tmp_path / "cache"))
+    spec = registry.get("piper:en_US-joe-medium")
+    first = load_vits(spec.path, session_options(1), providers_for("cpu"))  # splits, lays out the encoder
+    laid = laid_out_folder(split_folder(spec.path))
+    assert laid is not None and sorted(p.name for p in laid.iterdir()) == ["encoder.data", "encoder.onnx"]
+    # Laid out: convolutions in the CPU's blocked layout, its weights beside the graph (mapped, not copied).
+    graph = onnx.load(str(laid / "encoder.onnx"), load_external_data=False)
+    assert any(n.domain == "com.microsoft.nchwc" for n in graph.graph.node)
+    stamp = (laid / "encoder.onnx").stat().st_mtime_ns
+    again = load_vits(spec.path, session_options(1), providers_for("cpu"))  # loads the layout as it is
+    assert (laid / "encoder.onnx").stat().st_mtime_ns == stamp
+    expected = _encode(first)
+    assert np.array_equal(_encode(again), expected)  # the same graph, the same kernels: the same values
+    # Damaged (cut short by a full disk): laid out again, never failing the voice.
+    data = laid / "encoder.data"
+    data.write_bytes(data.read_bytes()[:1000])
+    mended = load_vits(spec.path, session_options(1), providers_for("cpu"))
+    assert np.array_equal(_encode(mended), expected) and data.stat().st_size > 1000
+    # A symlink planted in its place is removed, never followed.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "encoder.onnx").write_text("mine")
+    (outside / "encoder.data").write_text("mine")
+    shutil.rmtree(laid)
+    laid.symlink_to(outside, target_is_directory=True)
+    planted = load_vits(spec.path, session_options(1), providers_for("cpu"))
+    assert np.array_equal(_encode(planted), expected)
+    assert (outside / "encoder.onnx").read_text() == "mine" and not laid.is_symlink()
     assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]  # no temporary folder left behind
 
 

@@ -272,7 +272,8 @@ def blocks(path: str | Path, seconds: float = 30.0, sr: int | None = None, mono:
             raise AudioDecodeError(
                 path, f"contains non-finite samples (NaN or inf) near {start / out_rate:.1f}s", Reason.NON_FINITE
             )
-        data = raw.mean(axis=1, dtype=np.float32) if mono else raw
+        # One channel is its own mean (the same values), without a pass over it.
+        data = (raw[:, 0] if raw.shape[1] == 1 else raw.mean(axis=1, dtype=np.float32)) if mono else raw
         if stream is not None:
             data = stream.resample_chunk(data, last=last)
         if data.shape[0] == 0:

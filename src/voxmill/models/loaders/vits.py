@@ -26,10 +26,13 @@ session. The graph surgery is :mod:`.vits_graph`, the two-stage runner :mod:`.vi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,7 @@ from voxmill.models.loaders.vits_cache import (
     HIGH_PART,
     cache_root,
     discard,
+    laid_out_folder,
     prune_older,
     read_split,
     split_folder,
@@ -71,6 +75,8 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = 96
 # Extra frames of context beyond the measured receptive field, against rounding in the probe.
 CONTEXT_MARGIN = 2
+# The encoder laid out for this CPU (_encoder_session): its graph and the weights beside it.
+LAID_GRAPH, LAID_DATA = "encoder.onnx", "encoder.data"
 
 
 class WindowedVits:
@@ -361,6 +367,65 @@ def _make_split(path: Path, folder: Path) -> str | None:
     return (done.stderr.strip().splitlines() or ["no output"])[-1]
 
 
+def _encoder_session(folder: Path, options: Any, providers: list[Any]) -> Any:
+    """The split's encoder, from its layout for this CPU when one was saved (:func:`.vits_cache.laid_out_folder`),
+    else from its graph (saving that layout beside it, for the next load).
+
+    Why: the graph is cached at onnxruntime's extended level (:func:`_optimize`: what holds on any CPU);
+    the layout level left to do at each load (convolutions in blocks of the CPU's vector width) took 0.13
+    of the encoder's 0.2-s load, at the start of every run while the workers wait. Loaded as saved, the
+    session runs the same graph with the same kernels: the same samples (tested), and the load's peak
+    is no higher (its weights are in a file beside it, mapped as the plain encoder's are)."""
+    import onnxruntime
+
+    plain = folder / "encoder.onnx"
+    levels = onnxruntime.GraphOptimizationLevel
+    laid = laid_out_folder(folder)
+    every_level = options.graph_optimization_level == levels.ORT_ENABLE_ALL
+    if laid is None or providers != ["CPUExecutionProvider"] or not every_level:
+        return onnxruntime.InferenceSession(str(plain), options, providers=providers)
+    if _regular_files(laid, (LAID_GRAPH, LAID_DATA)):
+        options.graph_optimization_level = levels.ORT_DISABLE_ALL  # done: loaded as it was laid out
+        try:
+            return onnxruntime.InferenceSession(str(laid / LAID_GRAPH), options, providers=providers)
+        except Exception:  # damaged (a full disk, an edit): laid out again below
+            discard(laid)
+        finally:
+            options.graph_optimization_level = levels.ORT_ENABLE_ALL
+    elif os.path.lexists(laid):  # not one we made (a file, a symlink: removed, never followed)
+        discard(laid)
+    # Saved into a folder of its own, renamed into place whole: a graph never meets another run's weights.
+    making = folder / f".{laid.name}.{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        making.mkdir()
+        options.optimized_model_filepath = str(making / LAID_GRAPH)
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", LAID_DATA)
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    except OSError:  # a read-only cache: no layout saved, the session as ever
+        return onnxruntime.InferenceSession(str(plain), options, providers=providers)
+    # onnxruntime warns that a layout saved at this level fits only this kind of CPU: the folder's key.
+    severity, options.log_severity_level = options.log_severity_level, 3
+    try:
+        session = onnxruntime.InferenceSession(str(plain), options, providers=providers)
+        with contextlib.suppress(OSError):  # another run laid it out first: its folder stays
+            making.rename(laid)
+        return session
+    finally:
+        options.optimized_model_filepath = ""
+        options.log_severity_level = severity
+        shutil.rmtree(making, ignore_errors=True)
+
+
+def _regular_files(folder: Path, names: tuple[str, ...]) -> bool:
+    """``folder`` and each of ``names`` in it are themselves a folder and plain files (no symlinks)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        return all(stat.S_ISREG(os.lstat(folder / name).st_mode) for name in names)
+    except OSError:
+        return False
+
+
 def _open_split(folder: Path, meta: dict[str, Any], options: Any, providers: list[Any], window: int) -> WindowedVits:
     import onnxruntime
 
@@ -377,7 +442,7 @@ def _open_split(folder: Path, meta: dict[str, Any], options: Any, providers: lis
         # (The decoder's session, made above, keeps its planner; so does a plain session made after this.)
         reuse, options.enable_mem_reuse = options.enable_mem_reuse, False
         try:
-            encoder = onnxruntime.InferenceSession(str(folder / "encoder.onnx"), options, providers=providers)
+            encoder = _encoder_session(folder, options, providers)
         finally:
             options.enable_mem_reuse = reuse
         high = (

@@ -1,13 +1,14 @@
 """Where a voice's split (:mod:`.vits`) is cached, and the one reader of that cache.
 
 The cache is a folder per model file (``split.json`` + ``encoder.onnx`` with its weights in ``encoder.data``
-+ ``decoder.onnx``, and
-``decoder_high.onnx`` when the decoder is cut in two stages) that only
-:func:`~voxmill.models.loaders.vits.write_split` makes. Anything else found there (a ``split.json``
-that is not JSON or lacks a field, a FIFO or a symlink where a file should be, a truncated graph: a
-disk that filled up, a user or a tool that edited it) is not trusted: :func:`read_split` answers None
-and the loader discards the folder and splits again, instead of failing every load of the voice with
-a KeyError (or blocking forever on a FIFO) until someone deletes the cache by hand.
++ ``decoder.onnx``, and ``decoder_high.onnx`` when the decoder is cut in two stages) that only
+:func:`~voxmill.models.loaders.vits.write_split` makes; in it, ``encoder-KEY/`` holds the encoder as
+onnxruntime lays it out for one kind of CPU (:func:`laid_out_folder`; ~56 MB, made at the first load).
+Anything else found there (a ``split.json`` that is not JSON or lacks a field, a FIFO or a symlink where
+a file should be, a truncated graph: a disk that filled up, a user or a tool that edited it) is not
+trusted: :func:`read_split` answers None and the loader discards the folder and splits again, instead of
+failing every load of the voice with a KeyError (or blocking forever on a FIFO) until someone deletes
+the cache by hand.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "REWRITE_VERSION",
     "cache_root",
     "discard",
+    "laid_out_folder",
     "prune_older",
     "read_split",
     "split_folder",
@@ -60,6 +62,28 @@ def split_folder(path: Path, version: int = REWRITE_VERSION) -> Path:
     key = f"{version}|{runtime}|{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}"
     key += f"|{info.st_ino}"
     return cache_root() / "vits" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def laid_out_folder(folder: Path) -> Path | None:
+    """Where the split in ``folder`` keeps its encoder as onnxruntime lays it out for this CPU (its
+    blocked-convolution layout, sized to the CPU's vector width: :func:`vits._encoder_session`); None
+    where the CPU's features cannot be read (no such cache then). Named by what that layout depends on:
+    onnxruntime's version, the machine, the CPU's feature flags (a cache folder shared by two machines
+    keeps one per kind of CPU)."""
+    import platform
+
+    from onnxruntime import __version__ as runtime
+
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = next((line for line in info if line.startswith(("flags", "Features"))), None)
+    except OSError:
+        return None
+    if flags is None:
+        return None
+    features = " ".join(sorted(flags.partition(":")[2].split()))
+    key = hashlib.sha256(f"{runtime}|{platform.machine()}|{features}".encode()).hexdigest()[:16]
+    return folder / f"encoder-{key}"
 
 
 def prune_older(path: Path) -> None:
