@@ -114,8 +114,10 @@ class Backend(ABC):
     """Runs jobs on workers. The Pool never submits more than ``slots()`` jobs at once.
 
     ``inline_arrays``: how this backend's transport carries :class:`~voxmill.engine.SharedArray`s: by
-    reference to a file in shared memory (False: workers on this machine), or inside the reference (True:
-    Ray's object store, workers on other machines). Read from the class before a run starts, so the
+    reference to a file in shared memory (False: worker processes on this machine), or inside the reference
+    (True: Ray's object store, workers on other machines; threads of this process, where the reference is
+    handed over as it is, and a file would be written and read back for nothing). Read from the class
+    before a run starts, so the
     arrays the run's input makes are shared the right way from the first. ``shares_models``: the
     workers are threads of this process, and share one model manager (one slot) with the whole budget.
     """

@@ -13,6 +13,7 @@ class SerialBackend(Backend):
 
     name = "serial"
     shares_models = True
+    inline_arrays = True  # the caller's own thread: nothing to carry (see ThreadBackend)
 
     def start(self, task: Task) -> None:
         self._queue: deque[Job] = deque()

@@ -29,6 +29,9 @@ class _Worker:
 class ThreadBackend(Backend):
     name = "thread"
     shares_models = True
+    # Results stay in this process: an array through /dev/shm cost a write, a read back and three
+    # syscalls per item (0.3 ms per sentence of a synth run: 0.08 s of CPU for a dialogue's 240 lines).
+    inline_arrays = True
 
     def start(self, task: Task) -> None:
         self._task = task
