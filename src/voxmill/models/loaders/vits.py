@@ -70,8 +70,8 @@ log = logging.getLogger(__name__)
 # Latent frames per decoder call: 96 frames are ~1.1 s of audio at Piper's hop of 256 samples.
 # Measured with two workers, the decoder in one part: 96 frames 28.3x realtime / 266 MiB, 128 28.6x /
 # 300 MiB, 256 29.7x / 374 MiB, whole sentences 30.1x / 561 MiB. In two stages (vits_stages.py) a window
-# recomputes ~2 frames of context on each side instead of 13, so 96 costs ~1% more than 128 (4% of the
-# high-rate part against 3%) and its working set is 27 instead of 38 MiB per worker.
+# recomputes ~1 frame of context on each side instead of 13, so 96 costs ~0.5% more than 128 (2% of the
+# high-rate part against 1.6%) and its working set is 27 instead of 38 MiB per worker.
 DEFAULT_WINDOW = 96
 # Extra frames of context beyond the measured receptive field, against rounding in the probe.
 CONTEXT_MARGIN = 2
