@@ -272,6 +272,19 @@ def test_large_arrays_cross_processes_by_reference() -> None:
         assert not Path(ref.path).exists()
 
 
+@pytest.mark.parametrize("backend", ["thread", "serial"])
+def test_arrays_stay_in_the_process_with_threads(backend: str) -> None:
+    # Workers in this process: a result's array is handed over as it is, never through a /dev/shm file.
+    spool = {p.name for p in Path("/dev/shm").glob(f"voxmill-{os.getpid()}-*")}
+    arrays = [np.full(50_000, i, np.float32) for i in range(4)]
+    outcomes = Pool(workers=2, backend=backend, progress=False).map(tasks.Louder(), [share(a) for a in arrays])
+    for i, outcome in enumerate(outcomes):
+        ref = outcome.value
+        assert ref.path == "" and ref.data is not None
+        np.testing.assert_array_equal(ref.take(), np.full(50_000, 2 * i, np.float32))
+    assert {p.name for p in Path("/dev/shm").glob(f"voxmill-{os.getpid()}-*")} <= spool
+
+
 def test_audio_seconds_are_reported() -> None:
     outcomes = Pool(workers=1, backend="thread", progress=False).map(tasks.Audio(), range(3))
     assert [o.audio_seconds for o in outcomes] == [2.5, 2.5, 2.5]
