@@ -7,9 +7,10 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from voxmill.synth.output import LevelSoFar, _pcm16_in_place, measure
+from voxmill.synth.output import LevelSoFar, _pcm16_in_place, measure, write_parts
 
 
 def _speech(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
@@ -56,3 +57,18 @@ def test_16_bit_samples_are_the_ones_libsndfile_writes() -> None:
     sf.write(buffer, samples * gain, 22050, subtype="PCM_16", format="WAV")
     buffer.seek(0)
     assert np.array_equal(_pcm16_in_place(samples, gain), sf.read(buffer, dtype="int16")[0])
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".aiff", ".flac"])
+def test_the_output_holds_what_libsndfile_would_write(tmp_path: Path, suffix: str) -> None:
+    # WAV and AIFF through the numpy conversion, FLAC through libsndfile's own (it rounds differently).
+    rng = np.random.default_rng(11)
+    samples = _speech(rng, 4.0, 22050)
+    part = tmp_path / "part.wav"
+    sf.write(part, samples, 22050, subtype="FLOAT")
+    write_parts([(part, 0.5), (part, 0.0)], tmp_path / f"out{suffix}", 22050, -3.7)
+    gain = np.float32(10 ** (-3.7 / 20))
+    pause = np.zeros(round(0.5 * 22050), np.float32)
+    expected = tmp_path / f"expected{suffix}"
+    sf.write(expected, np.concatenate([samples * gain, pause, samples * gain]), 22050, subtype="PCM_16")
+    assert np.array_equal(sf.read(tmp_path / f"out{suffix}", dtype="int16")[0], sf.read(expected, dtype="int16")[0])

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import shutil
+import stat
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,13 @@ def _encode(session: WindowedVits) -> np.ndarray:
     return np.asarray(session.encoder.run(None, feeds)[0])
 
 
+def _finished_pid() -> int:
+    """The pid of a process that has ended (reaped): no process has it now."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 def test_the_encoder_is_laid_out_for_this_cpu_once(registry: Registry, tmp_path: Path, monkeypatch) -> None:
     import onnx
 
@@ -140,11 +149,20 @@ def test_the_encoder_is_laid_out_for_this_cpu_once(registry: Registry, tmp_path:
     assert (laid / "encoder.onnx").stat().st_mtime_ns == stamp
     expected = _encode(first)
     assert np.array_equal(_encode(again), expected)  # the same graph, the same kernels: the same values
-    # Damaged (cut short by a full disk): laid out again, never failing the voice.
+    assert stat.S_IMODE(laid.stat().st_mode) == 0o700  # private, as the split's folder
+    # Damaged (cut short by a full disk): laid out again, never failing the voice. What a run killed while
+    # laying it out left goes then; a run still at it keeps its folder.
     data = laid / "encoder.data"
     data.write_bytes(data.read_bytes()[:1000])
+    dead = laid.with_name(f".{laid.name}.{_finished_pid()}-0a1b2c3d")
+    live = laid.with_name(f".{laid.name}.{os.getpid()}-0a1b2c3d")
+    for unfinished in (dead, live):
+        unfinished.mkdir()
+        (unfinished / "encoder.data").write_bytes(b"half")
     mended = load_vits(spec.path, session_options(1), providers_for("cpu"))
     assert np.array_equal(_encode(mended), expected) and data.stat().st_size > 1000
+    assert not dead.exists() and live.is_dir()
+    shutil.rmtree(live)
     # A symlink planted in its place is removed, never followed.
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -249,7 +249,8 @@ def write_parts(parts: list[tuple[Path, float]], output: Path, sample_rate: int,
     """``parts`` (path, pause after) into ``output`` (atomic, format by suffix) with ``gain_db`` applied."""
     gain = np.float32(10 ** (gain_db / 20))
     with open_writer(output, sample_rate, 1) as out:
-        pcm16 = out.subtype == "PCM_16"
+        # libsndfile's FLAC encoder converts floats its own way (to nearest at x 2^15): it keeps them.
+        pcm16 = out.subtype == "PCM_16" and out.format in ("WAV", "AIFF")
         for block in _part_blocks(parts, sample_rate):  # each a fresh array: scaled in place
             if pcm16:
                 out.write(_pcm16_in_place(block, gain))
@@ -259,9 +260,10 @@ def write_parts(parts: list[tuple[Path, float]], output: Path, sample_rate: int,
 
 
 def _pcm16_in_place(samples: np.ndarray, gain: np.float32) -> np.ndarray:
-    """``samples * gain`` as libsndfile writes floats to 16-bit PCM (``samples`` is overwritten), the same
-    values in a third of the time: its conversion is a scalar loop, 0.07 s of a 10-s run's 0.1-s final
-    write, alone on one core. It rounds to 32 bits (x 2^31, to nearest, clipped), keeps the top 16."""
+    """``samples * gain`` as libsndfile writes floats to 16-bit PCM in WAV and AIFF (``samples`` is
+    overwritten), the same values in a third of the time: its conversion is a scalar loop, 0.07 s of a
+    10-s run's 0.1-s final write, alone on one core. It rounds to 32 bits (x 2^31, to nearest, clipped)
+    and keeps the top 16."""
     samples *= gain * np.float32(2.0**31)  # x gain, then x a power of two (exact): as libsndfile scales
     np.rint(samples, out=samples)  # no NaN here: reading a part refuses one (audio.blocks)
     # 2^31 - 128: the largest float32 under 2^31 (the top of int32 is not one).

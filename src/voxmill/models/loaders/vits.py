@@ -27,6 +27,7 @@ session. The graph surgery is :mod:`.vits_graph`, the two-stage runner :mod:`.vi
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import math
@@ -394,10 +395,11 @@ def _encoder_session(folder: Path, options: Any, providers: list[Any]) -> Any:
             options.graph_optimization_level = levels.ORT_ENABLE_ALL
     elif os.path.lexists(laid):  # not one we made (a file, a symlink: removed, never followed)
         discard(laid)
+    _sweep_unfinished(folder, laid.name)
     # Saved into a folder of its own, renamed into place whole: a graph never meets another run's weights.
     making = folder / f".{laid.name}.{os.getpid()}-{os.urandom(4).hex()}"
     try:
-        making.mkdir()
+        making.mkdir(mode=0o700)  # private, as the split's own folder
         options.optimized_model_filepath = str(making / LAID_GRAPH)
         options.add_session_config_entry("session.optimized_model_external_initializers_file_name", LAID_DATA)
         options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
@@ -414,6 +416,17 @@ def _encoder_session(folder: Path, options: Any, providers: list[Any]) -> Any:
         options.optimized_model_filepath = ""
         options.log_severity_level = severity
         shutil.rmtree(making, ignore_errors=True)
+
+
+def _sweep_unfinished(folder: Path, name: str) -> None:
+    """The layouts that runs killed while saving them left (``.NAME.PID-TOKEN``, up to 56 MB each): those
+    whose process is gone. A symlink among them is removed, not followed."""
+    import psutil
+
+    for entry in folder.glob(f".{glob.escape(name)}.*-*"):
+        pid = entry.name[len(name) + 2 :].partition("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            discard(entry)
 
 
 def _regular_files(folder: Path, names: tuple[str, ...]) -> bool:
