@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -46,8 +45,11 @@ import numpy as np
 from voxmill.models.loaders.vits_cache import (
     ENCODER_DATA,
     HIGH_PART,
+    LAID_DATA,
+    LAID_GRAPH,
     cache_root,
     discard,
+    laid_out_complete,
     laid_out_folder,
     prune_older,
     read_split,
@@ -76,8 +78,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = 96
 # Extra frames of context beyond the measured receptive field, against rounding in the probe.
 CONTEXT_MARGIN = 2
-# The encoder laid out for this CPU (_encoder_session): its graph and the weights beside it.
-LAID_GRAPH, LAID_DATA = "encoder.onnx", "encoder.data"
 
 
 class WindowedVits:
@@ -385,7 +385,7 @@ def _encoder_session(folder: Path, options: Any, providers: list[Any]) -> Any:
     every_level = options.graph_optimization_level == levels.ORT_ENABLE_ALL
     if laid is None or providers != ["CPUExecutionProvider"] or not every_level:
         return onnxruntime.InferenceSession(str(plain), options, providers=providers)
-    if _regular_files(laid, (LAID_GRAPH, LAID_DATA)):
+    if laid_out_complete(laid):
         options.graph_optimization_level = levels.ORT_DISABLE_ALL  # done: loaded as it was laid out
         try:
             return onnxruntime.InferenceSession(str(laid / LAID_GRAPH), options, providers=providers)
@@ -427,16 +427,6 @@ def _sweep_unfinished(folder: Path, name: str) -> None:
         pid = entry.name[len(name) + 2 :].partition("-")[0]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             discard(entry)
-
-
-def _regular_files(folder: Path, names: tuple[str, ...]) -> bool:
-    """``folder`` and each of ``names`` in it are themselves a folder and plain files (no symlinks)."""
-    try:
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            return False
-        return all(stat.S_ISREG(os.lstat(folder / name).st_mode) for name in names)
-    except OSError:
-        return False
 
 
 def _open_split(folder: Path, meta: dict[str, Any], options: Any, providers: list[Any], window: int) -> WindowedVits:

@@ -25,9 +25,12 @@ from typing import Any
 __all__ = [
     "ENCODER_DATA",
     "HIGH_PART",
+    "LAID_DATA",
+    "LAID_GRAPH",
     "REWRITE_VERSION",
     "cache_root",
     "discard",
+    "laid_out_complete",
     "laid_out_folder",
     "prune_older",
     "read_split",
@@ -43,6 +46,8 @@ ENCODER_DATA = "encoder.data"
 PARTS = ("encoder.onnx", ENCODER_DATA, "decoder.onnx")
 # The decoder's high-rate part, when the split cut the decoder in two (split.json then names the cut).
 HIGH_PART = "decoder_high.onnx"
+# The encoder laid out for one kind of CPU (laid_out_folder): its graph and the weights beside it.
+LAID_GRAPH, LAID_DATA = "encoder.onnx", ENCODER_DATA
 
 
 def cache_root() -> Path:
@@ -103,6 +108,12 @@ def _regular(path: Path, kind: int = stat.S_IFREG) -> bool:
         return stat.S_IFMT(os.lstat(path).st_mode) == kind
     except OSError:
         return False
+
+
+def laid_out_complete(laid: Path) -> bool:
+    """``laid`` is itself a folder holding the laid-out graph and its weights as plain files (no symlink:
+    one planted there is never followed)."""
+    return _regular(laid, stat.S_IFDIR) and all(_regular(laid / name) for name in (LAID_GRAPH, LAID_DATA))
 
 
 def read_split(folder: Path) -> dict[str, Any] | None:
